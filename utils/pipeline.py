@@ -1,0 +1,226 @@
+"""The pipeline: the numbered notebooks run in order as papermill steps.
+
+Each notebook ends by recording its outputs (a small JSON file named by its
+``OUTPUTS_PATH`` parameter). The runner reads them, checks the step's gate, and
+passes them on as the next steps' parameters. Every executed notebook of a run is
+kept in ``<work dir>/runs/<run id>/`` for inspection, with ``run.json`` summing up.
+
+Command line::
+
+    python -m utils.pipeline [--input CSV] [--model-type gradient_boosting] [--work-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from utils import config
+
+
+@dataclass(frozen=True)
+class Step:
+    """One notebook of the pipeline.
+
+    ``parameters`` builds the notebook's parameters from the run's settings and the
+    outputs of the steps before it; ``gate`` returns why the pipeline must stop
+    after this step, or ``None`` to go on.
+    """
+
+    notebook: str
+    parameters: Callable[[dict, dict], dict]
+    gate: Callable[[dict, dict], str | None] = lambda settings, outputs: None
+
+    @property
+    def name(self) -> str:
+        return Path(self.notebook).stem
+
+
+class PipelineStopped(RuntimeError):
+    """A gate stopped the run, or a step failed."""
+
+    def __init__(self, step: str, reason: str, notebook: Path):
+        super().__init__(f"pipeline stopped at {step}: {reason} (executed notebook: {notebook})")
+        self.step = step
+        self.reason = reason
+        self.notebook = notebook
+
+
+def record_outputs(outputs: dict, path: str | os.PathLike | None) -> dict:
+    """Write a step's outputs where the pipeline runner reads them (nothing when ``path`` is None).
+
+    Returns ``outputs`` so that the notebook's last cell also shows them.
+    """
+    if path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(outputs, indent=2, default=str))
+        tmp.replace(path)
+    return outputs
+
+
+def _validation_gate(settings: dict, outputs: dict) -> str | None:
+    if outputs["anomaly_status"] == "none":
+        return None
+    return f"{outputs['anomaly_count']} anomalies found in {settings['input_csv']}: {outputs['anomaly_summary']}"
+
+
+def _quality_gate(settings: dict, outputs: dict) -> str | None:
+    if outputs["training_done"]:
+        return None
+    return f"test ROC AUC {outputs['auc_roc']:.3f} is under the minimum {settings['min_auc_roc']:.3f}"
+
+
+STEPS: tuple[Step, ...] = (
+    Step(
+        "01_validate_data.ipynb",
+        lambda s, o: {
+            "INPUT_CSV": s["input_csv"],
+            "REFERENCE_CSV": s["reference_csv"],
+            "TEST_SIZE": s["test_size"],
+            "SEED": s["seed"],
+        },
+        _validation_gate,
+    ),
+    Step(
+        "02_prepare_features.ipynb",
+        lambda s, o: {"TRAIN_PATH": o["train_path"], "TEST_PATH": o["test_path"]},
+    ),
+    Step(
+        "03_train_model.ipynb",
+        lambda s, o: {
+            "TRAIN_PATH": o["train_path"],
+            "TEST_PATH": o["test_path"],
+            "PREPROCESSOR_PATH": o["preprocessor_path"],
+            "SCHEMA_PATH": o["schema_path"],
+            "MODEL_TYPE": s["model_type"],
+            "HYPERPARAMETERS": s["hyperparameters"],
+            "SEED": s["seed"],
+            "MIN_AUC_ROC": s["min_auc_roc"],
+        },
+        _quality_gate,
+    ),
+)
+
+DEFAULT_SETTINGS = {
+    "input_csv": str(config.BUNDLED_DATA),
+    "reference_csv": str(config.BUNDLED_DATA),
+    "test_size": 0.2,
+    "seed": 42,
+    "model_type": "logistic_regression",
+    "hyperparameters": {},
+    "min_auc_roc": 0.80,
+}
+
+
+def _new_run_dir(work: Path) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run_dir = work / "runs" / f"{stamp}-{uuid.uuid4().hex[:6]}"
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def run_pipeline(
+    settings: dict | None = None,
+    *,
+    work_dir: str | os.PathLike | None = None,
+    steps: tuple[Step, ...] = STEPS,
+    log: Callable[[str], None] = print,
+    progress_bar: bool = True,
+) -> dict:
+    """Run ``steps`` in order; return every step's outputs keyed by step name.
+
+    Raises:
+        PipelineStopped: a gate stopped the run or a notebook raised; the message says
+            which step and why, and ``run.json`` in the run folder records it too.
+    """
+    import papermill  # imported here: it is slow to import and only the runner needs it
+
+    settings = {**DEFAULT_SETTINGS, **(settings or {})}
+    for key in ("input_csv", "reference_csv"):
+        settings[key] = str(Path(settings[key]).expanduser().resolve())
+    work = config.work_dir(work_dir)
+    run_dir = _new_run_dir(work)
+    summary: dict = {"run_dir": str(run_dir), "settings": settings, "steps": {}, "status": "running"}
+    outputs: dict = {}
+    log(f"run folder: {run_dir}")
+    try:
+        for number, step in enumerate(steps, start=1):
+            executed = run_dir / step.notebook
+            outputs_path = run_dir / f"{step.name}.json"
+            parameters = {**step.parameters(settings, outputs), "WORK_DIR": str(work), "OUTPUTS_PATH": str(outputs_path)}
+            log(f"[{number}/{len(steps)}] {step.name} ...")
+            started = time.perf_counter()
+            try:
+                papermill.execute_notebook(
+                    config.NOTEBOOKS_DIR / step.notebook,
+                    executed,
+                    parameters=parameters,
+                    cwd=config.NOTEBOOKS_DIR,
+                    kernel_name="python3",
+                    progress_bar=progress_bar,
+                )
+            except papermill.PapermillExecutionError as error:
+                raise PipelineStopped(step.name, f"the notebook raised {error.ename}: {error.evalue}", executed) from None
+            step_outputs = json.loads(outputs_path.read_text())
+            elapsed = time.perf_counter() - started
+            summary["steps"][step.name] = {"seconds": round(elapsed, 1), "outputs": step_outputs}
+            outputs |= step_outputs
+            log(f"[{number}/{len(steps)}] {step.name} done in {elapsed:.1f} s")
+            reason = step.gate(settings, step_outputs)
+            if reason:
+                raise PipelineStopped(step.name, reason, executed)
+        summary["status"] = "completed"
+        return outputs
+    except PipelineStopped as stop:
+        summary |= {"status": "stopped", "stopped_at": stop.step, "reason": stop.reason}
+        raise
+    finally:
+        (run_dir / "run.json").write_text(json.dumps(summary, indent=2, default=str))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the workshop notebooks as a pipeline.")
+    parser.add_argument("--input", default=DEFAULT_SETTINGS["input_csv"], help="CSV to validate and train on")
+    parser.add_argument(
+        "--reference", default=DEFAULT_SETTINGS["reference_csv"], help="CSV the data schema is inferred from"
+    )
+    parser.add_argument("--model-type", default=DEFAULT_SETTINGS["model_type"], help="logistic_regression or gradient_boosting")
+    parser.add_argument("--hyperparameters", default="{}", help='JSON object, e.g. \'{"C": 0.5}\'')
+    parser.add_argument("--min-auc-roc", type=float, default=DEFAULT_SETTINGS["min_auc_roc"])
+    parser.add_argument("--seed", type=int, default=DEFAULT_SETTINGS["seed"])
+    parser.add_argument("--work-dir", default=None, help=f"working directory (default: ${config.WORK_DIR_ENV} or ./work)")
+    args = parser.parse_args(argv)
+    try:
+        hyperparameters = json.loads(args.hyperparameters)
+    except json.JSONDecodeError as error:
+        parser.error(f"--hyperparameters is not valid JSON: {error}")
+    settings = {
+        "input_csv": args.input,
+        "reference_csv": args.reference,
+        "model_type": args.model_type,
+        "hyperparameters": hyperparameters,
+        "min_auc_roc": args.min_auc_roc,
+        "seed": args.seed,
+    }
+    try:
+        outputs = run_pipeline(settings, work_dir=args.work_dir)
+    except PipelineStopped as stop:
+        print(f"\n{stop}", file=sys.stderr)
+        return 1
+    print(f"\npipeline completed: model {outputs['model_id']} (test ROC AUC {outputs['auc_roc']:.3f})")
+    print(f"model factsheet: {outputs['factsheet_path']} (in the working directory {config.work_dir(args.work_dir)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Data validation with pandera: infer a schema from reference data, find anomalies.
+
+The schema records what the reference (training) data look like: the contract's
+columns and types, each category's observed values, each number's observed range
+and whether nulls occur. Checking a data set against it returns one row per
+anomaly, by column, with a count, example values and the rows at fault.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera import extensions
+from pandera.errors import SchemaErrors
+
+from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, LABEL, NUMERIC_RANGES, DataError
+
+ANOMALY_COLUMNS = ["column", "anomaly", "count", "examples", "rows"]
+_MAX_EXAMPLES = 5
+_NO_EXAMPLES = ("null values", "duplicate rows", "missing column", "unexpected column")
+
+
+def _as_numbers(series: pd.Series) -> pd.Series:
+    return pd.to_numeric(series, errors="coerce")
+
+
+@extensions.register_check_method(check_type="element_wise")
+def integer_valued(value) -> bool:
+    """An integer, or a float with no fractional part (a column with nulls reads as float)."""
+    if isinstance(value, bool):
+        return False
+    number = pd.to_numeric(value, errors="coerce")
+    return pd.notna(number) and float(number).is_integer()
+
+
+@extensions.register_check_method(statistics=["min_value", "max_value"], check_type="vectorized")
+def numeric_range(series: pd.Series, *, min_value: float, max_value: float) -> pd.Series:
+    """Numbers within [min_value, max_value]; text is left to ``integer_valued``."""
+    numbers = _as_numbers(series)
+    return numbers.isna() | numbers.between(min_value, max_value)
+
+
+def _numeric_column(series: pd.Series | None, name: str) -> pa.Column:
+    low, high = NUMERIC_RANGES[name] if series is None else (series.min(), series.max())
+    return pa.Column(
+        None,
+        [pa.Check.integer_valued(), pa.Check.numeric_range(min_value=int(low), max_value=int(high))],
+        nullable=bool(series is not None and series.isna().any()),
+        name=name,
+    )
+
+
+def _category_column(series: pd.Series | None, name: str) -> pa.Column:
+    domain = CATEGORIES[name] if series is None else sorted(series.dropna().astype(str).unique())
+    return pa.Column(
+        str,
+        pa.Check.isin(list(domain)),
+        nullable=bool(series is not None and series.isna().any()),
+        name=name,
+    )
+
+
+def _schema(columns: list[pa.Column], name: str) -> pa.DataFrameSchema:
+    return pa.DataFrameSchema(
+        {column.name: column for column in columns},
+        strict=True,
+        ordered=False,
+        unique=[column.name for column in columns],
+        report_duplicates="all",
+        name=name,
+    )
+
+
+def contract_schema(*, label: bool = True) -> pa.DataFrameSchema:
+    """The data contract as a schema: columns, integer types and category domains."""
+    columns = [
+        _category_column(None, name) if name in CATEGORIES else _numeric_column(None, name) for name in FEATURES
+    ]
+    if label:
+        columns.append(pa.Column(str, pa.Check.isin(list(CLASS_ORDER)), name=LABEL))
+    return _schema(columns, "credit-contract")
+
+
+def infer_schema(reference: pd.DataFrame, *, label: bool = True) -> pa.DataFrameSchema:
+    """Infer a schema from reference data that honours the contract.
+
+    Raises:
+        DataError: the reference data break the contract (the anomalies are listed).
+    """
+    anomalies = find_anomalies(reference, contract_schema(label=label))
+    if not anomalies.empty:
+        raise DataError("reference data break the data contract:\n" + anomalies.to_string(index=False))
+    columns = [
+        _category_column(reference[name], name) if name in CATEGORIES else _numeric_column(reference[name], name)
+        for name in FEATURES
+    ]
+    if label:
+        columns.append(pa.Column(str, pa.Check.isin(sorted(reference[LABEL].unique())), name=LABEL))
+    return _schema(columns, "credit-inferred")
+
+
+def save_schema(schema: pa.DataFrameSchema, path: str | os.PathLike) -> Path:
+    """Write a schema as YAML (readable, and loadable with :func:`load_schema`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(schema.to_yaml())
+    tmp.replace(path)
+    return path
+
+
+def load_schema(path: str | os.PathLike) -> pa.DataFrameSchema:
+    """Read a schema written by :func:`save_schema`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such schema file")
+    return pa.DataFrameSchema.from_yaml(path)
+
+
+def _describe(check: str, failure: object, expected_type: object) -> str:
+    if check == "column_in_dataframe":
+        return "missing column"
+    if check == "column_in_schema":
+        return "unexpected column"
+    if check == "not_nullable":
+        return "null values"
+    if check.startswith("isin"):
+        return "unseen category"
+    if check.startswith("numeric_range"):
+        low, high = re.findall(r"-?[\d.]+", check.removeprefix("numeric_range"))
+        return f"out of range [{low}, {high}]"
+    if check.startswith("integer_valued"):
+        return "wrong type (expected integers)"
+    if "uniqueness" in check or check.startswith("unique"):
+        return "duplicate rows"
+    if check.startswith("dtype"):
+        return f"wrong type (expected {expected_type}, found {failure})"
+    return check
+
+
+def find_anomalies(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
+    """Check ``frame`` against ``schema``; one row per (column, anomaly), empty when clean.
+
+    Rows are the frame's index labels (the CSV line is the label plus 2).
+    """
+    try:
+        schema.validate(frame, lazy=True)
+    except SchemaErrors as errors:
+        cases = errors.failure_cases
+    else:
+        return pd.DataFrame(columns=ANOMALY_COLUMNS)
+
+    rows = []
+    for _, case in cases.iterrows():
+        check = str(case["check"])
+        column = case["column"]
+        if check in ("column_in_dataframe", "column_in_schema"):
+            column = case["failure_case"]
+        elif "uniqueness" in check or column is None or pd.isna(column):
+            column = "(all columns)" if "uniqueness" in check else str(column)
+        expected = schema.columns[column].dtype if column in schema.columns else None
+        rows.append(
+            {
+                "column": str(column),
+                "anomaly": _describe(check, case["failure_case"], expected),
+                "value": case["failure_case"],
+                "row": case["index"],
+            }
+        )
+    detail = pd.DataFrame(rows)
+    summary = []
+    for (column, anomaly), group in detail.groupby(["column", "anomaly"], sort=False):
+        values = group["value"].dropna().astype(str).unique()[:_MAX_EXAMPLES]
+        indices = group["row"].dropna().unique()
+        summary.append(
+            {
+                "column": column,
+                "anomaly": anomaly,
+                "count": int(len(indices)) if len(indices) else 1,
+                "examples": ", ".join(values) if anomaly not in _NO_EXAMPLES else "",
+                "rows": ", ".join(str(int(i)) for i in indices[:_MAX_EXAMPLES]),
+            }
+        )
+    order = {name: position for position, name in enumerate([*FEATURES, LABEL])}
+    result = pd.DataFrame(summary, columns=ANOMALY_COLUMNS)
+    return result.sort_values("column", key=lambda c: c.map(order).fillna(len(order)), kind="stable").reset_index(
+        drop=True
+    )

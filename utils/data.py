@@ -127,6 +127,16 @@ def load_credit_csv(path: str | os.PathLike) -> pd.DataFrame:
     return frame
 
 
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write ``frame`` as CSV atomically: a reader sees the old file or the whole new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return path
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes, the data lineage recorded with every model."""
     digest = hashlib.sha256()
@@ -177,7 +187,14 @@ def _risk_logit(frame: pd.DataFrame) -> np.ndarray:
         + _effects(
             frame,
             "LoanPurpose",
-            {"car_used": -0.6, "radio_tv": -0.2, "education": 0.4, "business": 0.2, "vacation": 0.3, "retraining": -0.3},
+            {
+                "car_used": -0.6,
+                "radio_tv": -0.2,
+                "education": 0.4,
+                "business": 0.2,
+                "vacation": 0.3,
+                "retraining": -0.3,
+            },
         )
         + _effects(frame, "OthersOnLoan", {"guarantor": -0.6, "co-applicant": 0.3})
         + _effects(frame, "OwnsProperty", {"real_estate": -0.4, "unknown": 0.5})
@@ -346,8 +363,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bias-group", choices=sorted(PROTECTED_GROUPS), default="Sex")
     args = parser.parse_args(argv)
     frame = generate_credit_data(args.rows, args.seed, drift=args.drift, bias=args.bias, bias_group=args.bias_group)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(args.output, index=False)
+    write_csv(frame, args.output)
     print(f"wrote {len(frame)} rows to {args.output}")
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from utils.data import CATEGORICAL_FEATURES, CATEGORIES, FEATURES, LABEL, NUMERIC_FEATURES, DataError
+from utils.registry import load_trusted, save_skops
 
 
 def split_features_label(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
@@ -18,9 +21,7 @@ def split_features_label(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     return frame[list(FEATURES)], frame[LABEL]
 
 
-def stratified_split(
-    frame: pd.DataFrame, test_size: float, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+def stratified_split(frame: pd.DataFrame, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train/test split that keeps the share of ``Risk`` equal in both parts."""
     if not 0.0 < test_size < 1.0:
         raise ValueError(f"test_size must be between 0 and 1, got {test_size}")
@@ -58,3 +59,13 @@ def fit_preprocessor(train: pd.DataFrame) -> ColumnTransformer:
     """Fit the preprocessing on the training split only (no test information leaks in)."""
     features, _ = split_features_label(train)
     return build_preprocessor().fit(features)
+
+
+def save_preprocessor(preprocessor: ColumnTransformer, path) -> Path:
+    """Save the fitted preprocessing in skops format (safe to load)."""
+    return save_skops(preprocessor, path)
+
+
+def load_preprocessor(path) -> ColumnTransformer:
+    """Load preprocessing saved by :func:`save_preprocessor`, trusting only known types."""
+    return load_trusted(path)

@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from utils import config
@@ -123,7 +123,7 @@ DEFAULT_SETTINGS = {
 
 
 def _new_run_dir(work: Path) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     run_dir = work / "runs" / f"{stamp}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(parents=True)
     return run_dir
@@ -157,7 +157,11 @@ def run_pipeline(
         for number, step in enumerate(steps, start=1):
             executed = run_dir / step.notebook
             outputs_path = run_dir / f"{step.name}.json"
-            parameters = {**step.parameters(settings, outputs), "WORK_DIR": str(work), "OUTPUTS_PATH": str(outputs_path)}
+            parameters = {
+                **step.parameters(settings, outputs),
+                "WORK_DIR": str(work),
+                "OUTPUTS_PATH": str(outputs_path),
+            }
             log(f"[{number}/{len(steps)}] {step.name} ...")
             started = time.perf_counter()
             try:
@@ -170,7 +174,9 @@ def run_pipeline(
                     progress_bar=progress_bar,
                 )
             except papermill.PapermillExecutionError as error:
-                raise PipelineStopped(step.name, f"the notebook raised {error.ename}: {error.evalue}", executed) from None
+                raise PipelineStopped(
+                    step.name, f"the notebook raised {error.ename}: {error.evalue}", executed
+                ) from None
             step_outputs = json.loads(outputs_path.read_text())
             elapsed = time.perf_counter() - started
             summary["steps"][step.name] = {"seconds": round(elapsed, 1), "outputs": step_outputs}
@@ -194,11 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reference", default=DEFAULT_SETTINGS["reference_csv"], help="CSV the data schema is inferred from"
     )
-    parser.add_argument("--model-type", default=DEFAULT_SETTINGS["model_type"], help="logistic_regression or gradient_boosting")
-    parser.add_argument("--hyperparameters", default="{}", help='JSON object, e.g. \'{"C": 0.5}\'')
+    parser.add_argument(
+        "--model-type", default=DEFAULT_SETTINGS["model_type"], help="logistic_regression or gradient_boosting"
+    )
+    parser.add_argument("--hyperparameters", default="{}", help="JSON object, e.g. '{\"C\": 0.5}'")
     parser.add_argument("--min-auc-roc", type=float, default=DEFAULT_SETTINGS["min_auc_roc"])
     parser.add_argument("--seed", type=int, default=DEFAULT_SETTINGS["seed"])
-    parser.add_argument("--work-dir", default=None, help=f"working directory (default: ${config.WORK_DIR_ENV} or ./work)")
+    parser.add_argument(
+        "--work-dir", default=None, help=f"working directory (default: ${config.WORK_DIR_ENV} or ./work)"
+    )
     args = parser.parse_args(argv)
     try:
         hyperparameters = json.loads(args.hyperparameters)

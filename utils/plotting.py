@@ -41,9 +41,12 @@ def numeric_distributions(frame: pd.DataFrame) -> Figure:
     """Histogram of each numeric feature, split by label."""
     figure, axes = _figure(9.0, 4.8, nrows=2, ncols=4)
     for axis, column in zip(axes.flat, NUMERIC_FEATURES):
+        low, high = frame[column].min(), frame[column].max()
+        # One bar per value for small integer ranges, 20 bins otherwise.
+        bins = np.arange(low - 0.5, high + 1.5) if high - low <= 10 else 20
         for label in CLASS_ORDER:
             values = frame.loc[frame[LABEL] == label, column]
-            axis.hist(values, bins=20, alpha=0.6, color=LABEL_COLOURS[label], label=label)
+            axis.hist(values, bins=bins, alpha=0.6, color=LABEL_COLOURS[label], label=label)
         axis.set_title(column)
     axes.flat[-1].axis("off")
     axes.flat[0].legend()
@@ -92,8 +95,10 @@ def roc_and_confusion(y_true, risk_score, matrix: pd.DataFrame) -> Figure:
     roc_axis.set_title("ROC curve (Risk is positive)")
     matrix_axis.imshow(matrix.to_numpy(), cmap="Blues")
     matrix_axis.grid(False)
-    for (row, column), count in np.ndenumerate(matrix.to_numpy()):
-        matrix_axis.text(column, row, str(count), ha="center", va="center", fontsize=12)
+    counts = matrix.to_numpy()
+    for (row, column), count in np.ndenumerate(counts):
+        colour = "white" if count > counts.max() / 2 else "black"
+        matrix_axis.text(column, row, str(count), ha="center", va="center", fontsize=12, color=colour)
     matrix_axis.set_xticks(range(len(matrix.columns)), matrix.columns)
     matrix_axis.set_yticks(range(len(matrix.index)), matrix.index)
     matrix_axis.set_xlabel("predicted")

@@ -21,7 +21,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -59,6 +59,28 @@ class ModelVersion:
         return self.path / "factsheet.md"
 
 
+def save_skops(obj, path: str | os.PathLike) -> Path:
+    """Write a fitted scikit-learn object in skops format, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    sio.dump(obj, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_trusted(path: str | os.PathLike):
+    """Load a skops file, refusing it if it holds any type not trusted by skops or :data:`TRUSTED_TYPES`."""
+    path = Path(path)
+    if not path.is_file():
+        raise RegistryError(f"{path}: no such model file")
+    untrusted = sio.get_untrusted_types(file=path)
+    refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
+    if refused:
+        raise RegistryError(f"{path} holds untrusted types: {', '.join(refused)}")
+    return sio.load(path, trusted=untrusted)
+
+
 def parse_model_id(model_id: str) -> tuple[str, int]:
     """Split ``credit-risk-v3`` into ``("credit-risk", 3)``."""
     match = _ID_PATTERN.match(model_id or "")
@@ -90,14 +112,14 @@ class ModelRegistry:
         (self.root / name).mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
         try:
-            sio.dump(model, staging / "model.skops")
+            save_skops(model, staging / "model.skops")
             while True:
                 version = self._version(name, (self.versions(name) or [0])[-1] + 1)
                 record = {
                     "model_id": version.model_id,
                     "name": name,
                     "version": version.version,
-                    "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
                     **metadata,
                 }
                 as_json = json.dumps(record, indent=2, default=str)
@@ -132,12 +154,7 @@ class ModelRegistry:
 
     def load(self, model_id: str):
         """Load a model, refusing any file that holds a type not on the trusted list."""
-        version = self.get(model_id)
-        untrusted = sio.get_untrusted_types(file=version.model_file)
-        refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
-        if refused:
-            raise RegistryError(f"{version.model_file} holds untrusted types: {', '.join(refused)}")
-        return sio.load(version.model_file, trusted=untrusted)
+        return load_trusted(self.get(model_id).model_file)
 
     def list(self) -> pd.DataFrame:
         """One row per registered version: id, model type, ROC AUC and creation time."""

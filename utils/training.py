@@ -10,9 +10,12 @@ class: a score is the probability of ``Risk``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import sklearn
+import skops
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -28,7 +31,7 @@ from sklearn.metrics import (
 )
 from sklearn.pipeline import Pipeline
 
-from utils.data import CLASS_ORDER, FEATURES, UNFAVOURABLE
+from utils.data import CLASS_ORDER, FEATURES, UNFAVOURABLE, file_sha256
 from utils.features import split_features_label, stratified_split
 
 #: Model types and their default hyperparameters.
@@ -192,3 +195,26 @@ def evaluate(model, test: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]
         index=pd.Index(CLASS_ORDER, name="actual"),
         columns=pd.Index(CLASS_ORDER, name="predicted"),
     )
+
+
+def training_metadata(
+    result: TrainingResult,
+    metrics: dict[str, float],
+    *,
+    train_path: Path,
+    schema_path: Path,
+    preprocessor_path: Path,
+) -> dict:
+    """What the registry records with a model: parameters, metrics and lineage (file hashes)."""
+    return {
+        "model_type": result.model_type,
+        "hyperparameters": result.hyperparameters,
+        "metrics": metrics,
+        "convergence_note": result.convergence_note,
+        "classes": list(result.model.classes_),
+        "features": list(FEATURES),
+        "training_data": {"sha256": file_sha256(train_path), "rows": result.fit_rows + result.validation_rows},
+        "schema": {"sha256": file_sha256(schema_path)},
+        "preprocessing": {"sha256": file_sha256(preprocessor_path)},
+        "library_versions": {"scikit-learn": sklearn.__version__, "skops": skops.__version__},
+    }

@@ -77,9 +77,7 @@ def _schema(columns: list[pa.Column], name: str) -> pa.DataFrameSchema:
 
 def contract_schema(*, label: bool = True) -> pa.DataFrameSchema:
     """The data contract as a schema: columns, integer types and category domains."""
-    columns = [
-        _category_column(None, name) if name in CATEGORIES else _numeric_column(None, name) for name in FEATURES
-    ]
+    columns = [_category_column(None, name) if name in CATEGORIES else _numeric_column(None, name) for name in FEATURES]
     if label:
         columns.append(pa.Column(str, pa.Check.isin(list(CLASS_ORDER)), name=LABEL))
     return _schema(columns, "credit-contract")
@@ -138,7 +136,7 @@ def _describe(check: str, failure: object, expected_type: object) -> str:
     if "uniqueness" in check or check.startswith("unique"):
         return "duplicate rows"
     if check.startswith("dtype"):
-        return f"wrong type (expected {expected_type}, found {failure})"
+        return f"wrong type (expected {expected_type})"
     return check
 
 
@@ -190,3 +188,22 @@ def find_anomalies(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFr
     return result.sort_values("column", key=lambda c: c.map(order).fillna(len(order)), kind="stable").reset_index(
         drop=True
     )
+
+
+def schema_table(schema: pa.DataFrameSchema) -> pd.DataFrame:
+    """A readable view of a schema: one row per column with its type, domain and nullability."""
+    rows = []
+    for name, column in schema.columns.items():
+        statistics = {check.name: check.statistics for check in column.checks}
+        if "isin" in statistics:
+            kind, domain = "category", ", ".join(map(str, statistics["isin"]["allowed_values"]))
+        else:
+            low, high = statistics["numeric_range"]["min_value"], statistics["numeric_range"]["max_value"]
+            kind, domain = "integer", f"{low} … {high}"
+        rows.append({"column": name, "type": kind, "allowed": domain, "nullable": column.nullable})
+    return pd.DataFrame(rows)
+
+
+def summarize_anomalies(anomalies: pd.DataFrame) -> str:
+    """One line naming each anomaly by column, for messages and logs."""
+    return "; ".join(f"{row.column}: {row.anomaly} ({row.count})" for row in anomalies.itertuples())

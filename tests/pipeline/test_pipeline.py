@@ -1,0 +1,107 @@
+"""The notebooks run end to end as papermill steps, and the gates stop bad runs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from utils import config
+from utils.data import load_credit_csv, write_csv
+from utils.pipeline import PipelineStopped, run_pipeline
+from utils.registry import ModelRegistry
+
+pytestmark = pytest.mark.pipeline
+
+
+@pytest.fixture(scope="module")
+def sample_csv(tmp_path_factory):
+    """A small sample of the bundled data: input and reference of the test runs."""
+    path = tmp_path_factory.mktemp("data") / "sample.csv"
+    write_csv(load_credit_csv(config.BUNDLED_DATA).head(800), path)
+    return path
+
+
+def _settings(csv, **overrides):
+    return {"input_csv": csv, "reference_csv": csv, "min_auc_roc": 0.70, **overrides}
+
+
+def _only_run(work):
+    (run_dir,) = (work / "runs").iterdir()
+    return run_dir
+
+
+def test_pipeline_trains_and_registers_a_model(sample_csv, tmp_path):
+    outputs = run_pipeline(_settings(sample_csv, model_type="gradient_boosting"), work_dir=tmp_path, progress_bar=False)
+
+    assert outputs["anomaly_status"] == "none"
+    assert outputs["training_done"] is True
+    assert outputs["model_id"] == "credit-risk-v1"
+    registry = ModelRegistry(tmp_path / "registry")
+    assert registry.metadata("credit-risk-v1")["model_type"] == "gradient_boosting"
+    assert registry.metadata("credit-risk-v1")["metrics"]["auc_roc"] == pytest.approx(outputs["auc_roc"], abs=1e-4)
+    assert len(load_credit_csv(tmp_path / outputs["train_path"])) == 640
+
+    run_dir = _only_run(tmp_path)
+    summary = json.loads((run_dir / "run.json").read_text())
+    assert summary["status"] == "completed"
+    assert list(summary["steps"]) == ["01_validate_data", "02_prepare_features", "03_train_model"]
+    for step in summary["steps"]:
+        assert (run_dir / f"{step}.ipynb").is_file()
+
+
+def test_bad_input_stops_the_pipeline_at_validation(sample_csv, tmp_path):
+    bad = load_credit_csv(sample_csv).head(300).rename(columns={"Telephone": "Phone"})
+    bad["LoanAmount"] = bad["LoanAmount"].astype(object)
+    bad.loc[3, "LoanAmount"] = "twelve hundred"
+    bad.loc[4, "LoanPurpose"] = "spaceship"
+    bad.loc[5, "Age"] = 200
+    bad.loc[[6, 7], "Housing"] = None
+    bad_csv = tmp_path / "bad.csv"
+    bad.to_csv(bad_csv, index=False)
+    work = tmp_path / "work"
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "utils.pipeline", "--input", str(bad_csv), "--reference", str(sample_csv)],
+        env={**os.environ, config.WORK_DIR_ENV: str(work)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert completed.returncode == 1
+    message = completed.stderr
+    assert "pipeline stopped at 01_validate_data" in message
+    for expected in (
+        "Telephone: missing column",
+        "Phone: unexpected column",
+        "LoanAmount: wrong type",
+        "LoanPurpose: unseen category",
+        "Age: out of range",
+        "Housing: null values (2)",
+    ):
+        assert expected in message
+    assert not (work / "registry").exists(), "no model may be trained on bad data"
+    summary = json.loads((_only_run(work) / "run.json").read_text())
+    assert summary["status"] == "stopped"
+    assert summary["stopped_at"] == "01_validate_data"
+    assert list(summary["steps"]) == ["01_validate_data"]
+
+
+def test_quality_gate_keeps_a_weak_model_out_of_the_registry(sample_csv, tmp_path):
+    with pytest.raises(PipelineStopped) as stopped:
+        run_pipeline(_settings(sample_csv, min_auc_roc=0.99), work_dir=tmp_path, progress_bar=False)
+
+    assert stopped.value.step == "03_train_model"
+    assert "under the minimum 0.990" in stopped.value.reason
+    assert ModelRegistry(tmp_path / "registry").list().empty
+
+
+def test_a_failing_notebook_names_the_step_and_the_error(sample_csv, tmp_path):
+    with pytest.raises(PipelineStopped) as stopped:
+        run_pipeline(_settings(sample_csv, model_type="random_forest"), work_dir=tmp_path, progress_bar=False)
+
+    assert stopped.value.step == "03_train_model"
+    assert "unknown model type 'random_forest'" in stopped.value.reason
+    assert stopped.value.notebook.is_file(), "the failed notebook is kept for inspection"

@@ -54,6 +54,11 @@ class PipelineStopped(RuntimeError):
         self.notebook = notebook
 
 
+def _json_value(value):
+    """numpy scalars as their Python value (a text "False" would pass a gate), anything else as text."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
 def record_outputs(outputs: dict, path: str | os.PathLike | None) -> dict:
     """Write a step's outputs where the pipeline runner reads them (nothing when ``path`` is None).
 
@@ -63,7 +68,7 @@ def record_outputs(outputs: dict, path: str | os.PathLike | None) -> dict:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(outputs, indent=2, default=str))
+        tmp.write_text(json.dumps(outputs, indent=2, default=_json_value))
         tmp.replace(path)
     return outputs
 

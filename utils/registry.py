@@ -116,11 +116,11 @@ class ModelRegistry:
             while True:
                 version = self._version(name, (self.versions(name) or [0])[-1] + 1)
                 record = {
+                    **metadata,
                     "model_id": version.model_id,
                     "name": name,
                     "version": version.version,
                     "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                    **metadata,
                 }
                 as_json = json.dumps(record, indent=2, default=str)
                 (staging / "metadata.json").write_text(as_json)
@@ -138,7 +138,7 @@ class ModelRegistry:
     def get(self, model_id: str) -> ModelVersion:
         """The stored version ``model_id``; ``<name>-latest`` means its newest version."""
         if model_id.endswith("-latest"):
-            name = model_id.removesuffix("-latest")
+            name, _ = parse_model_id(model_id.removesuffix("-latest") + "-v1")
             versions = self.versions(name)
             if not versions:
                 raise RegistryError(f"no model named {name!r} in {self.root}")

@@ -1,0 +1,116 @@
+"""What a notebook hands to the pipeline runner, and the gates that read it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from utils.pipeline import PipelineStopped, _quality_gate, _validation_gate, record_outputs
+
+SETTINGS = {"input_csv": "/data/incoming.csv", "min_auc_roc": 0.8}
+
+
+def test_record_outputs_round_trip(tmp_path):
+    outputs = {
+        "anomaly_status": "none",
+        "anomaly_count": 0,
+        "auc_roc": 0.8613,
+        "training_done": True,
+        "model_id": None,
+        "paths": ["data/train.csv", "data/test.csv"],
+        "nested": {"n_features": 60},
+    }
+    path = tmp_path / "step.json"
+    returned = record_outputs(outputs, path)
+    assert returned is outputs
+    assert json.loads(path.read_text()) == outputs
+    assert [p.name for p in tmp_path.iterdir()] == ["step.json"]  # no temporary file left
+
+
+def test_record_outputs_creates_parent_folders(tmp_path):
+    path = tmp_path / "runs" / "r1" / "deep" / "step.json"
+    record_outputs({"a": 1}, str(path))
+    assert json.loads(path.read_text()) == {"a": 1}
+
+
+def test_record_outputs_replaces_previous_file(tmp_path):
+    path = tmp_path / "step.json"
+    record_outputs({"model_id": "credit-risk-v1", "extra": 1}, path)
+    record_outputs({"model_id": "credit-risk-v2"}, path)
+    assert json.loads(path.read_text()) == {"model_id": "credit-risk-v2"}
+
+
+def test_record_outputs_writes_paths_as_text(tmp_path):
+    path = tmp_path / "step.json"
+    record_outputs({"schema_path": Path("work") / "schema.yaml"}, path)
+    assert json.loads(path.read_text()) == {"schema_path": "work/schema.yaml"}
+
+
+@pytest.mark.parametrize("where", [None, ""])
+def test_record_outputs_without_path_writes_nothing(tmp_path, monkeypatch, where):
+    monkeypatch.chdir(tmp_path)
+    outputs = {"anomaly_status": "found"}
+    assert record_outputs(outputs, where) is outputs
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_validation_gate_passes_clean_data():
+    assert _validation_gate(SETTINGS, {"anomaly_status": "none", "anomaly_count": 0, "anomaly_summary": ""}) is None
+
+
+def test_validation_gate_stops_on_anomalies():
+    outputs = {
+        "anomaly_status": "found",
+        "anomaly_count": 3,
+        "anomaly_summary": "Age: out of range [19, 74] (1); Housing: null values (2)",
+    }
+    reason = _validation_gate(SETTINGS, outputs)
+    assert reason is not None
+    assert "3 anomalies" in reason
+    assert "Age: out of range [19, 74] (1); Housing: null values (2)" in reason
+    assert SETTINGS["input_csv"] in reason
+
+
+def test_quality_gate_passes_good_model():
+    assert _quality_gate(SETTINGS, {"training_done": True, "auc_roc": 0.86}) is None
+
+
+def test_quality_gate_stops_weak_model():
+    reason = _quality_gate(SETTINGS, {"training_done": False, "auc_roc": 0.71234})
+    assert reason is not None
+    assert "0.712" in reason
+    assert "0.800" in reason
+    assert "ROC AUC" in reason
+
+
+def test_quality_gate_after_json_round_trip(tmp_path):
+    """The gate reads what record_outputs wrote, not the notebook's Python objects."""
+    path = tmp_path / "03.json"
+    record_outputs({"training_done": False, "auc_roc": 0.7}, path)
+    assert _quality_gate(SETTINGS, json.loads(path.read_text())) is not None
+    record_outputs({"training_done": True, "auc_roc": 0.9}, path)
+    assert _quality_gate(SETTINGS, json.loads(path.read_text())) is None
+
+
+def test_pipeline_stopped_message():
+    notebook = Path("/work/runs/r1/01_validate_data.ipynb")
+    stop = PipelineStopped("01_validate_data", "3 anomalies found", notebook)
+    message = str(stop)
+    assert "01_validate_data" in message
+    assert "3 anomalies found" in message
+    assert str(notebook) in message
+    assert (stop.step, stop.reason, stop.notebook) == ("01_validate_data", "3 anomalies found", notebook)
+    assert isinstance(stop, RuntimeError)
+
+
+def test_record_outputs_keeps_numpy_values_as_json_values(tmp_path):
+    import json
+
+    import numpy as np
+
+    path = tmp_path / "outputs.json"
+    record_outputs({"training_done": np.bool_(False), "rows": np.int64(3), "auc": np.float64(0.5)}, path)
+
+    assert json.loads(path.read_text()) == {"training_done": False, "rows": 3, "auc": 0.5}

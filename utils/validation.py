@@ -119,7 +119,7 @@ def load_schema(path: str | os.PathLike) -> pa.DataFrameSchema:
     return pa.DataFrameSchema.from_yaml(path)
 
 
-def _describe(check: str, failure: object, expected_type: object) -> str:
+def _describe(check: str, expected_type: object) -> str:
     if check == "column_in_dataframe":
         return "missing column"
     if check == "column_in_schema":
@@ -155,16 +155,17 @@ def find_anomalies(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFr
     rows = []
     for _, case in cases.iterrows():
         check = str(case["check"])
-        column = case["column"]
         if check in ("column_in_dataframe", "column_in_schema"):
             column = case["failure_case"]
-        elif "uniqueness" in check or column is None or pd.isna(column):
-            column = "(all columns)" if "uniqueness" in check else str(column)
+        elif "uniqueness" in check:
+            column = "(all columns)"
+        else:
+            column = case["column"]
         expected = schema.columns[column].dtype if column in schema.columns else None
         rows.append(
             {
                 "column": str(column),
-                "anomaly": _describe(check, case["failure_case"], expected),
+                "anomaly": _describe(check, expected),
                 "value": case["failure_case"],
                 "row": case["index"],
             }

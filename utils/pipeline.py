@@ -114,6 +114,10 @@ STEPS: tuple[Step, ...] = (
         },
         _quality_gate,
     ),
+    Step(
+        "04_deploy_model.ipynb",
+        lambda s, o: {"MODEL_ID": o["model_id"], "DEPLOYMENT_NAME": s["deployment_name"], "SPACE": s["space"]},
+    ),
 )
 
 DEFAULT_SETTINGS = {
@@ -124,6 +128,8 @@ DEFAULT_SETTINGS = {
     "model_type": "logistic_regression",
     "hyperparameters": {},
     "min_auc_roc": 0.80,
+    "deployment_name": "credit-risk",
+    "space": "dev",
 }
 
 
@@ -211,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hyperparameters", default="{}", help="JSON object, e.g. '{\"C\": 0.5}'")
     parser.add_argument("--min-auc-roc", type=float, default=DEFAULT_SETTINGS["min_auc_roc"])
     parser.add_argument("--seed", type=int, default=DEFAULT_SETTINGS["seed"])
+    parser.add_argument("--space", default=DEFAULT_SETTINGS["space"], help="deployment space: dev, preprod or prod")
     parser.add_argument(
         "--work-dir", default=None, help=f"working directory (default: ${config.WORK_DIR_ENV} or ./work)"
     )
@@ -226,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         "hyperparameters": hyperparameters,
         "min_auc_roc": args.min_auc_roc,
         "seed": args.seed,
+        "space": args.space,
     }
     try:
         outputs = run_pipeline(settings, work_dir=args.work_dir)
@@ -233,7 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{stop}", file=sys.stderr)
         return 1
     print(f"\npipeline completed: model {outputs['model_id']} (test ROC AUC {outputs['auc_roc']:.3f})")
-    print(f"model factsheet: {outputs['factsheet_path']} (in the working directory {config.work_dir(args.work_dir)})")
+    work = config.work_dir(args.work_dir)
+    print(f"model factsheet: {outputs['factsheet_path']} (in the working directory {work})")
+    print(f"deployed in space {args.space} as {outputs['deployment_id']}; serve it with")
+    print(f"  python -m utils.serving --port 8000 --work-dir {work}")
     return 0
 
 

@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
-from utils import config
+from utils import config, datamart
 from utils.data import load_credit_csv, write_csv
-from utils.pipeline import PipelineStopped, run_pipeline
+from utils.deployment import get_deployment
+from utils.pipeline import STEPS, PipelineStopped, run_pipeline
 from utils.registry import ModelRegistry
 
 pytestmark = pytest.mark.pipeline
@@ -43,10 +44,16 @@ def test_pipeline_trains_and_registers_a_model(sample_csv, tmp_path):
     assert registry.metadata("credit-risk-v1")["metrics"]["auc_roc"] == pytest.approx(outputs["auc_roc"], abs=1e-4)
     assert len(load_credit_csv(tmp_path / outputs["train_path"])) == 640
 
+    deployment = get_deployment(outputs["deployment_id"], work=tmp_path)
+    assert (deployment.model_id, deployment.space) == ("credit-risk-v1", "dev")
+    assert outputs["scoring_url"].endswith(f"/ml/v4/deployments/{deployment.deployment_id}/predictions")
+    payload = datamart.read_payload(datamart.connect(work=tmp_path), deployment.deployment_id)
+    assert len(payload) == 6, "04 scores the sample applicant and five test rows, and logs them"
+
     run_dir = _only_run(tmp_path)
     summary = json.loads((run_dir / "run.json").read_text())
     assert summary["status"] == "completed"
-    assert list(summary["steps"]) == ["01_validate_data", "02_prepare_features", "03_train_model"]
+    assert list(summary["steps"]) == [step.name for step in STEPS]
     for step in summary["steps"]:
         assert (run_dir / f"{step}.ipynb").is_file()
 

@@ -1,0 +1,97 @@
+"""The loan-officer form end to end: headless Chromium (Debian's, driven by Playwright) against the real server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from threadpoolctl import threadpool_limits
+
+from utils import datamart
+from utils.data import CATEGORIES, FEATURES, NUMERIC_RANGES, generate_credit_data
+from utils.deployment import deploy
+from utils.features import fit_preprocessor, stratified_split
+from utils.registry import ModelRegistry
+from utils.scoring import Scorer, frame_columns
+from utils.serving import start_server
+from utils.training import train_model
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium)"
+)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    work = tmp_path_factory.mktemp("browser-work")
+    url = f"sqlite:///{work / 'datamart.sqlite'}"
+    train, test = stratified_split(generate_credit_data(500, seed=8), 0.25, 8)
+    with threadpool_limits(limits=1):
+        model = train_model(train, fit_preprocessor(train), "logistic_regression", seed=8).model
+    registry = ModelRegistry(work / "registry")
+    registry.register(model, name="credit-risk", metadata={})
+    engine = datamart.connect(url)
+    deployment = deploy("credit-risk-v1", space="prod", engine=engine, registry=registry)
+    with start_server(work=work, datamart_url=url, api_key="", access_log=False, timeout=120) as server:
+        yield server, engine, deployment, Scorer(model, "credit-risk-v1"), test.reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def test_a_loan_officer_scores_one_applicant(site, browser):
+    server, engine, deployment, scorer, applicants = site
+    applicant = applicants.iloc[0]
+    page = browser.new_page()
+    page.goto(server.url)
+    page.wait_for_selector(f'#deployment option[value="{deployment.deployment_id}"]', state="attached")
+    assert "credit-risk (prod, credit-risk-v1)" in page.inner_text("#deployment")
+    assert not page.is_visible("#apikey")  # the server has no key
+    for name in FEATURES:
+        if name in CATEGORIES:
+            assert page.eval_on_selector_all(f"#{name} option", "os => os.map(o => o.value)") == list(CATEGORIES[name])
+            page.select_option(f"#{name}", str(applicant[name]))
+        else:
+            page.fill(f"#{name}", str(applicant[name]))
+    page.click("#submit")
+    page.wait_for_selector("#result", state="visible")
+
+    labels, proba = scorer.predict(frame_columns(applicants.iloc[[0]]))
+    decision = page.inner_text("#decision")
+    assert decision == labels[0]
+    assert page.inner_text("#probability") == f"{proba[0][0 if decision == 'No Risk' else 1]:.3f}"
+    transaction_id = page.inner_text("#transaction")
+    stored = datamart.read_payload(engine, deployment.deployment_id).set_index("transaction_id")
+    assert stored.loc[transaction_id, "Age"] == applicant["Age"]
+    page.close()
+
+
+def test_the_form_shows_errors_with_their_field(site, browser):
+    server, *_ = site
+    page = browser.new_page()
+    page.goto(server.url)
+    page.wait_for_selector("#deployment option", state="attached")
+    low, _ = NUMERIC_RANGES["Age"]
+    page.eval_on_selector("#Age", "input => { input.removeAttribute('min'); input.value = '12'; }")
+    page.click("#submit")
+    page.wait_for_selector("#message", state="visible")
+    message = page.inner_text("#message")
+    assert f"out of range [{low}" in message and "field Age" in message and "row 0" in message
+    assert not page.is_visible("#result")
+    page.close()

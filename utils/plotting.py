@@ -105,3 +105,164 @@ def roc_and_confusion(y_true, risk_score, matrix: pd.DataFrame) -> Figure:
     matrix_axis.set_ylabel("actual")
     matrix_axis.set_title("Confusion matrix (test split)")
     return figure
+
+
+def risk_probability_histogram(risk_probability) -> Figure:
+    """How scored applicants spread over the probability of ``Risk``, with the 0.5 decision threshold."""
+    figure, axes = _figure(7.0, 3.2)
+    axis = axes[0, 0]
+    axis.hist(np.asarray(risk_probability, dtype=float), bins=np.linspace(0, 1, 41), color=LABEL_COLOURS["Risk"])
+    axis.axvline(0.5, color="black", linestyle="--", linewidth=1)
+    axis.set_xlabel("probability of Risk")
+    axis.set_ylabel("applicants")
+    axis.set_title("Scored applicants by risk probability (dashed: decision threshold)")
+    return figure
+
+
+# ---------------------------------------------------------------- monitoring
+
+ALERT_COLOUR = "#c0392b"
+_TIMELINE_PANELS = (
+    ("quality", "auc_roc", "Quality: ROC AUC on feedback", "ROC AUC"),
+    ("fairness", "disparate_impact", "Fairness: disparate impact", "disparate impact"),
+    ("drift", "drifted_share", "Drift: share of drifted features", "share of features"),
+)
+
+
+def _latest(history: pd.DataFrame) -> pd.DataFrame:
+    """The last evaluation of each window's metric, when a window was evaluated more than once."""
+    key = ["window_start", "monitor", "metric", "subject"]
+    ordered = history.sort_values("evaluated_at", kind="stable") if "evaluated_at" in history else history
+    return ordered.drop_duplicates(key, keep="last").sort_values("window_start", kind="stable")
+
+
+def monitoring_timeline(history: pd.DataFrame) -> Figure:
+    """Quality, disparate impact per protected attribute and share of drifted features over the evaluated windows.
+
+    ``history`` holds stored measurements (:func:`utils.datamart.read_measurements`); dashed lines are the
+    thresholds, red crosses the windows that raised an alert, bars the 95% interval of disparate impact.
+    """
+    figure, axes = _figure(9.0, 7.2, nrows=3, ncols=1, sharex=True)
+    history = _latest(history[history["window_start"].notna()])
+    for axis, (monitor, metric, title, ylabel) in zip(axes[:, 0], _TIMELINE_PANELS):
+        rows = history[(history["monitor"] == monitor) & (history["metric"] == metric)]
+        subjects = rows["subject"].fillna("").unique()
+        for subject in subjects:
+            line = rows[rows["subject"].fillna("") == subject]
+            when = line["window_start"].dt.tz_localize(None)
+            label = subject or metric
+            drawn = axis.plot(when, line["value"], marker="o", label=label)[0]
+            if metric == "disparate_impact":
+                bounds = history[(history["monitor"] == monitor) & (history["subject"] == subject)]
+                low = bounds[bounds["metric"] == "disparate_impact_low"].set_index("window_start")["value"]
+                high = bounds[bounds["metric"] == "disparate_impact_high"].set_index("window_start")["value"]
+                values = line.set_index("window_start")["value"]
+                low, high = low.reindex(values.index), high.reindex(values.index)
+                errors = np.vstack([(values - low).clip(lower=0), (high - values).clip(lower=0)])
+                axis.errorbar(when, values, yerr=errors, fmt="none", ecolor=drawn.get_color(), alpha=0.5, capsize=3)
+            breached = line["breached"].fillna(False).astype(bool).to_numpy()
+            if breached.any():
+                axis.scatter(when[breached], line["value"][breached], marker="X", s=80, color=ALERT_COLOUR, zorder=5)
+        for threshold in rows["threshold"].dropna().unique():
+            axis.axhline(threshold, color=ALERT_COLOUR, linestyle="--", linewidth=1)
+        axis.set_title(title)
+        axis.set_ylabel(ylabel)
+        if len(subjects) > 1 or (len(subjects) == 1 and subjects[0]):
+            axis.legend(loc="best")
+    axes[-1, 0].set_xlabel("evaluation window (start, UTC)")
+    figure.autofmt_xdate()
+    return figure
+
+
+def drift_p_values(features: pd.DataFrame, threshold: float, title: str = "Data drift per feature") -> Figure:
+    """Per-feature drift test p-values as -log10(p), longest bar most significant; red bars drifted.
+
+    ``features`` is :attr:`utils.drift.DataDrift.features`; the dashed line is the corrected threshold.
+    """
+    figure, axes = _figure(7.5, 5.4)
+    axis = axes[0, 0]
+    ordered = features.sort_values("p_value", ascending=False)
+    strength = -np.log10(np.clip(ordered["p_value"].to_numpy(dtype=float), 1e-300, 1.0))
+    colours = [ALERT_COLOUR if drifted else LABEL_COLOURS["No Risk"] for drifted in ordered["drifted"]]
+    axis.barh(ordered.index.astype(str), strength, color=colours)
+    axis.axvline(
+        -np.log10(threshold), color="black", linestyle="--", linewidth=1, label=f"threshold p = {threshold:.2g}"
+    )
+    axis.set_xlabel("-log10(p-value): longer means stronger evidence of drift")
+    axis.set_title(title)
+    axis.legend(loc="lower right")
+    return figure
+
+
+def favourable_rates(
+    fairness_table: pd.DataFrame, title: str = "Favourable outcome (No Risk) rate per group"
+) -> Figure:
+    """Favourable rate of the monitored and the reference group of each protected attribute, with disparate impact.
+
+    ``fairness_table`` is indexed by attribute with the columns of :func:`utils.fairness.fairness_metrics`.
+    """
+    figure, axes = _figure(7.0, 3.6)
+    axis = axes[0, 0]
+    positions = np.arange(len(fairness_table))
+    width = 0.38
+    for offset, key, colour in ((-width / 2, "monitored", "#e07a5f"), (width / 2, "reference", "#1f6f8b")):
+        rates = fairness_table[f"favourable_rate_{key}"].to_numpy(dtype=float)
+        bars = axis.bar(positions + offset, rates, width, color=colour, label=f"{key} group")
+        names = fairness_table[key].astype(str).tolist()
+        for bar, name in zip(bars, names):
+            axis.text(bar.get_x() + bar.get_width() / 2, 0.02, name, ha="center", va="bottom", color="white")
+    for x, (_, row) in zip(positions, fairness_table.iterrows()):
+        top = np.nanmax([row["favourable_rate_monitored"], row["favourable_rate_reference"], 0])
+        axis.text(x, top + 0.03, f"DI {row['disparate_impact']:.2f}", ha="center")
+    axis.set_xticks(positions, fairness_table.index.astype(str))
+    axis.set_ylim(0, 1.1)
+    axis.set_ylabel("share of No Risk decisions")
+    axis.set_title(title)
+    axis.legend(loc="upper right")
+    return figure
+
+
+def feature_contributions(contributions: pd.DataFrame, top: int = 12, title: str | None = None) -> Figure:
+    """shap contributions of one decision, largest first; red pushes towards Risk, blue towards No Risk.
+
+    ``contributions`` is :attr:`utils.explain.Explanation.contributions`; features beyond ``top`` are summed
+    into one bar.
+    """
+    shown = contributions["contribution"].astype(float)
+    labels = [f"{name} = {value}" for name, value in contributions["value"].items()]
+    if len(shown) > top:
+        rest = shown.iloc[top - 1 :].sum()
+        shown, labels = pd.concat([shown.iloc[: top - 1], pd.Series([rest])]), labels[: top - 1] + ["other features"]
+    figure, axes = _figure(7.5, 0.3 * len(shown) + 1.4)
+    axis = axes[0, 0]
+    values = shown.to_numpy()[::-1]
+    colours = [LABEL_COLOURS["Risk"] if v > 0 else LABEL_COLOURS["No Risk"] for v in values]
+    axis.barh(labels[::-1], values, color=colours)
+    axis.axvline(0, color="black", linewidth=0.8)
+    axis.set_xlabel("contribution to the log-odds of Risk (right: towards Risk, left: towards No Risk)")
+    axis.set_title(title or "Why this decision: feature contributions (shap)")
+    return figure
+
+
+def debiased_comparison(comparisons: dict[str, pd.DataFrame], threshold: float | None = 0.8) -> Figure:
+    """Disparate impact and accuracy of the deployed model and its debiased companion, per protected attribute.
+
+    ``comparisons`` maps an attribute to :attr:`utils.fairness.Companion.comparison`; the dashed line is the
+    disparate impact ``threshold``.
+    """
+    figure, axes = _figure(9.0, 3.4, ncols=2)
+    names = list(comparisons)
+    positions = np.arange(len(names))
+    width = 0.38
+    for axis, metric, label in zip(axes[0], ("disparate_impact", "accuracy"), ("disparate impact", "accuracy")):
+        for offset, model, colour in ((-width / 2, "deployed", "#3d405b"), (width / 2, "debiased", "#81b29a")):
+            values = [comparisons[name].loc[model, metric] for name in names]
+            axis.bar(positions + offset, values, width, color=colour, label=model)
+        axis.set_xticks(positions, names)
+        axis.set_ylim(0, 1.1)
+        axis.set_title(label.capitalize())
+        if metric == "disparate_impact" and threshold is not None:
+            axis.axhline(threshold, color=ALERT_COLOUR, linestyle="--", linewidth=1)
+    axes[0, 0].legend(loc="lower right")
+    figure.suptitle("Deployed model and debiased companion (reject option classification)")
+    return figure

@@ -48,7 +48,11 @@ def test_pipeline_trains_and_registers_a_model(sample_csv, tmp_path):
     assert (deployment.model_id, deployment.space) == ("credit-risk-v1", "dev")
     assert outputs["scoring_url"].endswith(f"/ml/v4/deployments/{deployment.deployment_id}/predictions")
     payload = datamart.read_payload(datamart.connect(work=tmp_path), deployment.deployment_id)
-    assert len(payload) == 6, "04 scores the sample applicant and five test rows, and logs them"
+    assert outputs["rows_rejected"] == 3, "06 spoils three rows of its input"
+    online = payload[~payload["transaction_id"].str.startswith(outputs["job_id"])]
+    assert len(online) == 6, "04 scores the sample applicant and five test rows, and logs them"
+    assert len(payload) - len(online) == outputs["rows_scored"], "06 logs every row it scored"
+    assert len(load_credit_csv(tmp_path / outputs["output_path"])) == outputs["rows_scored"]
 
     run_dir = _only_run(tmp_path)
     summary = json.loads((run_dir / "run.json").read_text())

@@ -35,7 +35,6 @@ import hashlib
 import io
 import itertools
 import logging
-import operator
 import os
 import queue
 import shutil
@@ -343,7 +342,9 @@ def _parse(chunk: _Chunk, layout: _Layout) -> _Parsed:
     if not well:
         return _Parsed(pd.DataFrame(columns=usecols or list(layout.columns)), positions, malformed)
     frame = pd.read_csv(
-        io.StringIO(layout.header + "".join(well)),
+        io.BytesIO((layout.header + "".join(well)).encode(_ENCODING, "surrogateescape")),
+        encoding=_ENCODING,
+        encoding_errors="surrogateescape",
         dtype=dtype,
         usecols=usecols,
         skipinitialspace=True,
@@ -437,14 +438,21 @@ def _texts(values: np.ndarray) -> pa.Array:
     return texts
 
 
-def _scored_lines(lines: list[str], labels: np.ndarray, proba: np.ndarray, prefix: str, rows: np.ndarray) -> str:
-    """The output records: each input record (its line end dropped), then the fields the job adds."""
+def _scored_lines(lines: list[str], labels: np.ndarray, proba: np.ndarray, prefix: str, rows: np.ndarray) -> bytes:
+    """The output records, built by Arrow: each input record (its line end dropped), then the fields the job adds."""
     if not lines:
-        return ""
-    ids = pc.binary_join_element_wise(prefix, pc.cast(pa.array(rows, pa.int64()), pa.string()), "")
-    added = pc.binary_join_element_wise("", pa.array(labels), _texts(proba[:, 0]), _texts(proba[:, 1]), ids, ",")
-    records = map(str.rstrip, lines, itertools.repeat(_EOL))
-    return "\n".join(map(operator.add, records, added.to_pylist())) + "\n"
+        return b""
+    try:
+        records = pc.utf8_rtrim(pa.array(lines, pa.large_string()), characters=_EOL)
+    except (pa.ArrowException, UnicodeEncodeError):  # bytes that are not UTF-8, carried as surrogates
+        records = pa.array(
+            [line.rstrip(_EOL).encode(_ENCODING, "surrogateescape") for line in lines], pa.large_binary()
+        )
+    ids = pc.binary_join_element_wise(prefix, pc.cast(pa.array(rows, pa.int64()), pa.string()), "\n", "")
+    added = (pa.array(labels, pa.string()), _texts(proba[:, 0]), _texts(proba[:, 1]), ids)
+    joined = pc.binary_join_element_wise(records, *(a.cast(records.type) for a in added), pa.scalar(",", records.type))
+    offsets = np.frombuffer(joined.buffers()[1], np.int64, len(joined) + 1, joined.offset * 8)
+    return memoryview(joined.buffers()[2])[offsets[0] : offsets[-1]].tobytes()
 
 
 def _quote(text: str) -> str:
@@ -473,7 +481,7 @@ def _score(scorer: Scorer, chunk: _Chunk, layout: _Layout, parsed: _Parsed | Non
 
     if layout.text:
         lines = chunk.records if len(good) == chunk.size else [chunk.records[p] for p in good_positions.tolist()]
-        output = _scored_lines(lines, labels, proba, prefix, rows).encode(_ENCODING, "surrogateescape")
+        output = _scored_lines(lines, labels, proba, prefix, rows)
     else:
         scored = parsed.frame.iloc[good].reset_index(drop=True)
         for name in FEATURES:

@@ -4,8 +4,12 @@ Parsing turns a Watson Machine Learning v4 ``fields``/``values`` block or Open
 Inference Protocol (KServe V2) input tensors into *columns*: one list of values per
 contract field, checked and normalised. Any fault raises :class:`InputError`, which
 names the field and the row (0-based index into ``values`` or ``data``) at fault.
+:func:`valid_rows` applies the same rules to a whole DataFrame at once, with numpy
+(batch scoring uses it, and :func:`validate_columns` to name the faults of the rows
+it fails).
 
-:class:`Scorer` scores columns with a registered pipeline. Instead of going through
+:class:`Scorer` scores columns, or a DataFrame (:meth:`Scorer.predict_frame`), with a
+registered pipeline. Instead of going through
 pandas and the ``ColumnTransformer`` (about 10 ms a call), it encodes the columns with
 numpy from the fitted encoder and scaler, and for a logistic regression computes the
 probabilities directly; other classifiers get the encoded matrix, with OpenMP limited
@@ -37,6 +41,8 @@ MAX_ROWS = 1000
 FAST_PATH_TOLERANCE = 1e-9
 
 Columns = dict[str, list]
+#: Encoded rows: the one-hot position of each category (one array per categorical column), and the scaled numbers.
+Encoded = tuple[np.ndarray, np.ndarray]
 _LOG = logging.getLogger(__name__)
 _DOMAINS: dict[str, frozenset[str]] = {
     **{name: frozenset(values) for name, values in CATEGORIES.items()},
@@ -125,6 +131,49 @@ def validate_columns(columns: Mapping[str, list], *, label: bool = False) -> Col
         values = columns[name]
         checked[name] = _integer_column(name, values) if name in NUMERIC_RANGES else _category_column(name, values)
     return checked
+
+
+def _in_domain(series: pd.Series, domain: frozenset[str]) -> np.ndarray:
+    if isinstance(series.dtype, pd.CategoricalDtype):  # check each category once, then look the codes up
+        known = np.array([isinstance(c, str) and c in domain for c in series.cat.categories] + [False])
+        return known[series.cat.codes.to_numpy()]  # code -1 (null) picks the last, False
+    try:
+        return series.isin(list(domain)).to_numpy(dtype=bool)
+    except TypeError:  # unhashable values: left to validate_columns
+        return np.zeros(len(series), dtype=bool)
+
+
+def _in_range(series: pd.Series, low: int, high: int) -> np.ndarray:
+    if series.dtype.kind in "iu":  # numpy integers: no nulls, nothing else to check
+        values = series.to_numpy()
+        return (values >= low) & (values <= high)
+    if pd.api.types.is_bool_dtype(series):
+        return np.zeros(len(series), dtype=bool)
+    if series.dtype == object:  # only plain int and float values are vouched for here
+        series = pd.to_numeric(series.where(series.map(type).isin((int, float))), errors="coerce")
+    elif not pd.api.types.is_numeric_dtype(series):
+        return np.zeros(len(series), dtype=bool)
+    fine = series.between(low, high)
+    if not pd.api.types.is_integer_dtype(series):
+        fine &= series % 1 == 0
+    return fine.to_numpy(dtype=bool, na_value=False)
+
+
+def valid_rows(frame: pd.DataFrame) -> np.ndarray:
+    """Which rows of ``frame`` meet the contract for the features: :func:`validate_columns`'s rules, vectorised.
+
+    A category must be text in its domain, a number an integer (or integral float, not a bool)
+    within its range, and no value null. A value of a type it cannot vouch for (say, a numpy
+    integer in an object column) counts as a fault: a row it passes always passes
+    :func:`validate_columns`, which has the last word on the others and names their faults.
+    """
+    valid = np.ones(len(frame), dtype=bool)
+    for name in FEATURES:
+        series = frame[name]
+        valid &= (
+            _in_range(series, *NUMERIC_RANGES[name]) if name in NUMERIC_RANGES else _in_domain(series, _DOMAINS[name])
+        )
+    return valid
 
 
 def _check_fields(fields: Sequence[str], *, label: bool) -> None:
@@ -255,22 +304,49 @@ class _Encoder:
         self.means = np.array([mean for *_, mean, _ in numeric])
         self.scales = np.array([scale for *_, scale in numeric])
 
-    def transform(self, columns: Columns) -> np.ndarray:
-        rows = len(columns[FEATURES[0]])
-        matrix = np.zeros((rows, self.width))
+    @staticmethod
+    def _unknown(name: str, value, row: int) -> InputError:
+        message = f"{name}: category {value!r} in row {row} is unknown to this model"
+        return InputError(message, field=name, row=row)
+
+    def transform(self, columns: Columns) -> Encoded:
+        """Validated columns encoded."""
         hot = []
         for name, mapping in self.categorical:
             try:
                 hot.append([mapping[value] for value in columns[name]])
             except KeyError:
                 row = next(r for r, value in enumerate(columns[name]) if value not in mapping)
-                message = f"{name}: category {columns[name][row]!r} in row {row} is unknown to this model"
-                raise InputError(message, field=name, row=row) from None
-        if hot:
-            matrix[np.tile(np.arange(rows), len(hot)), np.asarray(hot, dtype=np.intp).ravel()] = 1.0
-        if self.numeric_names:
-            numbers = np.array([columns[name] for name in self.numeric_names], dtype=float).T
-            matrix[:, self.numeric_positions] = (numbers - self.means) / self.scales
+                raise self._unknown(name, columns[name][row], row) from None
+        numbers = [columns[name] for name in self.numeric_names]
+        return self._encoded(len(columns[FEATURES[0]]), hot, numbers)
+
+    def transform_frame(self, frame: pd.DataFrame) -> Encoded:
+        """A DataFrame of valid rows encoded (categories as text or ``category`` dtype), from the category codes."""
+        hot = []
+        for name, mapping in self.categorical:
+            series = (
+                frame[name] if isinstance(frame[name].dtype, pd.CategoricalDtype) else frame[name].astype("category")
+            )
+            lookup = np.array([mapping.get(c, -1) for c in series.cat.categories] + [-1], dtype=np.intp)
+            positions = lookup[series.cat.codes.to_numpy()]
+            unknown = np.flatnonzero(positions < 0)
+            if unknown.size:
+                raise self._unknown(name, series.iloc[unknown[0]], int(unknown[0]))
+            hot.append(positions)
+        numbers = [frame[name].to_numpy(dtype=float) for name in self.numeric_names]
+        return self._encoded(len(frame), hot, numbers)
+
+    def _encoded(self, rows: int, hot: list, numbers: list) -> Encoded:
+        scaled = (np.array(numbers, dtype=float).reshape(len(numbers), rows).T - self.means) / self.scales
+        return np.asarray(hot, dtype=np.intp).reshape(len(hot), rows), scaled
+
+    def matrix(self, encoded: Encoded) -> np.ndarray:
+        """The encoded rows as the ``ColumnTransformer`` gives them: one-hot columns and scaled numbers."""
+        hot, scaled = encoded
+        matrix = np.zeros((len(scaled), self.width))
+        matrix[np.tile(np.arange(len(scaled)), len(hot)), hot.ravel()] = 1.0
+        matrix[:, self.numeric_positions] = scaled
         return matrix
 
 
@@ -307,7 +383,12 @@ class Scorer:
         if frame.empty:
             return False
         probe = frame_columns(frame)
-        difference = np.abs(self._fast_proba(probe) - self._pipeline_proba(probe)).max()
+        expected = self._pipeline_proba(probe)
+        as_categories = frame.astype({name: "category" for name in CATEGORIES})
+        difference = max(
+            np.abs(self._fast_proba(self._encoder.transform(probe)) - expected).max(),
+            np.abs(self._fast_proba(self._encoder.transform_frame(as_categories)) - expected).max(),
+        )
         if difference > FAST_PATH_TOLERANCE:
             _LOG.warning("model %s: fast path differs by %.2g; using the pipeline", self.model_id, difference)
             return False
@@ -317,22 +398,37 @@ class Scorer:
         with _threadpools().limit(limits=1, user_api="openmp"):
             return self.model.predict_proba(pd.DataFrame(columns, columns=list(FEATURES)))
 
-    def _fast_proba(self, columns: Columns) -> np.ndarray:
-        matrix = self._encoder.transform(columns)
-        if self._logistic is not None:
+    def _fast_proba(self, encoded: Encoded) -> np.ndarray:
+        if self._logistic is not None:  # the one-hot columns' weights picked, not multiplied by a sparse matrix
             coef, intercept = self._logistic
-            risk = expit(matrix @ coef + intercept)
+            hot, scaled = encoded
+            risk = expit(coef[hot].sum(axis=0) + scaled @ coef[self._encoder.numeric_positions] + intercept)
             return np.column_stack([1.0 - risk, risk])
         with _threadpools().limit(limits=1, user_api="openmp"):
-            return self.model[-1].predict_proba(matrix)
+            return self.model[-1].predict_proba(self._encoder.matrix(encoded))
 
     def predict_proba(self, columns: Columns) -> np.ndarray:
         """Probabilities, one row per record, columns in :data:`CLASS_ORDER`."""
-        proba = self._fast_proba(columns) if self.fast else self._pipeline_proba(columns)
+        proba = self._fast_proba(self._encoder.transform(columns)) if self.fast else self._pipeline_proba(columns)
         return proba[:, self._order]
 
     def predict(self, columns: Columns) -> tuple[list[str], np.ndarray]:
         """Predicted class of each record (``Risk`` when its probability exceeds 0.5) and the probabilities."""
-        proba = self.predict_proba(columns)
-        labels = np.where(proba[:, 1] > proba[:, 0], CLASS_ORDER[1], CLASS_ORDER[0]).tolist()
-        return labels, proba
+        labels, proba = _labelled(self.predict_proba(columns))
+        return labels.tolist(), proba
+
+    def predict_frame(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """As :meth:`predict` for the rows of a DataFrame that passed :func:`valid_rows`; labels as an array.
+
+        Raises:
+            InputError: a category the model was not trained with (``row`` is its position in ``frame``).
+        """
+        if self.fast:
+            proba = self._fast_proba(self._encoder.transform_frame(frame))
+        else:
+            proba = self._pipeline_proba(frame_columns(frame))
+        return _labelled(proba[:, self._order])
+
+
+def _labelled(proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.where(proba[:, 1] > proba[:, 0], CLASS_ORDER[1], CLASS_ORDER[0]), proba

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,8 @@ from utils.scoring import (
     parse_fields_values,
     parse_v2_inputs,
     records,
+    valid_rows,
+    validate_columns,
     wml_request,
 )
 
@@ -49,6 +52,9 @@ def test_fast_path_agrees_with_scikit_learn(trained, applicants, model_type):
     assert labels == model.predict(applicants[list(FEATURES)]).tolist()
     one = frame_columns(applicants.iloc[[3]])
     assert np.abs(scorer.predict_proba(one) - expected[[3]][:, order]).max() < 1e-6
+    for frame in (applicants, applicants.astype({name: "category" for name in CATEGORICAL_FEATURES})):
+        frame_labels, frame_proba = scorer.predict_frame(frame)
+        assert frame_labels.tolist() == labels and np.array_equal(frame_proba, proba)  # the same arithmetic
 
 
 def test_pipeline_without_a_fast_path_is_still_scored_correctly(trained, applicants):
@@ -90,6 +96,48 @@ def test_a_category_the_model_never_saw_names_field_and_row(applicants):
     with pytest.raises(InputError) as error:
         scorer.predict(columns)
     assert (error.value.field, error.value.row) == ("LoanPurpose", 2)
+    frame = pd.concat([seen.head(2), rows]).astype({"LoanPurpose": "category"})
+    with pytest.raises(InputError) as on_frame:
+        scorer.predict_frame(frame)
+    assert (on_frame.value.field, on_frame.value.row, on_frame.value.message) == ("LoanPurpose", 2, error.value.message)
+
+
+def _passes(row: dict) -> bool:
+    try:
+        validate_columns({name: [value] for name, value in row.items()})
+    except InputError:
+        return False
+    return True
+
+
+def _rows(frame: pd.DataFrame) -> list[dict]:
+    values = {name: frame[name].astype(object).where(frame[name].notna(), None).tolist() for name in FEATURES}
+    return [{name: values[name][i] for name in FEATURES} for i in range(len(frame))]
+
+
+def test_valid_rows_applies_the_rules_of_validate_columns(applicants):
+    frame = applicants.head(12).drop(columns=LABEL).reset_index(drop=True)
+    text = frame.to_csv(index=False).splitlines()
+    changes = [("LoanDuration", "24.0"), ("Age", "120"), ("Sex", "other"), ("Housing", ""), ("Dependents", "1.5")]
+    for row, (name, value) in enumerate(changes, 2):  # 24.0 makes a float column, still valid
+        fields = text[row + 1].split(",")
+        fields[FEATURES.index(name)] = value
+        text[row + 1] = ",".join(fields)
+    read = pd.read_csv(io.StringIO("\n".join(text)), dtype={name: "category" for name in CATEGORICAL_FEATURES})
+    assert valid_rows(read).tolist() == [_passes(row) for row in _rows(read)]
+    assert valid_rows(read).tolist() == [True] * 3 + [False] * 4 + [True] * 5
+    assert read["LoanDuration"].dtype == float and read["Sex"].dtype == "category"
+
+    odd = frame.astype(object)  # values of every type in object columns: never passed when validate_columns fails
+    odd.loc[0, "Age"], odd.loc[1, "Age"], odd.loc[2, "Age"], odd.loc[3, "Age"] = True, 30.0, np.int64(30), "30"
+    odd.loc[4, "Sex"], odd.loc[5, "Sex"], odd.loc[6, "LoanAmount"] = ["female"], 1, None
+    odd.loc[7, "Telephone"], odd.loc[8, "Housing"] = np.nan, "Own"
+    odd["Dependents"] = odd["Dependents"].astype(bool)
+    assert not valid_rows(odd).any()
+    odd["Dependents"] = frame["Dependents"]
+    passes = [_passes(row) for row in _rows(odd)]
+    assert not (valid_rows(odd) & ~np.array(passes)).any()
+    assert valid_rows(odd).tolist() == [False, True, False, False, False, False, False, False, False, True, True, True]
 
 
 def test_fields_in_any_order_give_the_same_columns(applicants):

@@ -118,6 +118,7 @@ STEPS: tuple[Step, ...] = (
         "04_deploy_model.ipynb",
         lambda s, o: {"MODEL_ID": o["model_id"], "DEPLOYMENT_NAME": s["deployment_name"], "SPACE": s["space"]},
     ),
+    Step("05_monitor_model.ipynb", lambda s, o: {"MODEL_ID": o["model_id"], "SPACE": s["space"]}),
     Step("06_batch_scoring.ipynb", lambda s, o: {"DEPLOYMENT_ID": o["deployment_id"]}),
 )
 

@@ -1,0 +1,109 @@
+"""Drift detectors: power on injected drift, false alarms on same-distribution samples, the model-drift estimate."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from utils import drift
+from utils.data import CATEGORIES, FEATURES, LABEL, generate_credit_data
+from utils.training import train_model
+
+#: Same-distribution windows per detector, and the most false alarms the issue allows among them.
+SEEDS, MAX_FALSE_ALARMS = 20, 2
+
+
+@pytest.fixture(scope="module")
+def reference() -> pd.DataFrame:
+    return generate_credit_data(2000, 1)
+
+
+@pytest.fixture(scope="module")
+def data_detector(reference) -> drift.DataDriftDetector:
+    return drift.DataDriftDetector(reference)
+
+
+def test_encode_uses_the_contract_domains():
+    frame = generate_credit_data(5, 3)
+    frame.loc[0, "Housing"] = "castle"
+    matrix = drift.encode(frame)
+    assert matrix.shape == (5, len(FEATURES))
+    housing = FEATURES.index("Housing")
+    assert matrix[0, housing] == -1
+    assert matrix[1, housing] == CATEGORIES["Housing"].index(frame.loc[1, "Housing"])
+    assert np.array_equal(matrix[:, FEATURES.index("Age")], frame["Age"].to_numpy())
+
+
+def test_data_drift_finds_the_drifted_features(data_detector):
+    found = data_detector.check(generate_credit_data(500, 2, drift=0.6))
+    assert found.is_drift
+    assert {"LoanAmount", "Age", "LoanDuration"} <= set(found.drifted)
+    assert found.drifted_share == pytest.approx(len(found.drifted) / 20)
+    assert found.threshold == pytest.approx(0.01 / 20)  # Bonferroni over the 20 features
+    table = found.features
+    assert list(table.index) == list(FEATURES)
+    assert table.loc["LoanAmount", "test"] == "Kolmogorov-Smirnov" and table.loc["Sex", "test"] == "chi-square"
+    assert table["effect"].between(0, 1).all()
+    assert table.loc["LoanAmount", "effect"] > table.loc["Telephone", "effect"]
+
+
+def test_data_drift_sees_a_categorical_shift(data_detector):
+    window = generate_credit_data(500, 4)
+    window["Sex"] = np.where(np.arange(500) < 350, "female", "male")  # 70% women instead of 38%
+    found = data_detector.check(window)
+    assert found.drifted == ["Sex"]
+
+
+def test_data_drift_false_alarms(data_detector):
+    alarms = [data_detector.check(generate_credit_data(500, 100 + seed)).is_drift for seed in range(SEEDS)]
+    print(f"per-feature drift: {sum(alarms)} false alarms in {SEEDS} same-distribution windows")
+    assert sum(alarms) <= MAX_FALSE_ALARMS
+
+
+def test_multivariate_drift_power_and_false_alarms(reference):
+    detector = drift.MultivariateDriftDetector(reference, max_records=300, folds=3, seed=0)
+    drifted = detector.check(generate_credit_data(300, 5, drift=0.6))
+    assert drifted.is_drift and drifted.distance > 0.2
+    assert (drifted.records, drifted.reference_records) == (300, 300)
+    alarms = [detector.check(generate_credit_data(300, 200 + seed)).is_drift for seed in range(SEEDS)]
+    print(f"classifier drift: {sum(alarms)} false alarms in {SEEDS} same-distribution windows")
+    assert sum(alarms) <= MAX_FALSE_ALARMS
+    again = drift.MultivariateDriftDetector(reference, max_records=300, folds=3, seed=0)
+    assert again.check(generate_credit_data(300, 5, drift=0.6)).p_value == drifted.p_value  # seeded
+
+
+def test_model_drift_estimate_follows_the_accuracy(train_test, preprocessor):
+    train, _ = train_test
+    model = train_model(train, preprocessor, seed=2).model
+    labelled = generate_credit_data(3000, 8)  # labelled data the model has not seen
+    estimator = drift.ModelDriftEstimator(model, labelled, seed=0)
+    right = model.predict(labelled[list(FEATURES)]) == labelled[LABEL]
+    assert estimator.reference_accuracy == pytest.approx(right.mean())
+    same = estimator.estimate(generate_credit_data(2000, 6))
+    assert abs(same.estimated_drop) < 0.03
+    # A window of the cases the model is least sure about: it must lose accuracy there, and without labels.
+    pool = generate_credit_data(6000, 7)
+    risk = model.predict_proba(pool[list(FEATURES)])[:, list(model.classes_).index("Risk")]
+    hard = pool[np.abs(risk - 0.5) < 0.1]
+    estimate = estimator.estimate(hard.drop(columns=LABEL))
+    measured = (model.predict(hard[list(FEATURES)]) == hard[LABEL]).mean()
+    assert estimate.estimated_drop > 0.10
+    assert abs(estimate.estimated_accuracy - measured) < 0.08
+
+
+def test_alibi_detect_is_imported_without_a_word():
+    code = "from utils import drift; drift._alibi()"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert (result.stdout, result.stderr) == ("", "")
+
+
+def test_only_the_drift_module_imports_alibi_detect():
+    root = Path(drift.__file__).parent
+    importing = sorted(p.name for p in root.glob("*.py") if "alibi_detect" in p.read_text())
+    assert importing == ["drift.py"]

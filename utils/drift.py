@@ -1,0 +1,267 @@
+"""Drift of the scored traffic away from the training data, and of the model's accuracy.
+
+- :class:`DataDriftDetector`: per feature, alibi-detect's ``TabularDrift`` (Kolmogorov-Smirnov for numeric
+  columns, chi-square for categorical ones, with a Bonferroni or false-discovery-rate correction over the 20 tests):
+  which features drifted, and by how much.
+- :class:`MultivariateDriftDetector`: alibi-detect's ``ClassifierDrift`` with its scikit-learn backend: a
+  classifier learns to tell reference records from the window's; if it does better than chance on held-out folds,
+  the joint distribution moved, even when no single feature did.
+- :class:`ModelDriftEstimator`: the accuracy to expect on unlabelled records, from a model trained on labelled
+  reference data to predict where the deployed model errs; its drop from the reference is the model drift.
+
+This is the only module of the project that imports alibi-detect. alibi-detect 0.13 is under the Business
+Source License 1.1: free for this workshop's educational use, not for most production use. To change the engine,
+reimplement the three classes here with the same results; nothing else needs to change.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier
+from threadpoolctl import threadpool_limits
+
+from utils.data import CATEGORIES, FEATURES, LABEL, UNFAVOURABLE
+
+_CATEGORICAL_INDEX = [i for i, name in enumerate(FEATURES) if name in CATEGORIES]
+
+
+@functools.cache
+def _alibi() -> SimpleNamespace:
+    """alibi-detect's detectors, imported once without the notice that ``transformers`` prints on import."""
+    previous = os.environ.get("TRANSFORMERS_VERBOSITY")
+    os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from alibi_detect.cd import ClassifierDrift, TabularDrift
+    finally:
+        if previous is None:
+            os.environ.pop("TRANSFORMERS_VERBOSITY", None)
+        else:
+            os.environ["TRANSFORMERS_VERBOSITY"] = previous
+    # The scikit-learn backend logs a warning about ``warm_start`` each time it clones its classifier.
+    logging.getLogger("alibi_detect").setLevel(logging.ERROR)
+    return SimpleNamespace(ClassifierDrift=ClassifierDrift, TabularDrift=TabularDrift)
+
+
+def encode(frame: pd.DataFrame) -> np.ndarray:
+    """The 20 features as a float matrix: categories as their index in the contract's domain, numbers as they are.
+
+    A value outside the domain becomes -1, so that it shows up as a category of its own.
+    """
+    columns = []
+    for name in FEATURES:
+        values = frame[name]
+        if name in CATEGORIES:
+            codes = pd.Categorical(values, categories=list(CATEGORIES[name])).codes
+            columns.append(codes.astype(np.float64))
+        else:
+            columns.append(values.to_numpy(dtype=np.float64))
+    return np.column_stack(columns) if columns else np.empty((len(frame), 0))
+
+
+def _sample(frame: pd.DataFrame, size: int | None, seed: int) -> pd.DataFrame:
+    if size is None or len(frame) <= size:
+        return frame
+    rows = np.sort(np.random.default_rng(seed).choice(len(frame), size=size, replace=False))
+    return frame.iloc[rows]
+
+
+@dataclass
+class DataDrift:
+    """Per-feature drift of one window.
+
+    ``features`` has one row per feature: ``kind`` (numeric or categorical), ``test`` (Kolmogorov-Smirnov or
+    chi-square), ``statistic`` (the KS distance, or the chi-square statistic), ``effect`` (0 to 1: the KS
+    distance, or Cramér's V of the reference-versus-window table), ``p_value`` and ``drifted`` (p-value under the
+    corrected ``threshold``). ``drifted_share`` is the share of drifted features.
+    """
+
+    features: pd.DataFrame
+    threshold: float
+    records: int
+
+    @property
+    def drifted(self) -> list[str]:
+        """The drifted features, most significant first."""
+        found = self.features[self.features["drifted"]].sort_values("p_value")
+        return found.index.tolist()
+
+    @property
+    def drifted_share(self) -> float:
+        return float(self.features["drifted"].mean())
+
+    @property
+    def is_drift(self) -> bool:
+        return bool(self.features["drifted"].any())
+
+
+class DataDriftDetector:
+    """Per-feature drift tests of windows against reference data (normally the training data)."""
+
+    def __init__(self, reference: pd.DataFrame, *, p_value: float = 0.01, correction: str = "bonferroni"):
+        """``p_value``: the family-wise error rate (Bonferroni) or false discovery rate (``correction="fdr"``)."""
+        self.p_value = p_value
+        self.reference_records = len(reference)
+        self._detector = _alibi().TabularDrift(
+            encode(reference),
+            p_val=p_value,
+            categories_per_feature=dict.fromkeys(_CATEGORICAL_INDEX),
+            correction=correction,
+        )
+
+    def check(self, frame: pd.DataFrame) -> DataDrift:
+        """Test every feature of ``frame`` against the reference."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            found = self._detector.predict(encode(frame), drift_type="batch", return_p_val=True, return_distance=True)
+        data = found["data"]
+        p_values = np.asarray(data["p_val"], dtype=float)
+        statistic = np.asarray(data["distance"], dtype=float)
+        categorical = np.isin(np.arange(len(FEATURES)), _CATEGORICAL_INDEX)
+        total = self.reference_records + len(frame)
+        effect = np.where(categorical, np.sqrt(np.clip(statistic / max(total, 1), 0, 1)), statistic)
+        features = pd.DataFrame(
+            {
+                "kind": np.where(categorical, "categorical", "numeric"),
+                "test": np.where(categorical, "chi-square", "Kolmogorov-Smirnov"),
+                "statistic": statistic,
+                "effect": effect,
+                "p_value": p_values,
+                "drifted": p_values < float(data["threshold"]),
+            },
+            index=pd.Index(FEATURES, name="feature"),
+        )
+        return DataDrift(features, float(data["threshold"]), len(frame))
+
+
+@dataclass
+class MultivariateDrift:
+    """The classifier test of one window: ``distance`` is the KS distance between the out-of-fold drift scores of
+    reference and window records (0: indistinguishable), ``p_value`` its p-value, ``is_drift`` below ``threshold``."""
+
+    p_value: float
+    distance: float
+    threshold: float
+    records: int
+    reference_records: int
+
+    @property
+    def is_drift(self) -> bool:
+        return bool(self.p_value < self.threshold)
+
+
+class MultivariateDriftDetector:
+    """alibi-detect's ``ClassifierDrift`` (scikit-learn backend) with gradient-boosted trees, seeded."""
+
+    def __init__(
+        self,
+        reference: pd.DataFrame,
+        *,
+        p_value: float = 0.01,
+        max_records: int = 1000,
+        folds: int = 5,
+        seed: int = 0,
+    ):
+        """Up to ``max_records`` records of the reference and of each window take part (a seeded sample)."""
+        self.p_value = p_value
+        self.max_records = max_records
+        self.seed = seed
+        sample = _sample(reference, max_records, seed)
+        self.reference_records = len(sample)
+        classifier = HistGradientBoostingClassifier(
+            max_iter=50,
+            learning_rate=0.1,
+            max_leaf_nodes=15,
+            categorical_features=np.isin(np.arange(len(FEATURES)), _CATEGORICAL_INDEX),
+            early_stopping=False,
+            random_state=seed,
+        )
+        self._detector = _alibi().ClassifierDrift(
+            encode(sample), classifier, backend="sklearn", p_val=p_value, n_folds=folds, seed=seed
+        )
+
+    def check(self, frame: pd.DataFrame) -> MultivariateDrift:
+        """Test whether a classifier can tell ``frame``'s records from the reference's."""
+        sample = _sample(frame, self.max_records, self.seed + 1)
+        with warnings.catch_warnings(), threadpool_limits(limits=1):  # small fits: threads cost more than they give
+            warnings.simplefilter("ignore")
+            found = self._detector.predict(encode(sample))["data"]
+        return MultivariateDrift(
+            float(found["p_val"]), float(found["distance"]), self.p_value, len(sample), self.reference_records
+        )
+
+
+@dataclass
+class ModelDrift:
+    """Accuracy expected on a window without labels, against the same estimate on the reference data.
+
+    ``estimated_drop`` is ``reference_estimate - estimated_accuracy``: how much accuracy the window is expected
+    to lose. ``reference_accuracy`` is the deployed model's measured accuracy on the reference data.
+    """
+
+    estimated_accuracy: float
+    reference_estimate: float
+    reference_accuracy: float
+    records: int
+
+    @property
+    def estimated_drop(self) -> float:
+        return self.reference_estimate - self.estimated_accuracy
+
+
+class ModelDriftEstimator:
+    """Estimates the deployed model's accuracy on unlabelled records.
+
+    A gradient-boosted "judge" learns, on labelled reference data, whether the deployed model's decision is right,
+    from the features, the model's probability of ``Risk`` and its distance from the decision threshold. Its mean
+    predicted probability of "right" over a window estimates the accuracy there; the same estimate on the
+    reference data is the baseline. It sees covariate drift (applicants moving to where the model errs more),
+    not a change in the outcomes themselves: only labelled feedback shows that.
+    """
+
+    def __init__(self, model, reference: pd.DataFrame, *, max_records: int | None = 50_000, seed: int = 0):
+        """``reference`` holds the features and the label; use data the model was not trained on when you can."""
+        self.model = model
+        self.max_records = max_records
+        self.seed = seed
+        self._risk = list(model.classes_).index(UNFAVOURABLE)
+        features = self._features(reference)
+        right = model.predict(reference[list(FEATURES)]) == reference[LABEL].to_numpy()
+        self.reference_accuracy = float(right.mean())
+        judge = HistGradientBoostingClassifier(
+            max_iter=100,
+            learning_rate=0.05,
+            max_leaf_nodes=8,
+            min_samples_leaf=40,
+            categorical_features=[*np.isin(np.arange(len(FEATURES)), _CATEGORICAL_INDEX), False, False],
+            early_stopping=False,
+            random_state=seed,
+        )
+        with threadpool_limits(limits=1):
+            self._judge = judge.fit(features, right)
+            self.reference_estimate = float(self._judge.predict_proba(features)[:, 1].mean())
+
+    def _features(self, frame: pd.DataFrame) -> np.ndarray:
+        if "probability_risk" in frame:
+            risk = frame["probability_risk"].to_numpy(dtype=float)
+        else:
+            risk = self.model.predict_proba(frame[list(FEATURES)])[:, self._risk]
+        return np.column_stack([encode(frame), risk, np.abs(risk - 0.5)])
+
+    def estimate(self, frame: pd.DataFrame) -> ModelDrift:
+        """The expected accuracy on ``frame`` (features, and ``probability_risk`` when already scored)."""
+        sample = _sample(frame, self.max_records, self.seed)
+        if not len(sample):
+            return ModelDrift(np.nan, self.reference_estimate, self.reference_accuracy, 0)
+        with threadpool_limits(limits=1):
+            expected = float(self._judge.predict_proba(self._features(sample))[:, 1].mean())
+        return ModelDrift(expected, self.reference_estimate, self.reference_accuracy, len(frame))

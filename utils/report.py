@@ -1,0 +1,140 @@
+"""The monitoring report: one self-contained HTML file per evaluation, the workshop's "insights dashboard".
+
+Plots are embedded as PNG data, so the file can be mailed, archived or opened offline without anything beside it.
+docs/monitoring.md explains how to read it.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import os
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from utils import plotting
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;max-width:62rem;margin:2rem auto;padding:0 1rem;color:#222}
+h1{margin-bottom:.2rem} h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem} th,td{border:1px solid #ddd;padding:.25rem .5rem}
+th{background:#f4f4f4;text-align:left} td{text-align:right} img{max-width:100%}
+.gates span{display:inline-block;margin:.2rem .6rem .2rem 0;padding:.35rem .7rem;border-radius:.3rem}
+.ok{background:#e6f4ea} .bad{background:#fdecea} .none{background:#eee} .muted{color:#666;font-size:.85rem}
+"""
+
+
+def figure_png(figure: Figure) -> str:
+    """A figure as a ``data:`` URL of PNG bytes."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _image(figure: Figure, alt: str) -> str:
+    return f'<p><img src="{figure_png(figure)}" alt="{html.escape(alt)}"></p>'
+
+
+def _table(frame: pd.DataFrame, index: bool = True) -> str:
+    return frame.to_html(index=index, float_format=lambda v: f"{v:.4g}", na_rep="—", border=0)
+
+
+def _gate(name: str, value: bool | None, good: bool) -> str:
+    css = "none" if value is None else ("ok" if value == good else "bad")
+    shown = "no verdict" if value is None else str(value).lower()
+    return f'<span class="{css}">{html.escape(name)}: <strong>{shown}</strong></span>'
+
+
+def render_report(evaluation, history: pd.DataFrame | None = None) -> str:
+    """The HTML of the report of an :class:`utils.monitoring.Evaluation` (``history``: stored measurements)."""
+    e = evaluation
+    gates = e.gates
+    parts = [
+        f"<h1>Monitoring report: {html.escape(e.deployment_name)}</h1>",
+        f'<p class="muted">model {html.escape(e.model_id)} · window {html.escape(e.window)} (UTC) · '
+        f"{e.payload_records} payload records, {e.feedback_records} feedback records · evaluated "
+        f"{e.evaluated_at:%Y-%m-%d %H:%M} UTC</p>",
+        '<div class="gates">'
+        + _gate("quality_ok", gates["quality_ok"], True)
+        + _gate("fairness_ok", gates["fairness_ok"], True)
+        + _gate("drift_detected", gates["drift_detected"], False)
+        + "</div>",
+        "<h2>Alerts</h2>",
+        _table(e.alerts, index=False) if not e.alerts.empty else "<p>No threshold was breached.</p>",
+    ]
+    for monitor, status in e.statuses.items():
+        parts.append(f"<p>{html.escape(monitor)}: no verdict — {html.escape(status)}.</p>")
+    parts += ["<h2>Verdicts</h2>", _table(e.summary(), index=False)]
+    if history is not None and history["window_start"].notna().any():
+        parts += ["<h2>Over time</h2>", _image(plotting.monitoring_timeline(history), "metrics over time")]
+    quality = e.details.get("quality")
+    if quality:
+        parts += ["<h2>Quality (feedback)</h2>", _table(pd.DataFrame({"value": quality}))]
+    fairness = e.details.get("fairness")
+    if fairness is not None and not fairness.empty:
+        parts += [
+            "<h2>Fairness</h2>",
+            _image(plotting.favourable_rates(fairness), "favourable rates per group"),
+            _table(fairness.T),
+        ]
+        perturbation = e.details.get("perturbation")
+        if perturbation is not None and not perturbation.empty:
+            parts += [
+                "<h3>Perturbation check: decisions that change when only the protected attribute changes</h3>",
+                _table(perturbation),
+            ]
+        companions = e.details.get("companions") or {}
+        if companions:
+            comparisons = {name: c.comparison for name, c in companions.items()}
+            thresholds = e.measurements.loc[e.measurements["metric"] == "disparate_impact", "threshold"].dropna()
+            threshold = float(thresholds.iloc[0]) if len(thresholds) else None
+            parts += [
+                "<h3>Debiased companion (aif360 reject option classification)</h3>",
+                _image(plotting.debiased_comparison(comparisons, threshold), "deployed and debiased"),
+            ]
+            for name, companion in companions.items():
+                note = "" if companion.constraint_met else " (the fairness bound could not be met)"
+                parts += [
+                    f"<p>{html.escape(name)}: band ±{companion.margin:.3f} around the threshold, "
+                    f"{companion.changed_share:.1%} of decisions changed{note}.</p>",
+                    _table(companion.comparison),
+                ]
+    data_drift = e.details.get("data_drift")
+    if data_drift is not None:
+        drifted = ", ".join(data_drift.drifted) or "none"
+        parts += [
+            "<h2>Drift</h2>",
+            f"<p>Drifted features: {html.escape(drifted)} ({data_drift.drifted_share:.0%} of features).</p>",
+            _image(plotting.drift_p_values(data_drift.features, data_drift.threshold), "drift p-values"),
+            _table(data_drift.features),
+        ]
+        joint = e.details.get("multivariate_drift")
+        if joint is not None:
+            parts.append(
+                f"<p>Multivariate (classifier) drift: p-value {joint.p_value:.3g}, distance {joint.distance:.3f} "
+                f"({joint.records} window and {joint.reference_records} reference records).</p>"
+            )
+        model_drift = e.details.get("model_drift")
+        if model_drift is not None:
+            parts += ["<h3>Model drift: accuracy without labels</h3>", _table(model_drift)]
+    parts.append(
+        '<p class="muted">How to read this report: docs/monitoring.md. Drift detection uses alibi-detect, under the '
+        "Business Source License 1.1: free for this workshop's educational use, not for most production use.</p>"
+    )
+    body = "\n".join(parts)
+    title = html.escape(f"Monitoring report: {e.deployment_name} {e.window}")
+    head = f'<meta charset="utf-8"><title>{title}</title><style>{_STYLE}</style>'
+    return f'<!doctype html>\n<html lang="en"><head>{head}</head><body>\n{body}\n</body></html>\n'
+
+
+def write_report(evaluation, path: str | os.PathLike, *, history: pd.DataFrame | None = None) -> Path:
+    """Write the report of ``evaluation`` to ``path`` atomically; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(render_report(evaluation, history), encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -247,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model factsheet: {outputs['factsheet_path']} (in the working directory {work})")
     print(f"deployed in space {args.space} as {outputs['deployment_id']}; serve it with")
     print(f"  python -m utils.serving --port 8000 --work-dir {work}")
+    gates = ", ".join(f"{name}={outputs[name]}" for name in ("quality_ok", "fairness_ok", "drift_detected"))
+    print(f"monitoring of the simulated week: {gates}; reports in {work / 'reports'}")
+    scored, rejected = outputs["rows_scored"], outputs["rows_rejected"]
+    print(f"batch job: {scored} rows scored, {rejected} rejected -> {outputs['output_path']}")
     return 0
 
 

@@ -1,8 +1,9 @@
-"""The one place that resolves the project's paths."""
+"""The one place that resolves the project's paths, and the layout of the working directory."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -37,3 +38,59 @@ def relative_to_work(work: Path, path: Path) -> str:
         return Path(path).resolve().relative_to(work).as_posix()
     except ValueError:
         return str(path)
+
+
+@dataclass(frozen=True)
+class WorkLayout:
+    """Where each kind of artifact lives in a working directory; every module and notebook asks here."""
+
+    root: Path
+
+    @property
+    def schema(self) -> Path:
+        return self.root / "schema.yaml"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def train(self) -> Path:
+        return self.data / "train.csv"
+
+    @property
+    def test(self) -> Path:
+        return self.data / "test.csv"
+
+    @property
+    def preprocessor(self) -> Path:
+        return self.root / "features" / "preprocessor.skops"
+
+    @property
+    def registry(self) -> Path:
+        return self.root / "registry"
+
+    @property
+    def datamart(self) -> Path:
+        return self.root / "datamart.sqlite"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def batch(self) -> Path:
+        return self.root / "batch"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+
+def layout(path: str | os.PathLike | None = None) -> WorkLayout:
+    """The layout of the working directory that :func:`work_dir` resolves ``path`` to."""
+    return WorkLayout(work_dir(path))

@@ -12,16 +12,15 @@ with only trusted types and predict the contract's classes.
 from __future__ import annotations
 
 import os
-import uuid
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from utils import config, datamart
-from utils.registry import ModelRegistry
+from utils import datamart
+from utils.registry import ModelRegistry, registry_for
 from utils.scoring import Scorer
 
 #: The spaces a model can be deployed into, from trying out to production.
@@ -55,17 +54,8 @@ class Deployment:
         return record
 
 
-def registry_for(work: str | os.PathLike | None = None) -> ModelRegistry:
-    """The model registry of the working directory (``<work dir>/registry``)."""
-    return ModelRegistry(config.work_dir(work) / "registry")
-
-
-def _from_row(row) -> Deployment:
-    values = {name: row[name] for name in _COLUMNS}
-    for moment in ("created_at", "updated_at"):
-        stamp = values[moment]
-        values[moment] = stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
-    return Deployment(**values)
+def _from_row(row: dict) -> Deployment:
+    return Deployment(**{name: row[name] for name in _COLUMNS})
 
 
 def _check_space(space: str) -> None:
@@ -100,35 +90,9 @@ def deploy(
     Scorer(registry.load(model_id), model_id)  # refuses a model the service could not serve
     engine = engine or datamart.connect(work=work)
     try:
-        return _record(engine, name, space, model_id)
+        return _from_row(datamart.upsert_deployment(engine, name, space, model_id, READY))
     except sa.exc.IntegrityError:  # a concurrent deploy inserted the same name and space first
-        return _record(engine, name, space, model_id)
-
-
-def _record(engine: Engine, name: str, space: str, model_id: str) -> Deployment:
-    table = datamart.deployments
-    now = datamart.utc_now()
-    with engine.begin() as connection:
-        # UPDATE first, so that the transaction holds the write lock before it reads.
-        replaced = connection.execute(
-            table.update()
-            .where(table.c.name == name, table.c.space == space)
-            .values(model_id=model_id, status=READY, updated_at=now)
-        )
-        if replaced.rowcount == 0:
-            connection.execute(
-                table.insert().values(
-                    deployment_id=str(uuid.uuid4()),
-                    name=name,
-                    space=space,
-                    model_id=model_id,
-                    status=READY,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-        row = connection.execute(sa.select(table).where(table.c.name == name, table.c.space == space)).mappings()
-        return _from_row(row.one())
+        return _from_row(datamart.upsert_deployment(engine, name, space, model_id, READY))
 
 
 def get_deployment(
@@ -139,10 +103,7 @@ def get_deployment(
     Raises:
         DeploymentError: no such deployment.
     """
-    engine = engine or datamart.connect(work=work)
-    table = datamart.deployments
-    with engine.connect() as connection:
-        row = connection.execute(sa.select(table).where(table.c.deployment_id == deployment_id)).mappings().first()
+    row = datamart.read_deployment(engine or datamart.connect(work=work), deployment_id)
     if row is None:
         raise DeploymentError(f"no deployment with id {deployment_id!r}")
     return _from_row(row)
@@ -158,15 +119,8 @@ def find_deployments(
     """Deployments, optionally only those named ``name`` and/or in ``space``; by space, then name."""
     if space is not None:
         _check_space(space)
-    engine = engine or datamart.connect(work=work)
-    table = datamart.deployments
-    query = sa.select(table).order_by(table.c.space, table.c.name)
-    if name is not None:
-        query = query.where(table.c.name == name)
-    if space is not None:
-        query = query.where(table.c.space == space)
-    with engine.connect() as connection:
-        return [_from_row(row) for row in connection.execute(query).mappings()]
+    rows = datamart.read_deployments(engine or datamart.connect(work=work), name=name, space=space)
+    return [_from_row(row) for row in rows]
 
 
 def list_deployments(
@@ -185,9 +139,5 @@ def delete_deployment(
     Raises:
         DeploymentError: no such deployment.
     """
-    engine = engine or datamart.connect(work=work)
-    table = datamart.deployments
-    with engine.begin() as connection:
-        deleted = connection.execute(table.delete().where(table.c.deployment_id == deployment_id))
-    if deleted.rowcount == 0:
+    if not datamart.remove_deployment(engine or datamart.connect(work=work), deployment_id):
         raise DeploymentError(f"no deployment with id {deployment_id!r}")

@@ -29,6 +29,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
 from utils.data import CATEGORIES, FEATURES, LABEL, UNFAVOURABLE
+from utils.decision import model_decisions
 
 _CATEGORICAL_INDEX = [i for i, name in enumerate(FEATURES) if name in CATEGORIES]
 
@@ -235,7 +236,7 @@ class ModelDriftEstimator:
         self.seed = seed
         self._risk = list(model.classes_).index(UNFAVOURABLE)
         features = self._features(reference)
-        right = model.predict(reference[list(FEATURES)]) == reference[LABEL].to_numpy()
+        right = model_decisions(model, reference) == reference[LABEL].to_numpy()
         self.reference_accuracy = float(right.mean())
         judge = HistGradientBoostingClassifier(
             max_iter=100,

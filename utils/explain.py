@@ -7,7 +7,7 @@
   contributions add up to the model's output minus the background's mean output.
 - :func:`counterfactual`: the smallest change to the applicant's features that flips the decision, found by a
   deterministic, exhaustive search over single changes and a beam search over combinations of them.
-- :func:`read_transaction` and :func:`explain_transaction`: the same, for a transaction id of the payload log.
+- :func:`explain_transaction`: the same, for a transaction id of the payload log.
 
 shap is imported on first use.
 """
@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import OneHotEncoder
@@ -29,8 +28,8 @@ from threadpoolctl import threadpool_limits
 
 from utils import datamart
 from utils.data import CATEGORIES, FEATURES, NUMERIC_RANGES, UNFAVOURABLE
-from utils.deployment import registry_for
-from utils.registry import ModelRegistry
+from utils.decision import decide, risk_probability
+from utils.registry import ModelRegistry, registry_for
 
 #: Features a counterfactual leaves alone by default: the protected attributes, and what an applicant cannot change.
 FROZEN_FEATURES: tuple[str, ...] = ("Sex", "Age", "ForeignWorker")
@@ -132,7 +131,7 @@ def feature_contributions(
             name = "shap.PermutationExplainer"
         values = explainer(z)
         probability = classifier.predict_proba(z)[0, list(classifier.classes_).index(UNFAVOURABLE)]
-        prediction = str(classifier.predict(z)[0])
+        prediction = str(decide(probability))
     shap_values = sign * np.asarray(values.values, dtype=float).reshape(-1)
     base = sign * float(np.asarray(values.base_values, dtype=float).reshape(-1)[0])
     owners = _owners(preprocess)
@@ -149,23 +148,6 @@ def feature_contributions(
     )
 
 
-def read_transaction(engine, transaction_id: str) -> pd.Series:
-    """One payload record by transaction id: its 20 features, ``prediction``, probabilities, ``model_id``,
-    ``deployment_id`` and ``scored_at``.
-
-    Raises:
-        KeyError: no record with that transaction id.
-    """
-    table = datamart.payload_records
-    with engine.connect() as connection:
-        row = connection.execute(sa.select(table).where(table.c.transaction_id == transaction_id)).mappings().first()
-    if row is None:
-        raise KeyError(f"no payload record with transaction id {transaction_id!r}")
-    fields = {name: row["inputs"][name] for name in FEATURES}
-    extra = ("transaction_id", "deployment_id", "model_id", "scored_at", "prediction", "probability_risk")
-    return pd.Series({**fields, **{name: row[name] for name in extra}})
-
-
 def explain_transaction(
     transaction_id: str,
     background: pd.DataFrame,
@@ -178,7 +160,7 @@ def explain_transaction(
     """The shap contributions and the counterfactual of a logged transaction, with the model that scored it."""
     engine = engine or datamart.connect(work=work)
     registry = registry or registry_for(work)
-    stored = read_transaction(engine, transaction_id)
+    stored = datamart.read_transaction(engine, transaction_id)
     model = registry.load(stored["model_id"])
     record = pd.DataFrame([stored[list(FEATURES)].to_dict()])
     explanation = feature_contributions(model, record, background, seed=seed)
@@ -233,10 +215,9 @@ def counterfactual(
     if len(record) != 1:
         raise ValueError(f"explain one record at a time, got {len(record)}")
     original = record[list(FEATURES)].iloc[0]
-    risk = list(model.classes_).index(UNFAVOURABLE)
     with threadpool_limits(limits=1):
-        before_proba = float(model.predict_proba(record[list(FEATURES)])[0, risk])
-        before = str(model.predict(record[list(FEATURES)])[0])
+        before_proba = float(risk_probability(model, record)[0])
+    before = str(decide(before_proba))
     candidates = _candidates(original, frozen)
     frontier: list[tuple[dict, float]] = [({}, 0.0)]
     best: tuple[dict, float, float, float] | None = None  # changes, cost, probability of Risk, margin
@@ -253,8 +234,8 @@ def counterfactual(
         options = list(states.values())
         rows = pd.DataFrame([{**original.to_dict(), **changes} for changes, _ in options])[list(FEATURES)]
         with threadpool_limits(limits=1):
-            decided = model.predict(rows)
-            proba = model.predict_proba(rows)[:, risk]
+            proba = risk_probability(model, rows)
+        decided = decide(proba)
         away = proba if before != UNFAVOURABLE else 1 - proba  # progress towards the other decision
         for i in np.flatnonzero(decided != before):
             changes, cost = options[i]
@@ -274,8 +255,7 @@ def counterfactual(
     changed = record[list(FEATURES)].copy()
     for name, value in new_changes.items():
         changed[name] = value
-    with threadpool_limits(limits=1):
-        after = str(model.predict(changed)[0])
+    after = str(decide(proba_after))
     table = pd.DataFrame(
         {"before": [original[n] for n in new_changes], "after": list(new_changes.values())},
         index=pd.Index(list(new_changes), name="feature"),

@@ -29,11 +29,17 @@ import pandas as pd
 from scipy.stats import norm
 
 from utils.data import FAVOURABLE, FEATURES, NUMERIC_RANGES, PROTECTED_GROUPS, UNFAVOURABLE, in_monitored_group
+from utils.decision import RISK_THRESHOLD, decide, model_decisions, risk_probability
 
-#: The decision threshold of the deployed models: ``No Risk`` when its probability is above it.
-DECISION_THRESHOLD = 0.5
+#: The decision threshold on the favourable class's score, the scale aif360 works on (:mod:`utils.decision`).
+_FAVOURABLE_THRESHOLD = 1.0 - RISK_THRESHOLD
 _UNPRIVILEGED = [{"group": 0.0}]
 _PRIVILEGED = [{"group": 1.0}]
+
+
+def _favourable(scores: np.ndarray) -> np.ndarray:
+    """1 where the decision on a favourable-class score is favourable, by the one decision rule."""
+    return (decide(1.0 - scores) == FAVOURABLE).astype(int)
 
 
 @functools.cache
@@ -235,8 +241,8 @@ def perturbation_check(model, frame: pd.DataFrame, attribute: str, *, seed: int 
     """
     features = frame[list(FEATURES)]
     monitored, _ = group_masks(features, attribute)
-    before = model.predict(features)
-    after = model.predict(perturb(features, attribute, seed=seed)[list(FEATURES)])
+    before = model_decisions(model, features)
+    after = model_decisions(model, perturb(features, attribute, seed=seed))
     changed = before != after
     records = len(features)
     return {
@@ -305,19 +311,19 @@ def debiased_companion(
         elif "probability_risk" in frame:
             scores = 1.0 - frame["probability_risk"].to_numpy(dtype=float)
         else:
-            scores = model.predict_proba(frame[list(FEATURES)])[:, list(model.classes_).index(FAVOURABLE)]
+            scores = 1.0 - risk_probability(model, frame)
         return rows, scores
 
     rows_l, scores_l = scored(labelled)
     group_l = group_masks(labelled, attribute)[1][rows_l].astype(int)
     truth = (labelled[label].to_numpy()[rows_l] == FAVOURABLE).astype(int)
     true_ds = _dataset(group_l, truth)
-    pred_ds = _dataset(group_l, scores_l[rows_l] > DECISION_THRESHOLD, scores_l[rows_l])
+    pred_ds = _dataset(group_l, _favourable(scores_l[rows_l]), scores_l[rows_l])
     roc = aif.RejectOptionClassification(
         unprivileged_groups=_UNPRIVILEGED,
         privileged_groups=_PRIVILEGED,
-        low_class_thresh=DECISION_THRESHOLD,
-        high_class_thresh=DECISION_THRESHOLD + 1e-9,  # aif360 wants low < high; one threshold is tried: low
+        low_class_thresh=_FAVOURABLE_THRESHOLD,
+        high_class_thresh=_FAVOURABLE_THRESHOLD + 1e-9,  # aif360 wants low < high; one threshold is tried: low
         num_class_thresh=1,
         num_ROC_margin=margins,
         metric_name="Statistical parity difference",
@@ -330,7 +336,7 @@ def debiased_companion(
     constraint_met = not any("Unable to satisy" in str(w.message) for w in caught)
 
     def decisions(group: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        deployed = (scores > DECISION_THRESHOLD).astype(int)
+        deployed = _favourable(scores)
         debiased = roc.predict(_dataset(group, deployed, scores)).labels.ravel().astype(int)
         return deployed, debiased
 

@@ -20,10 +20,10 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from utils import config
+from utils.times import utc_now
 
 
 @dataclass(frozen=True)
@@ -136,8 +136,8 @@ DEFAULT_SETTINGS = {
 
 
 def _new_run_dir(work: Path) -> Path:
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    run_dir = work / "runs" / f"{stamp}-{uuid.uuid4().hex[:6]}"
+    stamp = utc_now().strftime("%Y%m%d-%H%M%S")
+    run_dir = config.WorkLayout(work).runs / f"{stamp}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(parents=True)
     return run_dir
 
@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"deployed in space {args.space} as {outputs['deployment_id']}; serve it with")
     print(f"  python -m utils.serving --port 8000 --work-dir {work}")
     gates = ", ".join(f"{name}={outputs[name]}" for name in ("quality_ok", "fairness_ok", "drift_detected"))
-    print(f"monitoring of the simulated week: {gates}; reports in {work / 'reports'}")
+    print(f"monitoring of the simulated week: {gates}; reports in {config.WorkLayout(work).reports}")
     scored, rejected = outputs["rows_scored"], outputs["rows_rejected"]
     print(f"batch job: {scored} rows scored, {rejected} rejected -> {outputs['output_path']}")
     return 0

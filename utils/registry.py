@@ -21,11 +21,13 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import skops.io as sio
+
+from utils import config
+from utils.times import utc_now
 
 #: Types beyond skops' own defaults that a registered model may contain.
 TRUSTED_TYPES: tuple[str, ...] = ("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",)
@@ -90,7 +92,7 @@ def parse_model_id(model_id: str) -> tuple[str, int]:
 
 
 class ModelRegistry:
-    """Versioned model store rooted at a folder (normally ``<work dir>/registry``)."""
+    """Versioned model store rooted at a folder (normally the working directory's, see :func:`registry_for`)."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -120,7 +122,7 @@ class ModelRegistry:
                     "model_id": version.model_id,
                     "name": name,
                     "version": version.version,
-                    "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "created_at": utc_now().isoformat(timespec="seconds"),
                 }
                 as_json = json.dumps(record, indent=2, default=str)
                 (staging / "metadata.json").write_text(as_json)
@@ -231,3 +233,8 @@ def render_factsheet(record: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def registry_for(work: str | os.PathLike | None = None) -> ModelRegistry:
+    """The model registry of the working directory (:attr:`utils.config.WorkLayout.registry`)."""
+    return ModelRegistry(config.layout(work).registry)

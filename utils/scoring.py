@@ -34,6 +34,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import ThreadpoolController
 
 from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, LABEL, NUMERIC_RANGES, generate_credit_data
+from utils.decision import decide
 
 #: Most rows one request may hold (all ``input_data`` blocks together).
 MAX_ROWS = 1000
@@ -431,4 +432,4 @@ class Scorer:
 
 
 def _labelled(proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return np.where(proba[:, 1] > proba[:, 0], CLASS_ORDER[1], CLASS_ORDER[0]), proba
+    return decide(proba[:, 1]), proba

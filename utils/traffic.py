@@ -4,7 +4,7 @@ Each simulated day's applicants come from the data generator (:func:`utils.data.
 sent to ``POST /ml/v4/deployments/{id}/predictions`` like any client's, so they land in the payload log by the
 real path; a share of them comes back with its true outcome through ``POST /ml/v4/deployments/{id}/feedback``.
 The service stamps records with the time it receives them; the simulation then moves each of that day's records
-to a time within the simulated day (:func:`restamp`), directly in the data mart. No client can set a record's
+to a time within the simulated day (:func:`utils.datamart.restamp`), directly in the data mart. No client can set a record's
 time through the API: only this simulation, which has the data mart itself in hand, does.
 
 Three knobs, each one value for all days or one value per day (see :func:`from_day`):
@@ -26,12 +26,12 @@ from datetime import datetime, timedelta
 import httpx
 import numpy as np
 import pandas as pd
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from utils import datamart
 from utils.data import FAVOURABLE, FEATURES, LABEL, generate_credit_data, in_monitored_group
 from utils.scoring import MAX_ROWS, wml_request
+from utils.times import as_utc
 
 Knob = float | Sequence[float]
 
@@ -75,26 +75,6 @@ def applicants(
     for column in frame.columns:
         frame.loc[monitored, column] = shifted[column].to_numpy()[:needed]
     return frame
-
-
-def _utc(moment: datetime | str) -> datetime:
-    stamp = pd.Timestamp(moment)
-    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).to_pydatetime()
-
-
-def restamp(engine: Engine, ids: Sequence[str], moments: Sequence[datetime], *, feedback: bool = False) -> int:
-    """Set the time of payload (or ``feedback``) records by id, in one transaction; returns how many changed.
-
-    For simulations only: it rewrites the log's history.
-    """
-    table = datamart.feedback_records if feedback else datamart.payload_records
-    key, column = ("feedback_id", "recorded_at") if feedback else ("transaction_id", "scored_at")
-    statement = table.update().where(table.c[key] == sa.bindparam("_key")).values({column: sa.bindparam("_at")})
-    rows = [{"_key": i, "_at": _utc(m)} for i, m in zip(ids, moments, strict=True)]
-    if not rows:
-        return 0
-    with engine.begin() as connection:
-        return connection.execute(statement, rows).rowcount
 
 
 def _post(client: httpx.Client, path: str, body: dict) -> dict:
@@ -142,7 +122,7 @@ def simulate_traffic(
         "label_bias": _per_day(label_bias, days, "label_bias"),
     }
     now = pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=days)
-    first = pd.Timestamp(_utc(start)) if start is not None else now
+    first = pd.Timestamp(as_utc(start)) if start is not None else now
     engine = engine or datamart.connect(work=work)
     key = api_key if api_key is not None else os.environ.get("CREDIT_API_KEY")
     headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -161,7 +141,7 @@ def simulate_traffic(
                 block = _post(client, f"{base}/predictions", wml_request(frame.iloc[low : low + batch]))
                 ids += block["predictions"][0]["transaction_ids"]
                 decisions += [value[0] for value in block["predictions"][0]["values"]]
-            restamp(engine, ids, moments)
+            datamart.restamp(engine, ids, moments)
             rng = np.random.default_rng(seed + 1000 + day)
             chosen = np.sort(rng.choice(records_per_day, round(feedback_share * records_per_day), replace=False))
             feedback_ids = []
@@ -170,7 +150,7 @@ def simulate_traffic(
                 values = part[[*FEATURES, LABEL]].astype(object).to_numpy().tolist()
                 body = {"input_data": [{"fields": [*FEATURES, LABEL], "values": values}]}
                 feedback_ids += _post(client, f"{base}/feedback", body)["feedback_ids"]
-            restamp(engine, feedback_ids, [moments[i] for i in chosen], feedback=True)
+            datamart.restamp(engine, feedback_ids, [moments[i] for i in chosen], feedback=True)
             rows.append(
                 {
                     "day": day,

@@ -32,6 +32,7 @@ from sklearn.metrics import (
 from sklearn.pipeline import Pipeline
 
 from utils.data import CLASS_ORDER, FEATURES, UNFAVOURABLE, file_sha256
+from utils.decision import decide, risk_probability
 from utils.features import split_features_label, stratified_split
 
 #: Model types and their default hyperparameters.
@@ -161,12 +162,6 @@ def train_model(
     )
 
 
-def risk_scores(model, frame: pd.DataFrame) -> np.ndarray:
-    """Probability of ``Risk`` for each row of ``frame`` (extra columns, such as the label, are ignored)."""
-    column = list(model.classes_).index(UNFAVOURABLE)
-    return model.predict_proba(frame[list(FEATURES)])[:, column]
-
-
 def classification_metrics(y_true, y_pred, risk_score) -> dict[str, float]:
     """ROC AUC, accuracy, precision, recall, F1 (``Risk`` positive) and log loss."""
     positive = np.asarray(y_true) == UNFAVOURABLE
@@ -187,8 +182,9 @@ def classification_metrics(y_true, y_pred, risk_score) -> dict[str, float]:
 def evaluate(model, test: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]:
     """Metrics on labelled data and the confusion matrix (rows: actual, columns: predicted)."""
     features, labels = split_features_label(test)
-    predictions = model.predict(features)
-    metrics = classification_metrics(labels, predictions, risk_scores(model, features))
+    scores = risk_probability(model, features)
+    predictions = decide(scores)
+    metrics = classification_metrics(labels, predictions, scores)
     matrix = confusion_matrix(labels, predictions, labels=list(CLASS_ORDER))
     return metrics, pd.DataFrame(
         matrix,

@@ -107,7 +107,7 @@ def test_explain_a_logged_transaction(tmp_path, trained, train_test, applicants)
             }
         ],
     )
-    stored = explain.read_transaction(engine, transaction_id)
+    stored = datamart.read_transaction(engine, transaction_id)
     assert stored["model_id"] == model_id and stored["Age"] == record["Age"].iloc[0]
     explanation, counterfactual = explain.explain_transaction(
         transaction_id, train_test[0], engine=engine, registry=registry
@@ -116,4 +116,4 @@ def test_explain_a_logged_transaction(tmp_path, trained, train_test, applicants)
     assert explanation.output == pytest.approx(_log_odds_of_risk(model, record), abs=1e-9)
     assert counterfactual.found and counterfactual.decision_after != counterfactual.decision_before
     with pytest.raises(KeyError, match="no payload record"):
-        explain.read_transaction(engine, "no-such-id")
+        datamart.read_transaction(engine, "no-such-id")

@@ -12,7 +12,8 @@ from matplotlib.figure import Figure
 
 from utils import plotting
 from utils.data import CLASS_ORDER, LABEL, NUMERIC_FEATURES, UNFAVOURABLE
-from utils.training import evaluate, risk_scores
+from utils.decision import risk_probability
+from utils.training import evaluate
 
 
 def visible_axes(figure: Figure) -> list:
@@ -38,7 +39,7 @@ def evaluated(trained, train_test):
     _, test = train_test
     model = trained["logistic_regression"].model
     _, matrix = evaluate(model, test)
-    return test[LABEL], risk_scores(model, test), matrix
+    return test[LABEL], risk_probability(model, test), matrix
 
 
 def test_numeric_distributions(small_frame, pyplot_untouched):

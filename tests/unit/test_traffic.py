@@ -58,9 +58,9 @@ def test_restamp_moves_records_in_time(tmp_path):
         "probability_risk": 0.3,
     }
     datamart.insert_payload(engine, [record])
-    assert traffic.restamp(engine, ["t1"], [START]) == 1
+    assert datamart.restamp(engine, ["t1"], [START]) == 1
     assert datamart.read_payload(engine, "d", START, START + timedelta(seconds=1))["transaction_id"].tolist() == ["t1"]
-    assert traffic.restamp(engine, [], []) == 0
+    assert datamart.restamp(engine, [], []) == 0
 
 
 def test_days_of_traffic_through_the_real_server(tmp_path, trained, monkeypatch):

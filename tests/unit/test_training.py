@@ -18,13 +18,13 @@ from sklearn.metrics import (
 )
 
 from utils.data import CLASS_ORDER, FAVOURABLE, LABEL, UNFAVOURABLE, file_sha256
+from utils.decision import risk_probability
 from utils.features import fit_preprocessor
 from utils.training import (
     MODEL_TYPES,
     classification_metrics,
     evaluate,
     make_classifier,
-    risk_scores,
     train_model,
     training_metadata,
 )
@@ -215,15 +215,15 @@ def test_evaluate_needs_labels(trained, train_test):
 
 
 @pytest.mark.parametrize("model_type", ALL_TYPES)
-def test_risk_scores_ignore_label_and_column_order(trained, train_test, model_type):
+def test_risk_probability_ignore_label_and_column_order(trained, train_test, model_type):
     _, test = train_test
     model = trained[model_type].model
-    with_label = risk_scores(model, test)
+    with_label = risk_probability(model, test)
     assert with_label.shape == (len(test),)
     assert ((with_label >= 0) & (with_label <= 1)).all()
-    np.testing.assert_array_equal(with_label, risk_scores(model, test.drop(columns=LABEL)))
+    np.testing.assert_array_equal(with_label, risk_probability(model, test.drop(columns=LABEL)))
     reordered = test[list(reversed(test.columns))].assign(note="x")
-    np.testing.assert_array_equal(with_label, risk_scores(model, reordered))
+    np.testing.assert_array_equal(with_label, risk_probability(model, reordered))
     risk_column = list(model.classes_).index(UNFAVOURABLE)
     np.testing.assert_array_equal(with_label, model.predict_proba(test.drop(columns=LABEL))[:, risk_column])
 

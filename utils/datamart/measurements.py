@@ -1,0 +1,68 @@
+"""Monitor measurements: one row per metric of an evaluation window (see ``schema.measurements``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from utils.datamart.schema import measurements
+from utils.times import as_utc
+
+_TIMES = ("window_start", "window_end", "evaluated_at")
+
+
+def _measurement_row(record: Mapping) -> dict:
+    row = dict(record)
+    for name in _TIMES:
+        if row.get(name) is not None:
+            row[name] = as_utc(row[name])
+    for name in ("value", "threshold"):
+        if row.get(name) is not None and row[name] != row[name]:  # NaN is stored as NULL
+            row[name] = None
+    return row
+
+
+def insert_measurements(engine: Engine, records: Iterable[Mapping]) -> int:
+    """Store measurements in one transaction; returns how many.
+
+    Each record holds ``evaluation_id``, ``deployment_id``, ``monitor``, ``metric``, ``records`` and
+    ``evaluated_at``, and may hold ``subject``, ``value``, ``threshold``, ``breached``, ``window_start``
+    and ``window_end`` (None or NaN for none).
+    """
+    rows = [_measurement_row(record) for record in records]
+    if rows:
+        with engine.begin() as connection:
+            connection.execute(measurements.insert(), rows)
+    return len(rows)
+
+
+def read_measurements(
+    engine: Engine,
+    deployment_id: str | None = None,
+    *,
+    monitor: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> pd.DataFrame:
+    """Measurements by window start, then as stored; ``start``/``end`` select windows that start in [start, end)."""
+    table = measurements
+    query = sa.select(table).order_by(table.c.window_start, table.c.measurement_id)
+    if deployment_id is not None:
+        query = query.where(table.c.deployment_id == deployment_id)
+    if monitor is not None:
+        query = query.where(table.c.monitor == monitor)
+    if start is not None:
+        query = query.where(table.c.window_start >= as_utc(start))
+    if end is not None:
+        query = query.where(table.c.window_start < as_utc(end))
+    with engine.connect() as connection:
+        rows = connection.execute(query).mappings().all()
+    frame = pd.DataFrame([dict(row) for row in rows], columns=[column.name for column in table.c])
+    for name in _TIMES:
+        frame[name] = pd.to_datetime(frame[name], utc=True)
+    frame["breached"] = frame["breached"].astype("boolean")
+    return frame

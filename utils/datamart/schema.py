@@ -1,0 +1,116 @@
+"""The data mart's tables, as of the newest schema revision (``migrations/versions``).
+
+Alembic revisions create and change these tables in a data mart; this module describes the result, for the
+queries of the other modules of this package. A change here comes with a new revision.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    sa.Column("deployment_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("space", sa.String(20), nullable=False),
+    sa.Column("model_id", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("name", "space", name="uq_deployment_name_space"),
+)
+
+payload_records = sa.Table(
+    "payload_records",
+    metadata,
+    sa.Column("record_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("transaction_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("deployment_id", sa.String(64), nullable=False),
+    sa.Column("model_id", sa.String(200), nullable=False),
+    sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("inputs", sa.JSON, nullable=False),
+    sa.Column("prediction", sa.String(50), nullable=False),
+    sa.Column("probability_no_risk", sa.Float, nullable=False),
+    sa.Column("probability_risk", sa.Float, nullable=False),
+    sa.Index("ix_payload_deployment_time", "deployment_id", "scored_at"),
+)
+
+feedback_records = sa.Table(
+    "feedback_records",
+    metadata,
+    sa.Column("record_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("feedback_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("deployment_id", sa.String(64), nullable=False),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("inputs", sa.JSON, nullable=False),
+    sa.Column("label", sa.String(50), nullable=False),
+    sa.Index("ix_feedback_deployment_time", "deployment_id", "recorded_at"),
+)
+
+# A batch job and the chunks of it that are done. A chunk's row, its payload records and the job's counters are
+# written in one transaction, so that a job killed at any moment resumes without losing or repeating a chunk.
+batch_jobs = sa.Table(
+    "batch_jobs",
+    metadata,
+    sa.Column("job_id", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("model_id", sa.String(200), nullable=False),
+    sa.Column("deployment_id", sa.String(64)),
+    sa.Column("input_path", sa.Text, nullable=False),
+    sa.Column("output_path", sa.Text, nullable=False),
+    sa.Column("rejects_path", sa.Text, nullable=False),
+    sa.Column("parameters", sa.JSON, nullable=False),
+    sa.Column("rows_total", sa.BigInteger),
+    sa.Column("rows_read", sa.BigInteger, nullable=False, default=0),
+    sa.Column("rows_scored", sa.BigInteger, nullable=False, default=0),
+    sa.Column("rows_rejected", sa.BigInteger, nullable=False, default=0),
+    sa.Column("chunks_done", sa.Integer, nullable=False, default=0),
+    sa.Column("seconds", sa.Float, nullable=False, default=0.0),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Index("ix_batch_jobs_created", "created_at"),
+)
+
+batch_job_chunks = sa.Table(
+    "batch_job_chunks",
+    metadata,
+    sa.Column("job_id", sa.String(64), primary_key=True),
+    sa.Column("chunk_index", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("first_row", sa.BigInteger, nullable=False),
+    sa.Column("rows_read", sa.BigInteger, nullable=False),
+    sa.Column("rows_scored", sa.BigInteger, nullable=False),
+    sa.Column("rows_rejected", sa.BigInteger, nullable=False),
+    sa.Column("output_bytes", sa.BigInteger, nullable=False),
+    sa.Column("rejects_bytes", sa.BigInteger, nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("committed_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# One row per metric that a monitor computed over an evaluation window: its value, the threshold it is held to and
+# whether it breached it. ``breached`` is NULL when there is no verdict: too few records in the window, or a metric
+# without a threshold. ``subject`` names what the metric is about (a protected group, a feature), NULL for the window.
+measurements = sa.Table(
+    "measurements",
+    metadata,
+    sa.Column("measurement_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("evaluation_id", sa.String(64), nullable=False),
+    sa.Column("deployment_id", sa.String(64), nullable=False),
+    sa.Column("monitor", sa.String(30), nullable=False),
+    sa.Column("metric", sa.String(60), nullable=False),
+    sa.Column("subject", sa.String(100)),
+    sa.Column("value", sa.Float),
+    sa.Column("threshold", sa.Float),
+    sa.Column("breached", sa.Boolean),
+    sa.Column("records", sa.Integer, nullable=False),
+    sa.Column("window_start", sa.DateTime(timezone=True)),
+    sa.Column("window_end", sa.DateTime(timezone=True)),
+    sa.Column("evaluated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_measurements_deployment_window", "deployment_id", "window_start"),
+)

@@ -46,6 +46,14 @@ class WorkLayout:
 
     root: Path
 
+    def resolve(self, relative: str | os.PathLike) -> Path:
+        """A path given relative to the working directory (absolute paths pass through)."""
+        return in_work_dir(self.root, relative)
+
+    def relative(self, path: str | os.PathLike) -> str:
+        """``path`` relative to the working directory, for portable step outputs."""
+        return relative_to_work(self.root, Path(path))
+
     @property
     def schema(self) -> Path:
         return self.root / "schema.yaml"

@@ -216,6 +216,61 @@ def _risk_logit(frame: pd.DataFrame) -> np.ndarray:
     return 1.45 * logit - 2.0
 
 
+# How the generator draws each field that it does not derive from others (None), in contract order: category
+# weights, or the probabilities of the integer values 1, 2, ...
+_DRAWS: dict[str, dict[str, float] | list[float] | None] = {
+    "CheckingStatus": {"less_0": 0.27, "0_to_200": 0.27, "greater_200": 0.06, "no_checking": 0.40},
+    "LoanDuration": None,
+    "CreditHistory": {
+        "all_credits_paid_back": 0.05,
+        "credits_paid_to_date": 0.53,
+        "no_credits": 0.04,
+        "outstanding_credit": 0.29,
+        "prior_payments_delayed": 0.09,
+    },
+    "LoanPurpose": {
+        "appliances": 0.07,
+        "business": 0.10,
+        "car_new": 0.20,
+        "car_used": 0.10,
+        "education": 0.05,
+        "furniture": 0.16,
+        "other": 0.03,
+        "radio_tv": 0.18,
+        "repairs": 0.04,
+        "retraining": 0.03,
+        "vacation": 0.04,
+    },
+    "LoanAmount": None,
+    "ExistingSavings": {
+        "less_100": 0.55,
+        "100_to_500": 0.11,
+        "500_to_1000": 0.07,
+        "greater_1000": 0.06,
+        "unknown": 0.21,
+    },
+    "EmploymentDuration": None,
+    "InstallmentPercent": [0.13, 0.23, 0.16, 0.25, 0.15, 0.08],
+    "Sex": {"male": 0.62, "female": 0.38},
+    "OthersOnLoan": {"none": 0.90, "co-applicant": 0.04, "guarantor": 0.06},
+    "CurrentResidenceDuration": [0.13, 0.30, 0.15, 0.25, 0.12, 0.05],
+    "OwnsProperty": {"real_estate": 0.28, "savings_insurance": 0.23, "car_other": 0.33, "unknown": 0.16},
+    "Age": None,
+    "InstallmentPlans": {"none": 0.81, "bank": 0.14, "stores": 0.05},
+    "Housing": {"own": 0.71, "rent": 0.18, "free": 0.11},
+    "ExistingCreditsCount": [0.63, 0.33, 0.03, 0.01],
+    "Job": {"skilled": 0.63, "unskilled": 0.20, "management_self-employed": 0.15, "unemployed": 0.02},
+    "Dependents": [0.85, 0.15],
+    "Telephone": {"none": 0.60, "yes": 0.40},
+    "ForeignWorker": {"yes": 0.96, "no": 0.04},
+}
+# Length of employment grows with age: weights for applicants under 27, and for the others.
+_EMPLOYMENT_BY_AGE = (
+    {"less_1": 0.30, "1_to_4": 0.45, "4_to_7": 0.12, "greater_7": 0.03, "unemployed": 0.10},
+    {"less_1": 0.12, "1_to_4": 0.30, "4_to_7": 0.20, "greater_7": 0.32, "unemployed": 0.06},
+)
+
+
 def generate_credit_data(
     n_rows: int = 5000,
     seed: int = 42,
@@ -256,86 +311,21 @@ def generate_credit_data(
     amount = 250 + duration * np.exp(rng.normal(np.log(110) + 0.5 * drift, 0.5, size=n))
     amount = np.clip(np.round(amount), *NUMERIC_RANGES["LoanAmount"]).astype(int)
 
-    # Length of employment grows with age.
-    employment_weights = (
-        {"less_1": 0.30, "1_to_4": 0.45, "4_to_7": 0.12, "greater_7": 0.03, "unemployed": 0.10},
-        {"less_1": 0.12, "1_to_4": 0.30, "4_to_7": 0.20, "greater_7": 0.32, "unemployed": 0.06},
-    )
     employment = np.where(
         age < 27,
-        _choice(rng, "EmploymentDuration", employment_weights[0], n),
-        _choice(rng, "EmploymentDuration", employment_weights[1], n),
+        _choice(rng, "EmploymentDuration", _EMPLOYMENT_BY_AGE[0], n),
+        _choice(rng, "EmploymentDuration", _EMPLOYMENT_BY_AGE[1], n),
     )
 
-    frame = pd.DataFrame(
-        {
-            "CheckingStatus": _choice(
-                rng, "CheckingStatus", {"less_0": 0.27, "0_to_200": 0.27, "greater_200": 0.06, "no_checking": 0.40}, n
-            ),
-            "LoanDuration": duration,
-            "CreditHistory": _choice(
-                rng,
-                "CreditHistory",
-                {
-                    "all_credits_paid_back": 0.05,
-                    "credits_paid_to_date": 0.53,
-                    "no_credits": 0.04,
-                    "outstanding_credit": 0.29,
-                    "prior_payments_delayed": 0.09,
-                },
-                n,
-            ),
-            "LoanPurpose": _choice(
-                rng,
-                "LoanPurpose",
-                {
-                    "appliances": 0.07,
-                    "business": 0.10,
-                    "car_new": 0.20,
-                    "car_used": 0.10,
-                    "education": 0.05,
-                    "furniture": 0.16,
-                    "other": 0.03,
-                    "radio_tv": 0.18,
-                    "repairs": 0.04,
-                    "retraining": 0.03,
-                    "vacation": 0.04,
-                },
-                n,
-            ),
-            "LoanAmount": amount,
-            "ExistingSavings": _choice(
-                rng,
-                "ExistingSavings",
-                {"less_100": 0.55, "100_to_500": 0.11, "500_to_1000": 0.07, "greater_1000": 0.06, "unknown": 0.21},
-                n,
-            ),
-            "EmploymentDuration": employment,
-            "InstallmentPercent": rng.choice(np.arange(1, 7), size=n, p=[0.13, 0.23, 0.16, 0.25, 0.15, 0.08]),
-            "Sex": _choice(rng, "Sex", {"male": 0.62, "female": 0.38}, n),
-            "OthersOnLoan": _choice(rng, "OthersOnLoan", {"none": 0.90, "co-applicant": 0.04, "guarantor": 0.06}, n),
-            "CurrentResidenceDuration": rng.choice(np.arange(1, 7), size=n, p=[0.13, 0.30, 0.15, 0.25, 0.12, 0.05]),
-            "OwnsProperty": _choice(
-                rng,
-                "OwnsProperty",
-                {"real_estate": 0.28, "savings_insurance": 0.23, "car_other": 0.33, "unknown": 0.16},
-                n,
-            ),
-            "Age": age,
-            "InstallmentPlans": _choice(rng, "InstallmentPlans", {"none": 0.81, "bank": 0.14, "stores": 0.05}, n),
-            "Housing": _choice(rng, "Housing", {"own": 0.71, "rent": 0.18, "free": 0.11}, n),
-            "ExistingCreditsCount": rng.choice(np.arange(1, 5), size=n, p=[0.63, 0.33, 0.03, 0.01]),
-            "Job": _choice(
-                rng,
-                "Job",
-                {"skilled": 0.63, "unskilled": 0.20, "management_self-employed": 0.15, "unemployed": 0.02},
-                n,
-            ),
-            "Dependents": rng.choice(np.arange(1, 3), size=n, p=[0.85, 0.15]),
-            "Telephone": _choice(rng, "Telephone", {"none": 0.60, "yes": 0.40}, n),
-            "ForeignWorker": _choice(rng, "ForeignWorker", {"yes": 0.96, "no": 0.04}, n),
-        }
-    )
+    drawn = {"LoanDuration": duration, "LoanAmount": amount, "EmploymentDuration": employment, "Age": age}
+    for column, weights in _DRAWS.items():  # in contract order: the order of the random draws is part of the data
+        if column in drawn:
+            continue
+        if column in CATEGORIES:
+            drawn[column] = _choice(rng, column, weights, n)
+        else:
+            drawn[column] = rng.choice(np.arange(1, len(weights) + 1), size=n, p=weights)
+    frame = pd.DataFrame({column: drawn[column] for column in _DRAWS})
     risk = rng.random(n) < 1.0 / (1.0 + np.exp(-_risk_logit(frame)))
     monitored = in_monitored_group(frame, bias_group)
     risk |= monitored & ~risk & (rng.random(n) < bias)

@@ -280,6 +280,55 @@ def _balanced_accuracy(truth: np.ndarray, decided: np.ndarray) -> float:
     return float(np.mean(rates)) if rates else np.nan
 
 
+def _favourable_scores(model, frame: pd.DataFrame) -> np.ndarray:
+    """Scores of the favourable class: the logged probabilities where the frame has them, else the model's."""
+    if "probability_no_risk" in frame:
+        return frame["probability_no_risk"].to_numpy(dtype=float)
+    if "probability_risk" in frame:
+        return 1.0 - frame["probability_risk"].to_numpy(dtype=float)
+    return 1.0 - risk_probability(model, frame)
+
+
+def _in_groups(frame: pd.DataFrame, attribute: str) -> tuple[np.ndarray, np.ndarray]:
+    """The rows in either group of ``attribute``, and for those rows 1 in the reference group, 0 in the monitored."""
+    monitored, reference = group_masks(frame, attribute)
+    rows = monitored | reference
+    return rows, reference[rows].astype(int)
+
+
+def _fit_reject_option(group: np.ndarray, truth: np.ndarray, scores: np.ndarray, bound: float, margins: int):
+    """aif360's Reject Option Classification fitted at the deployed threshold; also whether ``bound`` was met."""
+    roc = _aif360().RejectOptionClassification(
+        unprivileged_groups=_UNPRIVILEGED,
+        privileged_groups=_PRIVILEGED,
+        low_class_thresh=_FAVOURABLE_THRESHOLD,
+        high_class_thresh=_FAVOURABLE_THRESHOLD + 1e-9,  # aif360 wants low < high; one threshold is tried: low
+        num_class_thresh=1,
+        num_ROC_margin=margins,
+        metric_name="Statistical parity difference",
+        metric_ub=bound,
+        metric_lb=-bound,
+    )
+    with warnings.catch_warnings(record=True) as caught, np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("always")
+        roc.fit(_dataset(group, truth), _dataset(group, _favourable(scores), scores))
+    return roc, not any("Unable to satisy" in str(w.message) for w in caught)
+
+
+def _comparison(name: str, group: np.ndarray, on_payload: np.ndarray, on_labelled, truth: np.ndarray) -> dict:
+    rates = _rates(group, on_payload)
+    low, high = rates["favourable_rate_monitored"], rates["favourable_rate_reference"]
+    return {
+        "model": name,
+        "disparate_impact": low / high if high else np.nan,
+        "statistical_parity_difference": low - high,
+        "favourable_rate_monitored": low,
+        "favourable_rate_reference": high,
+        "accuracy": float(np.mean(on_labelled == truth)) if len(truth) else np.nan,
+        "balanced_accuracy": _balanced_accuracy(truth, on_labelled),
+    }
+
+
 def debiased_companion(
     model,
     labelled: pd.DataFrame,
@@ -301,63 +350,22 @@ def debiased_companion(
     either, the scores are computed).
     Accuracy is measured on ``labelled``, on which the band was fitted: an optimistic figure for the companion.
     """
-    aif = _aif360()
-
-    def scored(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        monitored, reference = group_masks(frame, attribute)
-        rows = monitored | reference
-        if "probability_no_risk" in frame:
-            scores = frame["probability_no_risk"].to_numpy(dtype=float)
-        elif "probability_risk" in frame:
-            scores = 1.0 - frame["probability_risk"].to_numpy(dtype=float)
-        else:
-            scores = 1.0 - risk_probability(model, frame)
-        return rows, scores
-
-    rows_l, scores_l = scored(labelled)
-    group_l = group_masks(labelled, attribute)[1][rows_l].astype(int)
+    rows_l, group_l = _in_groups(labelled, attribute)
+    scores_l = _favourable_scores(model, labelled)[rows_l]
     truth = (labelled[label].to_numpy()[rows_l] == FAVOURABLE).astype(int)
-    true_ds = _dataset(group_l, truth)
-    pred_ds = _dataset(group_l, _favourable(scores_l[rows_l]), scores_l[rows_l])
-    roc = aif.RejectOptionClassification(
-        unprivileged_groups=_UNPRIVILEGED,
-        privileged_groups=_PRIVILEGED,
-        low_class_thresh=_FAVOURABLE_THRESHOLD,
-        high_class_thresh=_FAVOURABLE_THRESHOLD + 1e-9,  # aif360 wants low < high; one threshold is tried: low
-        num_class_thresh=1,
-        num_ROC_margin=margins,
-        metric_name="Statistical parity difference",
-        metric_ub=bound,
-        metric_lb=-bound,
-    )
-    with warnings.catch_warnings(record=True) as caught, np.errstate(divide="ignore", invalid="ignore"):
-        warnings.simplefilter("always")
-        roc.fit(true_ds, pred_ds)
-    constraint_met = not any("Unable to satisy" in str(w.message) for w in caught)
+    roc, constraint_met = _fit_reject_option(group_l, truth, scores_l, bound, margins)
 
     def decisions(group: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         deployed = _favourable(scores)
         debiased = roc.predict(_dataset(group, deployed, scores)).labels.ravel().astype(int)
         return deployed, debiased
 
-    rows_p, scores_p = scored(payload)
-    group_p = group_masks(payload, attribute)[1][rows_p].astype(int)
-    deployed_p, debiased_p = decisions(group_p, scores_p[rows_p])
-    deployed_l, debiased_l = decisions(group_l, scores_l[rows_l])
-    table = []
-    for name, on_payload, on_labelled in (("deployed", deployed_p, deployed_l), ("debiased", debiased_p, debiased_l)):
-        rates = _rates(group_p, on_payload)
-        low, high = rates["favourable_rate_monitored"], rates["favourable_rate_reference"]
-        table.append(
-            {
-                "model": name,
-                "disparate_impact": low / high if high else np.nan,
-                "statistical_parity_difference": low - high,
-                "favourable_rate_monitored": low,
-                "favourable_rate_reference": high,
-                "accuracy": float(np.mean(on_labelled == truth)) if len(truth) else np.nan,
-                "balanced_accuracy": _balanced_accuracy(truth, on_labelled),
-            }
-        )
+    rows_p, group_p = _in_groups(payload, attribute)
+    deployed_p, debiased_p = decisions(group_p, _favourable_scores(model, payload)[rows_p])
+    deployed_l, debiased_l = decisions(group_l, scores_l)
+    table = [
+        _comparison("deployed", group_p, deployed_p, deployed_l, truth),
+        _comparison("debiased", group_p, debiased_p, debiased_l, truth),
+    ]
     changed = float(np.mean(deployed_p != debiased_p)) if len(deployed_p) else np.nan
     return Companion(attribute, pd.DataFrame(table).set_index("model"), float(roc.ROC_margin), changed, constraint_met)

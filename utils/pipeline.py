@@ -142,6 +142,29 @@ def _new_run_dir(work: Path) -> Path:
     return run_dir
 
 
+def _execute(step: Step, run_dir: Path, parameters: dict, progress_bar: bool) -> dict:
+    """Run one step's notebook into the run folder; the outputs it recorded.
+
+    Raises:
+        PipelineStopped: the notebook raised.
+    """
+    import papermill  # imported here: it is slow to import and only the runner needs it
+
+    executed, outputs_path = run_dir / step.notebook, run_dir / f"{step.name}.json"
+    try:
+        papermill.execute_notebook(
+            config.NOTEBOOKS_DIR / step.notebook,
+            executed,
+            parameters={**parameters, "OUTPUTS_PATH": str(outputs_path)},
+            cwd=config.NOTEBOOKS_DIR,
+            kernel_name="python3",
+            progress_bar=progress_bar,
+        )
+    except papermill.PapermillExecutionError as error:
+        raise PipelineStopped(step.name, f"the notebook raised {error.ename}: {error.evalue}", executed) from None
+    return json.loads(outputs_path.read_text())
+
+
 def run_pipeline(
     settings: dict | None = None,
     *,
@@ -156,8 +179,6 @@ def run_pipeline(
         PipelineStopped: a gate stopped the run or a notebook raised; the message says
             which step and why, and ``run.json`` in the run folder records it too.
     """
-    import papermill  # imported here: it is slow to import and only the runner needs it
-
     settings = {**DEFAULT_SETTINGS, **(settings or {})}
     for key in ("input_csv", "reference_csv"):
         settings[key] = str(Path(settings[key]).expanduser().resolve())
@@ -168,36 +189,17 @@ def run_pipeline(
     log(f"run folder: {run_dir}")
     try:
         for number, step in enumerate(steps, start=1):
-            executed = run_dir / step.notebook
-            outputs_path = run_dir / f"{step.name}.json"
-            parameters = {
-                **step.parameters(settings, outputs),
-                "WORK_DIR": str(work),
-                "OUTPUTS_PATH": str(outputs_path),
-            }
+            parameters = {**step.parameters(settings, outputs), "WORK_DIR": str(work)}
             log(f"[{number}/{len(steps)}] {step.name} ...")
             started = time.perf_counter()
-            try:
-                papermill.execute_notebook(
-                    config.NOTEBOOKS_DIR / step.notebook,
-                    executed,
-                    parameters=parameters,
-                    cwd=config.NOTEBOOKS_DIR,
-                    kernel_name="python3",
-                    progress_bar=progress_bar,
-                )
-            except papermill.PapermillExecutionError as error:
-                raise PipelineStopped(
-                    step.name, f"the notebook raised {error.ename}: {error.evalue}", executed
-                ) from None
-            step_outputs = json.loads(outputs_path.read_text())
+            step_outputs = _execute(step, run_dir, parameters, progress_bar)
             elapsed = time.perf_counter() - started
             summary["steps"][step.name] = {"seconds": round(elapsed, 1), "outputs": step_outputs}
             outputs |= step_outputs
             log(f"[{number}/{len(steps)}] {step.name} done in {elapsed:.1f} s")
             reason = step.gate(settings, step_outputs)
             if reason:
-                raise PipelineStopped(step.name, reason, executed)
+                raise PipelineStopped(step.name, reason, run_dir / step.notebook)
         summary["status"] = "completed"
         return outputs
     except PipelineStopped as stop:

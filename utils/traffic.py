@@ -4,8 +4,8 @@ Each simulated day's applicants come from the data generator (:func:`utils.data.
 sent to ``POST /ml/v4/deployments/{id}/predictions`` like any client's, so they land in the payload log by the
 real path; a share of them comes back with its true outcome through ``POST /ml/v4/deployments/{id}/feedback``.
 The service stamps records with the time it receives them; the simulation then moves each of that day's records
-to a time within the simulated day (:func:`utils.datamart.restamp`), directly in the data mart. No client can set a record's
-time through the API: only this simulation, which has the data mart itself in hand, does.
+to a time within the simulated day (:func:`utils.datamart.restamp`), directly in the data mart. No client can
+set a record's time through the API: only this simulation, which has the data mart itself in hand, does.
 
 Three knobs, each one value for all days or one value per day (see :func:`from_day`):
 
@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 from utils import datamart
 from utils.data import FAVOURABLE, FEATURES, LABEL, generate_credit_data, in_monitored_group
 from utils.scoring import MAX_ROWS, wml_request
-from utils.times import as_utc
+from utils.times import as_utc, utc_now
 
 Knob = float | Sequence[float]
 
@@ -84,6 +84,38 @@ def _post(client: httpx.Client, path: str, body: dict) -> dict:
     return response.json()
 
 
+def _score(client: httpx.Client, base: str, frame: pd.DataFrame, batch: int) -> tuple[list[str], list[str]]:
+    """Score ``frame`` in requests of ``batch`` records; the transaction ids and decisions, in row order."""
+    ids, decisions = [], []
+    for low in range(0, len(frame), batch):
+        block = _post(client, f"{base}/predictions", wml_request(frame.iloc[low : low + batch]))
+        ids += block["predictions"][0]["transaction_ids"]
+        decisions += [value[0] for value in block["predictions"][0]["values"]]
+    return ids, decisions
+
+
+def _send_feedback(client: httpx.Client, base: str, frame: pd.DataFrame, batch: int) -> list[str]:
+    """Send the rows of ``frame`` with their outcome as feedback; the feedback ids, in row order."""
+    feedback_ids = []
+    for low in range(0, len(frame), batch):
+        values = frame.iloc[low : low + batch][[*FEATURES, LABEL]].astype(object).to_numpy().tolist()
+        body = {"input_data": [{"fields": [*FEATURES, LABEL], "values": values}]}
+        feedback_ids += _post(client, f"{base}/feedback", body)["feedback_ids"]
+    return feedback_ids
+
+
+def _send_day(client, base: str, engine: Engine, frame: pd.DataFrame, day_start, chosen, batch: int) -> dict:
+    """Score one day's applicants, send feedback for the ``chosen`` rows, and move them all into the day."""
+    step = timedelta(days=1) / len(frame)
+    moments = [day_start + step * (i + 0.5) for i in range(len(frame))]
+    ids, decisions = _score(client, base, frame, batch)
+    datamart.restamp(engine, ids, moments)
+    feedback_ids = _send_feedback(client, base, frame.iloc[chosen], batch)
+    datamart.restamp(engine, feedback_ids, [moments[i] for i in chosen], feedback=True)
+    favourable = float(np.mean(np.asarray(decisions) == FAVOURABLE))
+    return {"records": len(frame), "feedback": len(chosen), "favourable_rate": favourable}
+
+
 def simulate_traffic(
     url: str,
     deployment_id: str,
@@ -121,7 +153,7 @@ def simulate_traffic(
         "group_drift": _per_day(group_drift, days, "group_drift"),
         "label_bias": _per_day(label_bias, days, "label_bias"),
     }
-    now = pd.Timestamp.now(tz="UTC").normalize() - pd.Timedelta(days=days)
+    now = pd.Timestamp(utc_now()).normalize() - pd.Timedelta(days=days)
     first = pd.Timestamp(as_utc(start)) if start is not None else now
     engine = engine or datamart.connect(work=work)
     key = api_key if api_key is not None else os.environ.get("CREDIT_API_KEY")
@@ -134,31 +166,9 @@ def simulate_traffic(
             settings = {name: values[day - 1] for name, values in knobs.items()}
             frame = applicants(records_per_day, seed + day, bias_group=bias_group, **settings)
             day_start = (first + pd.Timedelta(days=day - 1)).to_pydatetime()
-            step = timedelta(days=1) / records_per_day
-            moments = [day_start + step * (i + 0.5) for i in range(records_per_day)]
-            ids, decisions = [], []
-            for low in range(0, records_per_day, batch):
-                block = _post(client, f"{base}/predictions", wml_request(frame.iloc[low : low + batch]))
-                ids += block["predictions"][0]["transaction_ids"]
-                decisions += [value[0] for value in block["predictions"][0]["values"]]
-            datamart.restamp(engine, ids, moments)
-            rng = np.random.default_rng(seed + 1000 + day)
-            chosen = np.sort(rng.choice(records_per_day, round(feedback_share * records_per_day), replace=False))
-            feedback_ids = []
-            for low in range(0, len(chosen), batch):
-                part = frame.iloc[chosen[low : low + batch]]
-                values = part[[*FEATURES, LABEL]].astype(object).to_numpy().tolist()
-                body = {"input_data": [{"fields": [*FEATURES, LABEL], "values": values}]}
-                feedback_ids += _post(client, f"{base}/feedback", body)["feedback_ids"]
-            datamart.restamp(engine, feedback_ids, [moments[i] for i in chosen], feedback=True)
-            rows.append(
-                {
-                    "day": day,
-                    "start": day_start,
-                    **settings,
-                    "records": records_per_day,
-                    "feedback": len(chosen),
-                    "favourable_rate": float(np.mean(np.asarray(decisions) == FAVOURABLE)),
-                }
+            chosen = np.random.default_rng(seed + 1000 + day).choice(
+                records_per_day, round(feedback_share * records_per_day), replace=False
             )
+            sent = _send_day(client, base, engine, frame, day_start, np.sort(chosen), batch)
+            rows.append({"day": day, "start": day_start, **settings, **sent})
     return pd.DataFrame(rows).set_index("day")

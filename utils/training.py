@@ -97,6 +97,42 @@ def _logistic_learning_curve(classifier, x_fit, y_fit, x_val, y_val, seed: int) 
     return pd.DataFrame(rows)
 
 
+def _fit_logistic(classifier, params: dict, x_fit, y_fit, x_val, y_val, seed: int) -> tuple:
+    """Fit a logistic regression; its learning curve over training rows, whether it converged, and why."""
+    curve = _logistic_learning_curve(classifier, x_fit, y_fit, x_val, y_val, seed)
+    classifier.fit(x_fit, y_fit)
+    iterations = int(np.max(classifier.n_iter_))
+    converged = iterations < params["max_iter"]
+    note = (
+        f"the solver converged in {iterations} iterations (limit {params['max_iter']})"
+        if converged
+        else f"the solver stopped at its limit of {params['max_iter']} iterations: raise max_iter"
+    )
+    return curve, converged, note, "training rows"
+
+
+def _fit_boosting(classifier, params: dict, x_fit, y_fit, x_val, y_val, seed: int) -> tuple:
+    """Fit gradient boosting with early stopping on the validation part; its loss curve over trees, and why it
+    stopped."""
+    classifier.fit(x_fit, y_fit, X_val=x_val, y_val=y_val)
+    # Scores are negative losses; entry 0 is the model before the first tree.
+    curve = pd.DataFrame(
+        {
+            "step": np.arange(1, len(classifier.train_score_)),
+            "train_loss": -classifier.train_score_[1:],
+            "validation_loss": -classifier.validation_score_[1:],
+        }
+    )
+    iterations = int(classifier.n_iter_)
+    converged = iterations < params["max_iter"]
+    note = (
+        f"early stopping after {iterations} trees: the validation loss stopped improving"
+        if converged
+        else f"all {iterations} trees used and the validation loss still falls: raise max_iter"
+    )
+    return curve, converged, note, "boosting iterations"
+
+
 def train_model(
     train: pd.DataFrame,
     preprocessor: ColumnTransformer,
@@ -118,36 +154,8 @@ def train_model(
     x_fit, x_val = preprocessor.transform(x_fit_raw), preprocessor.transform(x_val_raw)
     y_fit, y_val = y_fit.to_numpy(), y_val.to_numpy()
 
-    if model_type == "logistic_regression":
-        curve = _logistic_learning_curve(classifier, x_fit, y_fit, x_val, y_val, seed)
-        classifier.fit(x_fit, y_fit)
-        iterations = int(np.max(classifier.n_iter_))
-        converged = iterations < params["max_iter"]
-        note = (
-            f"the solver converged in {iterations} iterations (limit {params['max_iter']})"
-            if converged
-            else f"the solver stopped at its limit of {params['max_iter']} iterations: raise max_iter"
-        )
-        step_name = "training rows"
-    else:
-        classifier.fit(x_fit, y_fit, X_val=x_val, y_val=y_val)
-        # Scores are negative losses; entry 0 is the model before the first tree.
-        curve = pd.DataFrame(
-            {
-                "step": np.arange(1, len(classifier.train_score_)),
-                "train_loss": -classifier.train_score_[1:],
-                "validation_loss": -classifier.validation_score_[1:],
-            }
-        )
-        iterations = int(classifier.n_iter_)
-        converged = iterations < params["max_iter"]
-        note = (
-            f"early stopping after {iterations} trees: the validation loss stopped improving"
-            if converged
-            else f"all {iterations} trees used and the validation loss still falls: raise max_iter"
-        )
-        step_name = "boosting iterations"
-
+    fit = _fit_logistic if model_type == "logistic_regression" else _fit_boosting
+    curve, converged, note, step_name = fit(classifier, params, x_fit, y_fit, x_val, y_val, seed)
     model = Pipeline([("preprocess", preprocessor), ("classifier", classifier)])
     return TrainingResult(
         model=model,

@@ -13,7 +13,7 @@ from utils.deployment import get_deployment
 from utils.pipeline import STEPS, PipelineStopped, run_pipeline
 from utils.registry import ModelRegistry
 
-pytestmark = pytest.mark.pipeline
+pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

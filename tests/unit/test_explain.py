@@ -8,7 +8,8 @@ import pytest
 
 from utils import datamart, explain
 from utils.data import FEATURES, UNFAVOURABLE, generate_credit_data
-from utils.registry import ModelRegistry
+from utils.decision import model_decisions
+from utils.times import utc_now
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +85,9 @@ def test_no_counterfactual_when_everything_is_frozen(trained, applicants):
     assert not found.found and found.changes.empty and found.decision_after == found.decision_before
 
 
-def test_explain_a_logged_transaction(tmp_path, trained, train_test, applicants):
-    registry = ModelRegistry(tmp_path / "registry")
-    model = trained["logistic_regression"].model
-    model_id = registry.register(model, name="credit-risk", metadata={}).model_id
-    engine = datamart.connect(f"sqlite:///{tmp_path / 'datamart.sqlite'}")
+def test_explain_a_logged_transaction(workspace, applicants):
+    registry, engine, model = workspace.registry, workspace.engine, workspace.model
+    model_id = workspace.deployment.model_id
     record = applicants.iloc[[2]]
     proba = model.predict_proba(record[list(FEATURES)])[0]
     transaction_id = datamart.new_id()
@@ -97,11 +96,11 @@ def test_explain_a_logged_transaction(tmp_path, trained, train_test, applicants)
         [
             {
                 "transaction_id": transaction_id,
-                "deployment_id": "d1",
+                "deployment_id": workspace.deployment.deployment_id,
                 "model_id": model_id,
-                "scored_at": datamart.utc_now(),
+                "scored_at": utc_now(),
                 "inputs": record[list(FEATURES)].astype(object).iloc[0].to_dict(),
-                "prediction": model.predict(record[list(FEATURES)])[0],
+                "prediction": str(model_decisions(model, record)[0]),
                 "probability_no_risk": proba[0],
                 "probability_risk": proba[1],
             }
@@ -110,7 +109,7 @@ def test_explain_a_logged_transaction(tmp_path, trained, train_test, applicants)
     stored = datamart.read_transaction(engine, transaction_id)
     assert stored["model_id"] == model_id and stored["Age"] == record["Age"].iloc[0]
     explanation, counterfactual = explain.explain_transaction(
-        transaction_id, train_test[0], engine=engine, registry=registry
+        transaction_id, workspace.train, engine=engine, registry=registry
     )
     assert explanation.transaction_id == transaction_id
     assert explanation.output == pytest.approx(_log_odds_of_risk(model, record), abs=1e-9)

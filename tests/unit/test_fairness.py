@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from utils import fairness
-from utils.data import FAVOURABLE, FEATURES, UNFAVOURABLE
+from utils.data import FAVOURABLE, UNFAVOURABLE
+from utils.decision import model_decisions
 from utils.traffic import applicants
 from utils.training import train_model
 
@@ -91,11 +92,14 @@ def test_perturb_moves_each_record_to_the_other_group(table):
 class _ByColumn:
     """A stand-in model whose decision depends on one column only."""
 
+    classes_ = np.array([F, U])
+
     def __init__(self, column: str, favoured):
         self.column, self.favoured = column, favoured
 
-    def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.where(frame[self.column] == self.favoured, F, U)
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        risk = np.where(frame[self.column] == self.favoured, 0.1, 0.9)
+        return np.column_stack([1 - risk, risk])
 
 
 def test_perturbation_check_counts_decisions_that_depend_on_the_attribute(small_frame):
@@ -110,7 +114,7 @@ def test_perturbation_check_counts_decisions_that_depend_on_the_attribute(small_
 def test_debiased_companion_closes_the_gap(small_frame, preprocessor):
     model = train_model(small_frame, preprocessor, seed=1).model
     biased = applicants(1500, 9, group_drift=1.0)
-    biased["prediction"] = model.predict(biased[list(FEATURES)])
+    biased["prediction"] = model_decisions(model, biased)
     companion = fairness.debiased_companion(model, biased.iloc[:600], biased, "Sex")
     table = companion.comparison
     assert list(table.index) == ["deployed", "debiased"]

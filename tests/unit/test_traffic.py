@@ -10,8 +10,6 @@ import pytest
 
 from utils import datamart, traffic
 from utils.data import FAVOURABLE, LABEL, generate_credit_data
-from utils.deployment import deploy
-from utils.registry import ModelRegistry
 from utils.serving import start_server
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
@@ -63,15 +61,12 @@ def test_restamp_moves_records_in_time(tmp_path):
     assert datamart.restamp(engine, [], []) == 0
 
 
-def test_days_of_traffic_through_the_real_server(tmp_path, trained, monkeypatch):
-    monkeypatch.delenv(datamart.DATAMART_URL_ENV, raising=False)
+@pytest.mark.slow
+def test_days_of_traffic_through_the_real_server(workspace, monkeypatch):
     monkeypatch.delenv("CREDIT_API_KEY", raising=False)
-    url = f"sqlite:///{tmp_path / 'datamart.sqlite'}"
-    engine = datamart.connect(url)
-    registry = ModelRegistry(tmp_path / "registry")
-    registry.register(trained["logistic_regression"].model, name="credit-risk", metadata={})
-    deployment = deploy("credit-risk-v1", engine=engine, registry=registry)
-    with start_server(work=tmp_path, datamart_url=url, api_key="k", access_log=False, timeout=120) as server:
+    engine, deployment = workspace.engine, workspace.deployment
+    url = workspace.datamart_url
+    with start_server(work=workspace.work, datamart_url=url, api_key="k", access_log=False, timeout=120) as server:
         plan = traffic.simulate_traffic(
             server.url,
             deployment.deployment_id,

@@ -1,7 +1,7 @@
-"""Command line: ``python -m utils.datamart [--url URL] {upgrade,revision}``.
+"""Command line: ``python -m utils.datamart {upgrade,revision} [--url URL]``.
 
 ``upgrade`` brings the data mart to the newest schema revision (every process also does so when it first
-connects); ``revision`` prints the data mart's revision and the newest one this code knows.
+connects); ``revision`` prints the data mart's revision and the newest one this code knows, changing nothing.
 """
 
 from __future__ import annotations
@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+import sqlalchemy as sa
+
 from utils.datamart import migrations
-from utils.datamart.engine import DATAMART_URL_ENV, connect, datamart_url
+from utils.datamart.engine import DATAMART_URL_ENV, datamart_url
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,16 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("upgrade", "revision"))
     parser.add_argument("--url", default=None, help=f"SQLAlchemy URL (default: ${DATAMART_URL_ENV} or the work dir's)")
     args = parser.parse_args(argv)
-    url = args.url or datamart_url()
+    engine = sa.create_engine(args.url or datamart_url())
     try:
-        engine = connect(url) if args.command == "upgrade" else None
+        if args.command == "upgrade":
+            migrations.upgrade(engine)
     except migrations.SchemaError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if engine is None:
-        from sqlalchemy import create_engine
-
-        engine = create_engine(url)
     print(f"data mart revision {migrations.current(engine)}; newest known {migrations.head()}")
     return 0
 

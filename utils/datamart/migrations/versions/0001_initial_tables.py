@@ -54,8 +54,11 @@ def upgrade() -> None:
     _create_measurements()
 
 
+def _counts() -> list[sa.Column]:
+    return [sa.Column(name, sa.BigInteger, nullable=False) for name in ("rows_read", "rows_scored", "rows_rejected")]
+
+
 def _create_batch_tables() -> None:
-    counts = [sa.Column(name, sa.BigInteger, nullable=False) for name in ("rows_read", "rows_scored", "rows_rejected")]
     op.create_table(
         "batch_jobs",
         sa.Column("job_id", sa.String(64), primary_key=True),
@@ -67,7 +70,7 @@ def _create_batch_tables() -> None:
         sa.Column("rejects_path", sa.Text, nullable=False),
         sa.Column("parameters", sa.JSON, nullable=False),
         sa.Column("rows_total", sa.BigInteger),
-        *counts,
+        *_counts(),
         sa.Column("chunks_done", sa.Integer, nullable=False),
         sa.Column("seconds", sa.Float, nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False),
@@ -83,7 +86,7 @@ def _create_batch_tables() -> None:
         sa.Column("job_id", sa.String(64), primary_key=True),
         sa.Column("chunk_index", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("first_row", sa.BigInteger, nullable=False),
-        *[column.copy() for column in counts],
+        *_counts(),
         sa.Column("output_bytes", sa.BigInteger, nullable=False),
         sa.Column("rejects_bytes", sa.BigInteger, nullable=False),
         sa.Column("seconds", sa.Float, nullable=False),

@@ -1,0 +1,88 @@
+"""The data mart on a real PostgreSQL server: migrations, and every kind of record written and read back.
+
+Runs where ``$CREDIT_TEST_POSTGRES_URL`` names a server on which it may create databases (``.ci/run`` starts
+Debian's PostgreSQL and sets it); each test gets a database of its own, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from utils import datamart
+from utils.data import FEATURES, generate_credit_data
+from utils.datamart import migrations, schema
+
+pytestmark = [
+    pytest.mark.skipif(not os.environ.get("CREDIT_TEST_POSTGRES_URL"), reason="$CREDIT_TEST_POSTGRES_URL not set"),
+]
+T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
+
+
+@pytest.fixture
+def url():
+    admin = sa.create_engine(os.environ["CREDIT_TEST_POSTGRES_URL"], isolation_level="AUTOCOMMIT")
+    name = f"credit_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _payload(deployment_id: str, count: int) -> list[dict]:
+    frame = generate_credit_data(count, 11)
+    return [
+        {
+            "transaction_id": datamart.new_id(),
+            "deployment_id": deployment_id,
+            "model_id": "credit-risk-v1",
+            "scored_at": T0 + timedelta(minutes=i),
+            "inputs": {name: row[name].item() if hasattr(row[name], "item") else row[name] for name in FEATURES},
+            "prediction": "No Risk",
+            "probability_no_risk": 0.7,
+            "probability_risk": 0.3,
+        }
+        for i, (_, row) in enumerate(frame.iterrows())
+    ]
+
+
+def test_a_new_postgres_data_mart_is_migrated_to_the_newest_revision(url):
+    engine = datamart.connect(url)
+    assert migrations.current(engine) == migrations.head()
+    assert set(schema.metadata.tables) <= set(sa.inspect(engine).get_table_names())
+    engine.dispose()
+
+
+def test_a_postgres_data_mart_made_before_migrations_keeps_its_records(url):
+    old = sa.create_engine(url)
+    schema.metadata.create_all(old)  # the tables as the code made them before migrations, no version table
+    datamart.insert_payload(old, _payload("d1", 3))
+    old.dispose()
+    engine = datamart.connect(url)
+    assert migrations.current(engine) == migrations.head()
+    assert len(datamart.read_payload(engine, "d1")) == 3
+    engine.dispose()
+
+
+def test_records_round_trip_on_postgres(url):
+    engine = datamart.connect(url)
+    deployment = datamart.upsert_deployment(engine, "credit-risk", "dev", "credit-risk-v1", "ready")
+    records = _payload(deployment["deployment_id"], 40)
+    datamart.insert_payload(engine, records)
+    window = datamart.read_window(engine, deployment["deployment_id"], T0, T0 + timedelta(minutes=30))
+    assert len(window) == 30
+    assert window["LoanAmount"].tolist() == [r["inputs"]["LoanAmount"] for r in records[:30]]
+    assert str(window["CheckingStatus"].dtype) == "category"
+    assert datamart.read_transaction(engine, records[5]["transaction_id"])["Age"] == records[5]["inputs"]["Age"]
+    replaced = datamart.upsert_deployment(engine, "credit-risk", "dev", "credit-risk-v2", "ready")
+    assert replaced["deployment_id"] == deployment["deployment_id"]
+    assert [d["model_id"] for d in datamart.read_deployments(engine)] == ["credit-risk-v2"]
+    engine.dispose()

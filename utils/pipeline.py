@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils import config
+from utils import config, datamart
 from utils.times import utc_now
 
 
@@ -240,20 +240,27 @@ def main(argv: list[str] | None = None) -> int:
         "space": args.space,
     }
     try:
+        datamart.connect(work=args.work_dir)  # migrates an older data mart; refuses a newer one before any step
         outputs = run_pipeline(settings, work_dir=args.work_dir)
+    except datamart.SchemaError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except PipelineStopped as stop:
         print(f"\n{stop}", file=sys.stderr)
         return 1
+    _print_summary(outputs, config.work_dir(args.work_dir), args.space)
+    return 0
+
+
+def _print_summary(outputs: dict, work: Path, space: str) -> None:
     print(f"\npipeline completed: model {outputs['model_id']} (test ROC AUC {outputs['auc_roc']:.3f})")
-    work = config.work_dir(args.work_dir)
     print(f"model factsheet: {outputs['factsheet_path']} (in the working directory {work})")
-    print(f"deployed in space {args.space} as {outputs['deployment_id']}; serve it with")
+    print(f"deployed in space {space} as {outputs['deployment_id']}; serve it with")
     print(f"  python -m utils.serving --port 8000 --work-dir {work}")
     gates = ", ".join(f"{name}={outputs[name]}" for name in ("quality_ok", "fairness_ok", "drift_detected"))
     print(f"monitoring of the simulated week: {gates}; reports in {config.WorkLayout(work).reports}")
     scored, rejected = outputs["rows_scored"], outputs["rows_rejected"]
     print(f"batch job: {scored} rows scored, {rejected} rejected -> {outputs['output_path']}")
-    return 0
 
 
 if __name__ == "__main__":

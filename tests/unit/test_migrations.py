@@ -81,3 +81,16 @@ def test_processes_starting_at_once_migrate_a_new_data_mart_once(tmp_path):
     engine = sa.create_engine(url)
     with engine.connect() as connection:
         assert connection.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar() == 1
+
+
+def test_the_pipeline_refuses_a_newer_data_mart_before_running_any_step(tmp_path, monkeypatch, capsys):
+    from utils import pipeline
+
+    monkeypatch.delenv(datamart.DATAMART_URL_ENV, raising=False)
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'datamart.sqlite'}")
+    migrations.upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    assert pipeline.main(["--work-dir", str(tmp_path)]) == 2
+    assert "schema revision '9999'" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()

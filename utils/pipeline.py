@@ -149,6 +149,7 @@ def _execute(step: Step, run_dir: Path, parameters: dict, progress_bar: bool) ->
         PipelineStopped: the notebook raised.
     """
     import papermill  # imported here: it is slow to import and only the runner needs it
+    from traitlets.config import Config
 
     executed, outputs_path = run_dir / step.notebook, run_dir / f"{step.name}.json"
     try:
@@ -159,6 +160,8 @@ def _execute(step: Step, run_dir: Path, parameters: dict, progress_bar: bool) ->
             cwd=config.NOTEBOOKS_DIR,
             kernel_name="python3",
             progress_bar=progress_bar,
+            # IPC sockets: a local kernel needs no TCP ports (and ipykernel warns about unencrypted TCP)
+            config=Config(KernelManager={"transport": "ipc"}),
         )
     except papermill.PapermillExecutionError as error:
         raise PipelineStopped(step.name, f"the notebook raised {error.ename}: {error.evalue}", executed) from None

@@ -33,8 +33,12 @@ def _only_run(work):
     return run_dir
 
 
-def test_pipeline_trains_and_registers_a_model(sample_csv, tmp_path):
+def test_pipeline_trains_and_registers_a_model(sample_csv, tmp_path, capfd):
     outputs = run_pipeline(_settings(sample_csv, model_type="gradient_boosting"), work_dir=tmp_path, progress_bar=False)
+    printed = capfd.readouterr()
+    lines = (printed.out + printed.err).splitlines()
+    assert [line for line in lines if "WARNING" in line.upper()] == [], "the step kernels print no warning"
+    assert sum(line.endswith(" ...") for line in lines) == len(STEPS)
 
     assert outputs["anomaly_status"] == "none"
     assert outputs["training_done"] is True

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
 from utils.data import CLASS_ORDER, LABEL, NUMERIC_FEATURES, UNFAVOURABLE
+from utils.decision import RISK_THRESHOLD
 
 STYLE = {
     "axes.grid": True,
@@ -28,6 +29,16 @@ STYLE = {
     "savefig.dpi": 96,
 }
 LABEL_COLOURS = {"No Risk": "#1f6f8b", "Risk": "#e07a5f"}
+#: The axis label of each numeric feature, with its unit.
+NUMERIC_AXIS_LABELS = {
+    "LoanDuration": "loan duration (months)",
+    "LoanAmount": "loan amount (currency units)",
+    "InstallmentPercent": "installment (share of income, level 1-6)",
+    "CurrentResidenceDuration": "years at current residence (level 1-6)",
+    "Age": "age (years)",
+    "ExistingCreditsCount": "existing credits (count)",
+    "Dependents": "dependents (count)",
+}
 
 
 def _figure(width: float = 7.0, height: float = 3.6, **subplots) -> tuple[Figure, np.ndarray]:
@@ -48,8 +59,11 @@ def numeric_distributions(frame: pd.DataFrame) -> Figure:
             values = frame.loc[frame[LABEL] == label, column]
             axis.hist(values, bins=bins, alpha=0.6, color=LABEL_COLOURS[label], label=label)
         axis.set_title(column)
+        axis.set_xlabel(NUMERIC_AXIS_LABELS.get(column, column))
+        axis.set_ylabel("applicants")
     axes.flat[-1].axis("off")
-    axes.flat[0].legend()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    axes.flat[-1].legend(handles, labels, title="outcome", loc="center")  # in the empty panel: it covers no bars
     figure.suptitle("Numeric features by outcome")
     return figure
 
@@ -108,11 +122,11 @@ def roc_and_confusion(y_true, risk_score, matrix: pd.DataFrame) -> Figure:
 
 
 def risk_probability_histogram(risk_probability) -> Figure:
-    """How scored applicants spread over the probability of ``Risk``, with the 0.5 decision threshold."""
+    """How scored applicants spread over the probability of ``Risk``, with the decision threshold."""
     figure, axes = _figure(7.0, 3.2)
     axis = axes[0, 0]
     axis.hist(np.asarray(risk_probability, dtype=float), bins=np.linspace(0, 1, 41), color=LABEL_COLOURS["Risk"])
-    axis.axvline(0.5, color="black", linestyle="--", linewidth=1)
+    axis.axvline(RISK_THRESHOLD, color="black", linestyle="--", linewidth=1)
     axis.set_xlabel("probability of Risk")
     axis.set_ylabel("applicants")
     axis.set_title("Scored applicants by risk probability (dashed: decision threshold)")
@@ -169,6 +183,9 @@ def monitoring_timeline(history: pd.DataFrame) -> Figure:
         axis.set_ylabel(ylabel)
         if len(subjects) > 1 or (len(subjects) == 1 and subjects[0]):
             axis.legend(loc="best")
+    starts = history["window_start"].dropna().dt.tz_localize(None)
+    if starts.nunique() == 1:  # one window: a day either side, not the default span of years
+        axes[-1, 0].set_xlim(starts.min() - pd.Timedelta(days=1), starts.min() + pd.Timedelta(days=1))
     axes[-1, 0].set_xlabel("evaluation window (start, UTC)")
     figure.autofmt_xdate()
     return figure
@@ -259,10 +276,12 @@ def debiased_comparison(comparisons: dict[str, pd.DataFrame], threshold: float |
             values = [comparisons[name].loc[model, metric] for name in names]
             axis.bar(positions + offset, values, width, color=colour, label=model)
         axis.set_xticks(positions, names)
-        axis.set_ylim(0, 1.1)
+        axis.set_ylim(0, 1.3)  # room above the bars for the legend
+        axis.set_xlabel("protected attribute")
+        axis.set_ylabel(label)
         axis.set_title(label.capitalize())
         if metric == "disparate_impact" and threshold is not None:
-            axis.axhline(threshold, color=ALERT_COLOUR, linestyle="--", linewidth=1)
-    axes[0, 0].legend(loc="lower right")
+            axis.axhline(threshold, color=ALERT_COLOUR, linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
+        axis.legend(loc="upper center", ncols=3)
     figure.suptitle("Deployed model and debiased companion (reject option classification)")
     return figure

@@ -48,7 +48,9 @@ def test_numeric_distributions(small_frame, pyplot_untouched):
     assert len(figure.axes) == 8
     shown = visible_axes(figure)
     assert [axis.get_title() for axis in shown] == list(NUMERIC_FEATURES)
-    legend = shown[0].get_legend()
+    assert all(axis.get_xlabel() and axis.get_ylabel() == "applicants" for axis in shown)
+    assert shown[1].get_xlabel() == "loan amount (currency units)"
+    legend = figure.axes[-1].get_legend()  # one legend, in the empty eighth panel
     assert [text.get_text() for text in legend.get_texts()] == list(CLASS_ORDER)
     render(figure)
 

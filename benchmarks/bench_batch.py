@@ -43,15 +43,16 @@ def write_input(path: Path, rows: int, seed: int = 2024) -> None:
             piece.to_csv(handle, header=number == 0, index=False)
 
 
-def register_model(work: Path) -> str:
-    """Train a logistic regression on generated data and register it in ``work``."""
-    from utils.features import fit_preprocessor, stratified_split
-    from utils.registry import ModelRegistry
-    from utils.training import train_model
+def prepare(work: Path, log_payload: bool) -> dict:
+    """A logistic regression trained on generated data, registered and deployed in ``work``: what each job scores
+    with (the deployment when the jobs log payload), and the working directory's own data mart."""
+    from utils.workspace import prepare_workspace
 
-    train, _ = stratified_split(generate_credit_data(3000, seed=11), 0.2, 11)
-    model = train_model(train, fit_preprocessor(train), "logistic_regression").model
-    return ModelRegistry(work / "registry").register(model, name="credit-risk", metadata={}).model_id
+    workspace = prepare_workspace(work, rows=3000, seed=11)
+    model = (
+        {"deployment_id": workspace.deployment.deployment_id} if log_payload else {"model_id": workspace.model_ids[0]}
+    )
+    return {**model, "work": str(work), "datamart_url": workspace.datamart_url}
 
 
 def peak_bytes() -> int:
@@ -120,6 +121,26 @@ def same_predictions(first: Path, second: Path) -> bool:
     return True
 
 
+def score_file(source: Path, rows: int, engines: list[str], options: dict, workers: int | None) -> None:
+    """Score ``source`` once per engine, each in a child process; print a line per job and whether they agree."""
+    outputs = {}
+    for engine in engines:
+        output = source.with_name(f"scored-{rows}-{engine}.csv")
+        arguments = {"input_path": str(source), "output_path": str(output), "engine": engine, **options}
+        report = run_child(arguments, workers)
+        rate = report["rows"] / report["seconds"]
+        worker = f"{report['worker_peak_bytes'] / GIB:8.2f} GiB" if engine == "dask" else f"{'-':>12}"
+        print(
+            f"{rows:>12,} {engine:>6} {report['seconds']:>8.1f} {rate:>10,.0f} "
+            f"{report['peak_bytes'] / GIB:>8.2f} GiB {worker}"
+        )
+        outputs[engine] = output
+    if len(outputs) == 2:
+        print(f"same predictions from both engines: {same_predictions(outputs['local'], outputs['dask'])}")
+    for path in outputs.values():
+        path.unlink(missing_ok=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000], help="input sizes")
@@ -136,14 +157,10 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start")
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as folder:
         work = Path(folder)
-        model_id = register_model(work)
-        deployment_id = None
-        if args.log_payload:
-            from utils.deployment import deploy
-
-            deployment_id = deploy(model_id, work=work).deployment_id
+        options = {**prepare(work, args.log_payload), "progress": False, "log_payload": args.log_payload}
+        if args.chunk_rows:
+            options["chunk_rows"] = args.chunk_rows
         header = f"{'rows':>12} {'engine':>6} {'seconds':>8} {'rows/s':>10} {'peak memory':>12} {'each worker':>12}"
-        results = []
         for rows in args.rows:
             source = work / f"applicants-{rows}.csv"
             began = time.perf_counter()
@@ -151,36 +168,8 @@ def main() -> None:
             size = source.stat().st_size
             print(f"\ngenerated {rows:,} rows ({size / 1e6:,.0f} MB) in {time.perf_counter() - began:.0f} s")
             print(header)
-            outputs = {}
-            for engine in args.engines:
-                output = work / f"scored-{rows}-{engine}.csv"
-                arguments = {
-                    "input_path": str(source),
-                    "output_path": str(output),
-                    "engine": engine,
-                    "progress": False,
-                    "work": str(work),
-                    "log_payload": args.log_payload,
-                }
-                if deployment_id:
-                    arguments["deployment_id"] = deployment_id
-                else:
-                    arguments["model_id"] = model_id
-                if args.chunk_rows:
-                    arguments["chunk_rows"] = args.chunk_rows
-                report = run_child(arguments, args.workers)
-                rate = report["rows"] / report["seconds"]
-                worker = f"{report['worker_peak_bytes'] / GIB:8.2f} GiB" if engine == "dask" else f"{'-':>12}"
-                print(
-                    f"{rows:>12,} {engine:>6} {report['seconds']:>8.1f} {rate:>10,.0f} "
-                    f"{report['peak_bytes'] / GIB:>8.2f} GiB {worker}"
-                )
-                results.append({"rows": rows, "engine": engine, **report})
-                outputs[engine] = output
-            if len(outputs) == 2:
-                print(f"same predictions from both engines: {same_predictions(outputs['local'], outputs['dask'])}")
-            for path in (source, *outputs.values()):
-                path.unlink(missing_ok=True)
+            score_file(source, rows, args.engines, options, args.workers)
+            source.unlink(missing_ok=True)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 
 

@@ -9,35 +9,28 @@ import time
 
 import pandas as pd
 import pytest
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
 
 from utils import datamart
 from utils.batch import get_job, main
-from utils.data import FEATURES, LABEL, generate_credit_data
-from utils.deployment import deploy
-from utils.features import build_preprocessor
-from utils.registry import ModelRegistry
+from utils.config import layout
+from utils.data import generate_credit_data
 
 ROWS, CHUNK_ROWS = 12_000, 500
 CHUNKS = ROWS // CHUNK_ROWS
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
-def test_a_job_killed_half_way_resumes_exactly(tmp_path, monkeypatch):
-    work = tmp_path / "work"
+def test_a_job_killed_half_way_resumes_exactly(workspace, tmp_path, monkeypatch):
+    work = workspace.work  # credit-risk-v1, a logistic regression, deployed; the data mart is the work dir's own
     monkeypatch.setenv("CREDIT_WORKDIR", str(work))
     monkeypatch.delenv(datamart.DATAMART_URL_ENV, raising=False)
-    train = generate_credit_data(1000, 5)
-    model = Pipeline([("preprocess", build_preprocessor()), ("classifier", LogisticRegression(max_iter=1000))])
-    model.fit(train[list(FEATURES)], train[LABEL])
-    model_id = ModelRegistry(work / "registry").register(model, name="credit-risk", metadata={}).model_id
-    deployment = deploy(model_id, work=work)
+    deployment = workspace.deployment
     frame = generate_credit_data(ROWS, 21)
     source, output = tmp_path / "applicants.csv", tmp_path / "out" / "scored.csv"
     frame.to_csv(source, index=False)
     command = [sys.executable, "-m", "utils.batch", "--no-progress"]
-    engine = datamart.connect(work=work)
+    engine = workspace.engine
 
     job = subprocess.Popen(
         [
@@ -85,5 +78,4 @@ def test_a_job_killed_half_way_resumes_exactly(tmp_path, monkeypatch):
     assert len(payload) == ROWS and payload["transaction_id"].is_unique
     assert set(payload["transaction_id"]) == set(scored["transaction_id"])
     assert sorted(path.name for path in output.parent.iterdir()) == ["scored.csv", "scored.rejects.csv"]
-    assert not (work / "batch" / job_id).exists()
-    engine.dispose()
+    assert not (layout(work).batch / job_id).exists()

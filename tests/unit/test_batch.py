@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,37 +17,38 @@ from utils.batch import (
     OUTPUT_COLUMNS,
     REJECT_COLUMNS,
     BatchJobError,
+    BatchJobSpec,
     create_batch_job,
     get_job,
     list_jobs,
     resume_batch_job,
     run_batch_job,
 )
+from utils.config import layout
 from utils.data import CLASS_ORDER, FEATURES, generate_credit_data
 from utils.deployment import deploy
-from utils.features import fit_preprocessor, stratified_split
-from utils.registry import ModelRegistry
-from utils.training import train_model
-
-
-@pytest.fixture(scope="module")
-def logistic():
-    train, _ = stratified_split(generate_credit_data(1200, 3), 0.25, 3)
-    return train_model(train, fit_preprocessor(train), "logistic_regression").model
+from utils.times import utc_now
 
 
 @pytest.fixture
-def work(tmp_path, monkeypatch) -> Path:
-    """A working directory of this test only, with the logistic model registered as credit-risk-v1."""
+def work(workspace, tmp_path, monkeypatch) -> Path:
+    """A working directory of this test only (its own data mart and job folders), with the workspace's models:
+    credit-risk-v1 (logistic regression) and credit-risk-v2 (gradient boosting, the latest)."""
     folder = tmp_path / "work"
+    shutil.copytree(layout(workspace.work).registry, layout(folder).registry)
     monkeypatch.setenv("CREDIT_WORKDIR", str(folder))
     monkeypatch.delenv(datamart.DATAMART_URL_ENV, raising=False)
     return folder
 
 
 @pytest.fixture
-def model_id(work, logistic) -> str:
-    return ModelRegistry(work / "registry").register(logistic, name="credit-risk", metadata={}).model_id
+def model_id(work) -> str:
+    return "credit-risk-v1"
+
+
+@pytest.fixture
+def logistic(workspace):
+    return workspace.registry.load("credit-risk-v1")
 
 
 def write(frame: pd.DataFrame, path: Path) -> Path:
@@ -62,26 +65,26 @@ def without_transaction_ids(path: Path) -> list[str]:
     return [line.rsplit(",", 1)[0] for line in path.read_text().splitlines()]
 
 
-def test_a_job_scores_every_row_in_order(work, model_id, logistic, tmp_path):
+def test_a_job_scores_every_row_in_order(work, workspace, tmp_path):
     frame = generate_credit_data(2500, 11)
     source = write(frame, tmp_path / "applicants.csv")
 
     job = run_batch_job(source, tmp_path / "out" / "scored.csv", model_id="credit-risk-latest", chunk_rows=1000)
 
-    assert job.status == "completed" and job.model_id == model_id
+    assert job.status == "completed" and job.model_id == "credit-risk-v2"  # the latest when the job was created
     assert (job.rows_read, job.rows_scored, job.rows_rejected, job.chunks_done) == (2500, 2500, 0, 3)
     assert job.attempts == 1 and job.seconds > 0 and job.finished_at >= job.started_at >= job.created_at
     scored = pd.read_csv(job.output_path)
     assert list(scored.columns) == [*frame.columns, *OUTPUT_COLUMNS]
     pd.testing.assert_frame_equal(scored[frame.columns], frame)
     proba = scored[["probability_no_risk", "probability_risk"]].to_numpy()
-    np.testing.assert_allclose(proba, expected_proba(logistic, frame), atol=1e-9)
-    assert (scored["prediction"] == np.where(proba[:, 1] > proba[:, 0], "Risk", "No Risk")).all()
+    np.testing.assert_allclose(proba, expected_proba(workspace.registry.load(job.model_id), frame), atol=1e-9)
+    assert (scored["prediction"] == np.where(proba[:, 1] > 0.5, "Risk", "No Risk")).all()
     assert scored["transaction_id"].tolist() == [f"{job.job_id}:{row}" for row in range(2500)]
     assert job.rejects_path == tmp_path / "out" / "scored.rejects.csv"
     assert job.rejects_path.read_text() == ",".join([*frame.columns, *REJECT_COLUMNS]) + "\n"
     assert sorted(p.name for p in job.output_path.parent.iterdir()) == ["scored.csv", "scored.rejects.csv"]
-    assert not (work / "batch" / job.job_id).exists()  # the parts are gone
+    assert not (layout(work).batch / job.job_id).exists()  # the parts are gone
     assert get_job(job.job_id) == job
     assert list_jobs()["job_id"].tolist() == [job.job_id]
 
@@ -182,7 +185,7 @@ def test_a_crashed_job_resumes_without_losing_or_repeating_rows_or_payload(work,
     assert (job.status, job.error, job.rows_read, job.chunks_done) == ("failed", "interrupted", 1000, 2)
     assert len(datamart.read_payload(engine, deployment.deployment_id)) == 1000
     assert not (tmp_path / "scored.csv").exists()
-    folder = work / "batch" / job.job_id
+    folder = layout(work).batch / job.job_id
     (folder / "00000001.out").write_bytes(b"damaged")  # a committed part lost: scored again, not logged again
 
     job = resume_batch_job(job.job_id)
@@ -210,6 +213,7 @@ def test_a_crashed_job_resumes_without_losing_or_repeating_rows_or_payload(work,
     assert without_transaction_ids(uninterrupted.output_path) == without_transaction_ids(job.output_path)
 
 
+@pytest.mark.slow
 def test_the_dask_engine_writes_the_same_output(work, model_id, tmp_path):
     source = bad_file(tmp_path / "bad.csv")
     options = {"model_id": model_id, "chunk_rows": 64, "max_reject_share": 0.1}
@@ -272,15 +276,15 @@ def test_a_stray_quote_is_text_and_an_unclosed_one_is_rejected(work, model_id, t
     assert rejects["reject_reason"][0].startswith("malformed row: 1 field where the header has 21")
 
 
-def test_a_gradient_boosting_model_scores_like_its_pipeline(work, tmp_path):
-    train, _ = stratified_split(generate_credit_data(800, 4), 0.25, 4)
-    model = train_model(train, fit_preprocessor(train), "gradient_boosting", {"max_iter": 15}).model
-    model_id = ModelRegistry(work / "registry").register(model, name="boosted", metadata={}).model_id
+def test_a_gradient_boosting_model_scores_like_its_pipeline(work, workspace, tmp_path):
     frame = generate_credit_data(500, 16)
 
-    job = run_batch_job(write(frame, tmp_path / "in.csv"), tmp_path / "out.csv", model_id=model_id, chunk_rows=200)
+    job = run_batch_job(
+        write(frame, tmp_path / "in.csv"), tmp_path / "out.csv", model_id="credit-risk-v2", chunk_rows=200
+    )
 
     scored = pd.read_csv(job.output_path)
+    model = workspace.registry.load("credit-risk-v2")
     np.testing.assert_allclose(
         scored[["probability_no_risk", "probability_risk"]].to_numpy(), expected_proba(model, frame), atol=1e-9
     )
@@ -345,7 +349,7 @@ def test_resume_refuses_a_changed_input_and_a_job_running_elsewhere(work, model_
     job = create_batch_job(source, tmp_path / "out.csv", model_id=model_id)
     assert job.status == "queued"
 
-    folder = work / "batch" / job.job_id
+    folder = layout(work).batch / job.job_id
     folder.mkdir(parents=True)
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -361,7 +365,7 @@ def test_resume_refuses_a_changed_input_and_a_job_running_elsewhere(work, model_
 
 def test_a_chunk_and_its_payload_are_committed_together_or_not_at_all(work):
     engine = datamart.connect(work=work)
-    now = datamart.utc_now()
+    now = utc_now()
     datamart.insert_batch_job(
         engine,
         {
@@ -443,3 +447,37 @@ def test_parquet_in_and_out(work, model_id, logistic, tmp_path):
     np.testing.assert_allclose(
         scored[["probability_no_risk", "probability_risk"]].to_numpy(), expected_proba(logistic, frame), atol=1e-9
     )
+
+
+def test_a_spec_describes_the_job_and_is_checked_before_the_job_exists(work, tmp_path):
+    source = write(generate_credit_data(30, 2), tmp_path / "in.csv")
+    spec = BatchJobSpec(source, tmp_path / "out" / "scored.parquet", model_id="credit-risk-latest", chunk_rows=10)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.chunk_rows = 5  # type: ignore[misc]
+
+    checked = spec.checked()
+
+    assert checked.input_path == source.resolve() and checked.output_path == (tmp_path / "out/scored.parquet").resolve()
+    assert checked.rejects_path == (tmp_path / "out" / "scored.rejects.csv").resolve()
+    assert (checked.engine, checked.max_reject_share, checked.model_id) == ("local", 0.05, "credit-risk-latest")
+    assert dataclasses.replace(spec, scheduler="tcp://h:8786").checked().engine == "dask"
+    with pytest.raises(BatchJobError, match="at least 1"):
+        dataclasses.replace(spec, chunk_rows=0).checked()
+
+    job = run_batch_job(spec, progress=False)  # a spec instead of the keyword arguments
+
+    assert (job.status, job.model_id, job.chunk_rows, job.chunks_done, job.rows_scored) == (
+        "completed",
+        "credit-risk-v2",
+        10,
+        3,
+        30,
+    )
+    assert (job.output_path, job.rejects_path) == (checked.output_path, checked.rejects_path)
+    assert len(pd.read_parquet(job.output_path)) == 30
+    with pytest.raises(TypeError, match="either a BatchJobSpec"):
+        create_batch_job(spec, tmp_path / "other.csv")
+    with pytest.raises(TypeError, match="either a BatchJobSpec"):
+        create_batch_job(spec, chunk_rows=5)
+    with pytest.raises(TypeError, match="output path"):
+        create_batch_job(source, model_id="credit-risk-v1")

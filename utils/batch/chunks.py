@@ -1,0 +1,359 @@
+"""Scoring one chunk, in the job's process or on a Dask worker: parse, validate, score and render its rows.
+
+A chunk's valid rows become output rows (CSV to CSV: the input records unchanged, plus the fields the job adds),
+its other rows rejects (their input columns, ``input_row`` and every fault in ``reject_reason``), and, when the
+job logs payload, its scored rows payload records.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from utils.batch.inputs import ENCODING, EOL, Chunk, CsvInput, ParquetInput
+from utils.batch.spec import FAULT_SEPARATOR, OUTPUT_COLUMNS, REJECT_COLUMNS, BatchJobError, is_parquet
+from utils.data import CATEGORIES, FEATURES, NUMERIC_RANGES
+from utils.registry import load_trusted
+from utils.scoring import InputError, Scorer, records, valid_rows, validate_columns
+
+_PLACEHOLDERS = {
+    **{name: values[0] for name, values in CATEGORIES.items()},
+    **{name: low for name, (low, _) in NUMERIC_RANGES.items()},
+}
+
+
+@dataclass(frozen=True)
+class ChunkLayout:
+    """What scoring a chunk needs to know of its job; sent to the Dask workers with each chunk."""
+
+    job_id: str
+    model_id: str
+    deployment_id: str | None
+    columns: tuple[str, ...]
+    header: str  # the CSV input's header line; "" for Parquet input
+    text: bool  # CSV to CSV: output rows are the input records, unchanged, plus the new fields
+    parquet_output: bool
+    log_payload: bool
+
+
+def chunk_layout(
+    source: CsvInput | ParquetInput, output: Path, *, job_id: str, model_id: str, deployment_id, log_payload: bool
+) -> ChunkLayout:
+    """The layout of a job's chunks, once its input's columns are checked.
+
+    Raises:
+        BatchJobError: a feature column is missing, a column is named twice or is one the job adds.
+    """
+    columns = source.columns
+    missing = [name for name in FEATURES if name not in columns]
+    if missing:
+        raise BatchJobError(f"{source.path}: missing column(s) {', '.join(missing)}")
+    repeated = sorted({name for name in columns if columns.count(name) > 1})
+    if repeated:
+        raise BatchJobError(f"{source.path}: column(s) named twice: {', '.join(repeated)}")
+    clashes = [name for name in (*OUTPUT_COLUMNS, *REJECT_COLUMNS) if name in columns]
+    if clashes:
+        raise BatchJobError(f"{source.path}: has column(s) {', '.join(clashes)}, which the job adds; rename them")
+    parquet_output = is_parquet(output)
+    return ChunkLayout(
+        job_id=job_id,
+        model_id=model_id,
+        deployment_id=deployment_id,
+        columns=columns,
+        header=source.header,
+        text=isinstance(source, CsvInput) and not parquet_output,
+        parquet_output=parquet_output,
+        log_payload=log_payload,
+    )
+
+
+@dataclass
+class Parsed:
+    frame: pd.DataFrame  # the well-formed rows, index 0..n-1
+    positions: np.ndarray  # each frame row's position in the chunk
+    malformed: dict[int, str]  # chunk position -> reason, for records with the wrong number of fields
+
+
+@dataclass
+class Scored:
+    index: int
+    first_row: int
+    rows_read: int
+    rows_scored: int
+    rows_rejected: int
+    output: bytes | pd.DataFrame
+    rejects: bytes
+    payload: list[dict] | None = field(default=None, repr=False)
+
+
+@dataclass
+class _Verdicts:
+    """What scoring made of a chunk's parsed rows."""
+
+    good: np.ndarray  # the frame rows the model scored
+    positions: np.ndarray  # their positions in the chunk
+    rows: np.ndarray  # their record numbers in the input
+    labels: np.ndarray
+    proba: np.ndarray
+    rejected: dict[int, str]  # chunk position -> every fault of the row
+    checked: dict[str, np.ndarray] | None  # the scored rows' contract columns, when output or payload need them
+
+
+def _malformed(chunk: Chunk, width: int) -> dict[int, str]:
+    """The chunk's CSV records with a field count other than ``width``, by position, with the reason."""
+    counts = chunk.counts if chunk.counts is not None else [record.count(",") + 1 for record in chunk.records]
+    return {
+        position: (
+            f"malformed row: {count} field{'' if count == 1 else 's'} where the header has {width}"
+            if count >= 0
+            else "malformed row: a quote never closed"
+        )
+        + f"; the row reads {record.rstrip(EOL)!r}"
+        for position, (count, record) in enumerate(zip(counts, chunk.records))
+        if count != width
+    }
+
+
+def parse(chunk: Chunk, layout: ChunkLayout) -> Parsed:
+    """The chunk's rows as a DataFrame; CSV records with the wrong number of fields are set apart."""
+    if chunk.frame is not None:
+        return Parsed(chunk.frame, np.arange(len(chunk.frame)), {})
+    malformed = _malformed(chunk, len(layout.columns))
+    if malformed:
+        positions = np.array([p for p in range(len(chunk.records)) if p not in malformed], dtype=np.int64)
+        well = [chunk.records[p] for p in positions]
+    else:
+        positions, well = np.arange(len(chunk.records)), chunk.records
+    usecols = list(FEATURES) if layout.text else None
+    dtype = {name: "category" if name in CATEGORIES else str for name in layout.columns if name not in NUMERIC_RANGES}
+    if not well:
+        return Parsed(pd.DataFrame(columns=usecols or list(layout.columns)), positions, malformed)
+    frame = pd.read_csv(
+        io.BytesIO((layout.header + "".join(well)).encode(ENCODING, "surrogateescape")),
+        encoding=ENCODING,
+        encoding_errors="surrogateescape",
+        dtype=dtype,
+        usecols=usecols,
+        skipinitialspace=True,
+        index_col=False,
+        low_memory=False,
+    )
+    if len(frame) != len(well):
+        raise BatchJobError(f"chunk {chunk.index}: {len(well)} records parsed into {len(frame)} rows")
+    return Parsed(frame, positions, malformed)
+
+
+def _reason(error: InputError) -> str:
+    """A fault as the row's reason: the message of utils.scoring without its row number."""
+    return error.message.replace(f" in row {error.row}", "") if error.row is not None else error.message
+
+
+def _row_faults(row: dict) -> list[str]:
+    """Every fault of one row by utils.scoring's rules: each fault found is replaced by a valid value and the
+    row checked again."""
+    columns = {name: [value] for name, value in row.items()}
+    faults = []
+    for _ in range(len(FEATURES)):
+        try:
+            validate_columns(columns)
+            break
+        except InputError as error:
+            faults.append(_reason(error))
+            if error.field not in _PLACEHOLDERS:
+                break
+            columns[error.field] = [_PLACEHOLDERS[error.field]]
+    return faults
+
+
+def _numbers_from_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with text that reads as a number taken as that number in the numeric columns that hold text."""
+    changed = {}
+    for name in NUMERIC_RANGES:
+        series = frame[name]
+        if series.dtype == object:
+            numbers = pd.to_numeric(series, errors="coerce")
+            changed[name] = series.where(~(series.map(type).eq(str) & numbers.notna()), numbers)
+    return frame.assign(**changed) if changed else frame
+
+
+def _check(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, dict[int, str]]:
+    """Validate the rows: the frame as checked, the valid rows' positions, and the others' reasons.
+
+    :func:`utils.scoring.valid_rows` checks every row at once; the faults of the rows it fails are
+    named by :func:`utils.scoring.validate_columns`, one row at a time.
+    """
+    frame = _numbers_from_text(frame)
+    valid = valid_rows(frame)
+    reasons: dict[int, str] = {}
+    failed = np.flatnonzero(~valid)
+    if failed.size:
+        rows = frame.iloc[failed]
+        values = {name: rows[name].astype(object).where(rows[name].notna(), None).tolist() for name in FEATURES}
+        for i, position in enumerate(failed.tolist()):
+            faults = _row_faults({name: values[name][i] for name in FEATURES})
+            if faults:
+                reasons[position] = FAULT_SEPARATOR.join(faults)
+            else:  # a value of a type only the row by row check can vouch for
+                valid[position] = True
+    return frame, np.flatnonzero(valid), reasons
+
+
+def _predict(scorer: Scorer, frame: pd.DataFrame, good: np.ndarray, reasons: dict[int, str]):
+    """The valid rows the model scored, their labels and probabilities; a row the model cannot encode is rejected."""
+    while good.size:
+        try:
+            return good, *scorer.predict_frame(frame if good.size == len(frame) else frame.iloc[good])
+        except InputError as error:  # e.g. a category the model was not trained with
+            if error.row is None:
+                raise
+            reasons[int(good[error.row])] = _reason(error)
+            good = np.delete(good, error.row)
+    return good, np.empty(0, dtype=str), np.empty((0, 2))
+
+
+def _checked_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The contract's columns of valid rows as :func:`utils.scoring.validate_columns` gives them: integers as int."""
+    return {name: frame[name].to_numpy(dtype=np.int64 if name in NUMERIC_RANGES else object) for name in FEATURES}
+
+
+def _texts(values: np.ndarray) -> pa.Array:
+    """Each float as ``repr`` writes it: Arrow's shortest round-trip text, which is Python's in [1e-4, 1)."""
+    texts = pc.cast(pa.array(values, pa.float64()), pa.string())
+    odd = ~((values >= 1e-4) & (values < 1.0))  # 0, 1, tiny numbers and NaN: Arrow writes them otherwise
+    if odd.any():
+        texts = pc.replace_with_mask(texts, pa.array(odd), pa.array([repr(v) for v in values[odd].tolist()]))
+    return texts
+
+
+def _scored_lines(lines: list[str], labels: np.ndarray, proba: np.ndarray, prefix: str, rows: np.ndarray) -> bytes:
+    """The output records, built by Arrow: each input record (its line end dropped), then the fields the job adds."""
+    if not lines:
+        return b""
+    try:
+        records = pc.utf8_rtrim(pa.array(lines, pa.large_string()), characters=EOL)
+    except (pa.ArrowException, UnicodeEncodeError):  # bytes that are not UTF-8, carried as surrogates
+        records = pa.array([line.rstrip(EOL).encode(ENCODING, "surrogateescape") for line in lines], pa.large_binary())
+    ids = pc.binary_join_element_wise(prefix, pc.cast(pa.array(rows, pa.int64()), pa.string()), "\n", "")
+    added = (pa.array(labels, pa.string()), _texts(proba[:, 0]), _texts(proba[:, 1]), ids)
+    joined = pc.binary_join_element_wise(records, *(a.cast(records.type) for a in added), pa.scalar(",", records.type))
+    offsets = np.frombuffer(joined.buffers()[1], np.int64, len(joined) + 1, joined.offset * 8)
+    return memoryview(joined.buffers()[2])[offsets[0] : offsets[-1]].tobytes()
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def csv_text(frame: pd.DataFrame) -> str:
+    """The frame's rows as CSV records (no header), nulls as empty fields."""
+    buffer = io.StringIO()
+    values = frame.astype(object).where(frame.notna(), None)
+    csv.writer(buffer, lineterminator="\n").writerows(values.itertuples(index=False, name=None))
+    return buffer.getvalue()
+
+
+def _judge(scorer: Scorer, chunk: Chunk, layout: ChunkLayout, parsed: Parsed) -> _Verdicts:
+    """Validate and score the parsed rows."""
+    frame, good, reasons = _check(parsed.frame)
+    good, labels, proba = _predict(scorer, frame, good, reasons)
+    positions = parsed.positions[good]
+    rejected = {int(parsed.positions[p]): reason for p, reason in reasons.items()} | parsed.malformed
+    checked = None
+    if not layout.text or layout.log_payload:
+        checked = _checked_columns(frame if good.size == len(frame) else frame.iloc[good])
+    return _Verdicts(good, positions, positions + chunk.first_row, labels, proba, rejected, checked)
+
+
+def _output(chunk: Chunk, layout: ChunkLayout, parsed: Parsed, verdicts: _Verdicts) -> bytes | pd.DataFrame:
+    """The output rows: CSV bytes, or a DataFrame for Parquet output."""
+    prefix, labels, proba = f"{layout.job_id}:", verdicts.labels, verdicts.proba
+    if layout.text:
+        good = verdicts.positions
+        lines = chunk.records if len(verdicts.good) == chunk.size else [chunk.records[p] for p in good.tolist()]
+        return _scored_lines(lines, labels, proba, prefix, verdicts.rows)
+    scored = parsed.frame.iloc[verdicts.good].reset_index(drop=True)
+    for name in FEATURES:
+        scored[name] = verdicts.checked[name]
+    scored["prediction"] = labels
+    scored["probability_no_risk"] = proba[:, 0]
+    scored["probability_risk"] = proba[:, 1]
+    scored["transaction_id"] = [f"{prefix}{row}" for row in verdicts.rows.tolist()]
+    return scored if layout.parquet_output else csv_text(scored).encode(ENCODING, "surrogateescape")
+
+
+def _rejects(chunk: Chunk, layout: ChunkLayout, parsed: Parsed, rejected: dict[int, str]) -> bytes:
+    """The rejected rows as CSV records: their input columns, ``input_row`` and ``reject_reason``."""
+    first = chunk.first_row
+    if chunk.records is not None:  # CSV input: rejected records as they were read
+        empty = "," * (len(layout.columns) - 1)
+        rejects = "".join(
+            f"{empty if p in parsed.malformed else chunk.records[p].rstrip(EOL)},{first + p},{_quote(reason)}\n"
+            for p, reason in sorted(rejected.items())
+        )
+    else:  # Parquet input: every row is in the frame, at its chunk position
+        bad = sorted(rejected)
+        kept = parsed.frame.iloc[bad].reset_index(drop=True)
+        kept["input_row"] = [first + p for p in bad]
+        kept["reject_reason"] = [rejected[p] for p in bad]
+        rejects = csv_text(kept)
+    return rejects.encode(ENCODING, "surrogateescape")
+
+
+def _payload(layout: ChunkLayout, verdicts: _Verdicts) -> list[dict]:
+    """A payload record for each scored row (without ``scored_at``, which the commit sets)."""
+    inputs = records({name: values.tolist() for name, values in verdicts.checked.items()})
+    no_risk, risk = verdicts.proba[:, 0].tolist(), verdicts.proba[:, 1].tolist()
+    return [
+        {
+            "transaction_id": f"{layout.job_id}:{row}",
+            "deployment_id": layout.deployment_id,
+            "model_id": layout.model_id,
+            "inputs": inputs,
+            "prediction": label,
+            "probability_no_risk": a,
+            "probability_risk": b,
+        }
+        for row, inputs, label, a, b in zip(verdicts.rows.tolist(), inputs, verdicts.labels.tolist(), no_risk, risk)
+    ]
+
+
+def score_chunk(scorer: Scorer, chunk: Chunk, layout: ChunkLayout, parsed: Parsed | None = None) -> Scored:
+    """Validate, score and render one chunk: the output rows, the rejected rows and the payload records."""
+    parsed = parsed if parsed is not None else parse(chunk, layout)
+    verdicts = _judge(scorer, chunk, layout, parsed)
+    return Scored(
+        index=chunk.index,
+        first_row=chunk.first_row,
+        rows_read=chunk.size,
+        rows_scored=len(verdicts.labels),
+        rows_rejected=len(verdicts.rejected),
+        output=_output(chunk, layout, parsed, verdicts),
+        rejects=_rejects(chunk, layout, parsed, verdicts.rejected),
+        payload=_payload(layout, verdicts) if layout.log_payload else None,
+    )
+
+
+_WORKER_SCORERS: dict[str, Scorer] = {}
+
+
+def score_on_worker(model_bytes: bytes, chunk: Chunk, layout: ChunkLayout) -> Scored:
+    """A Dask task: score a chunk with the model sent as skops bytes (loaded once per worker, types checked)."""
+    key = hashlib.sha256(model_bytes).hexdigest()
+    scorer = _WORKER_SCORERS.get(key)
+    if scorer is None:
+        with tempfile.TemporaryDirectory(prefix="batch-model-") as folder:
+            path = Path(folder) / "model.skops"
+            path.write_bytes(model_bytes)
+            scorer = Scorer(load_trusted(path), layout.model_id)
+        _WORKER_SCORERS.clear()
+        _WORKER_SCORERS[key] = scorer
+    return score_chunk(scorer, chunk, layout)

@@ -1,0 +1,148 @@
+"""The engines that score a job's chunks: ``local`` (in this process, the next chunk read and parsed in a
+background thread) and ``dask`` (a local cluster, or any scheduler). Both yield the same results per chunk,
+in the order they finish."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from utils.batch.chunks import ChunkLayout, Parsed, Scored, parse, score_chunk, score_on_worker
+from utils.batch.inputs import Chunk, CsvInput, ParquetInput
+from utils.batch.spec import BatchJobError
+from utils.registry import load_trusted
+from utils.scoring import Scorer
+
+
+def _in_background(items: Iterator, depth: int = 1) -> Iterator:
+    """Iterate ``items`` in a background thread, at most ``depth`` items ahead."""
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(message) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(message, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(("item", item)):
+                    return
+            put(("done", None))
+        except BaseException as error:  # handed to the consumer
+            put(("error", error))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="batch-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join()
+
+
+def local_results(
+    source: CsvInput | ParquetInput, layout: ChunkLayout, scorer: Scorer, chunk_rows: int, skip: set[int]
+) -> Iterator[Scored]:
+    """Score the chunks not in ``skip`` in this process, in order."""
+
+    def parsed() -> Iterator[tuple[Chunk, Parsed]]:
+        for chunk in source.chunks(chunk_rows):
+            if chunk.index not in skip:
+                yield chunk, parse(chunk, layout)
+
+    for chunk, ready in _in_background(parsed()):
+        yield score_chunk(scorer, chunk, layout, ready)
+
+
+def _outcome(future):
+    try:
+        return future.result()
+    except ModuleNotFoundError as error:
+        raise BatchJobError(
+            f"a Dask worker cannot import {error.name!r}: install this project and its pinned dependencies in the "
+            "workers' environment (see docs/batch-scoring.md)"
+        ) from error
+
+
+def dask_results(
+    source: CsvInput | ParquetInput,
+    layout: ChunkLayout,
+    model_bytes: bytes,
+    chunk_rows: int,
+    skip: set[int],
+    scheduler: str | None,
+    workers: int | None,
+) -> Iterator[Scored]:
+    """Score the chunks not in ``skip`` on a Dask cluster (``scheduler``'s, or a local one of ``workers``
+    processes started for the job), as they finish; at most two chunks per worker thread are in flight."""
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler, timeout="30s")
+    else:
+        cluster = LocalCluster(
+            n_workers=workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.WARNING,
+        )
+        client = Client(cluster)
+    try:
+        model = client.scatter(model_bytes, broadcast=True, hash=False)
+        window = max(2, 2 * sum(client.nthreads().values()))  # chunks in flight: memory stays bounded
+        done = as_completed()
+        in_flight = 0
+        for chunk in source.chunks(chunk_rows):
+            if chunk.index in skip:
+                continue
+            done.add(client.submit(score_on_worker, model, chunk, layout, pure=False))
+            in_flight += 1
+            while in_flight >= window:
+                yield _outcome(next(done))
+                in_flight -= 1
+        for future in done:
+            yield _outcome(future)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def results(
+    engine: str,
+    source: CsvInput | ParquetInput,
+    layout: ChunkLayout,
+    model_file: Path,
+    *,
+    chunk_rows: int,
+    skip: set[int],
+    scheduler: str | None = None,
+    workers: int | None = None,
+) -> Iterator[Scored]:
+    """The scored chunks of ``source`` not in ``skip``, by ``engine`` with the registered model in ``model_file``."""
+    if engine == "dask":
+        return dask_results(source, layout, model_file.read_bytes(), chunk_rows, skip, scheduler, workers)
+    scorer = Scorer(load_trusted(model_file), layout.model_id)
+    return local_results(source, layout, scorer, chunk_rows, skip)

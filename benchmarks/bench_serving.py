@@ -1,7 +1,7 @@
 """Benchmark the scoring service: latency and throughput over HTTP, with payload logging on.
 
-It trains and deploys a model in a temporary working directory, starts the real
-server (uvicorn, ``--workers`` processes), and drives it from another process with
+It trains and deploys a model in a temporary working directory (:func:`utils.workspace.prepare_workspace`),
+starts the real server (uvicorn, ``--workers`` processes), and drives it from another process with
 concurrent keep-alive clients: first one-record requests, then 100-record requests.
 It prints p50, p95 and p99 latency, requests and records per second, checks that
 every scored record reached the data mart, and, for comparison, the in-process time
@@ -29,13 +29,10 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from utils import datamart
-from utils.data import FEATURES, generate_credit_data
-from utils.deployment import deploy
-from utils.features import fit_preprocessor, stratified_split
-from utils.registry import ModelRegistry
+from utils.data import FEATURES
 from utils.scoring import Scorer, frame_columns, wml_request
 from utils.serving import start_server
-from utils.training import train_model
+from utils.workspace import prepare_workspace
 
 
 def drive(url: str, path: str, body: bytes, clients: int, requests: int) -> tuple[list[float], float]:
@@ -97,19 +94,15 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as folder:
-        work = Path(folder)
-        train, test = stratified_split(generate_credit_data(3000, seed=11), 0.2, 11)
-        model = train_model(train, fit_preprocessor(train), args.model_type).model
-        version = ModelRegistry(work / "registry").register(model, name="credit-risk", metadata={})
-        datamart_url = f"sqlite:///{work / 'datamart.sqlite'}"
-        engine = datamart.connect(datamart_url)
-        deployment = deploy(version.model_id, engine=engine, work=work)
+        workspace = prepare_workspace(Path(folder), rows=3000, seed=11, model_types=(args.model_type,))
+        work, engine, deployment, test = workspace.work, workspace.engine, workspace.deployment, workspace.test
+        model, model_id = workspace.model, deployment.model_id
 
-        scorer = Scorer(model, version.model_id)
+        scorer = Scorer(model, model_id)
         one_frame, batch_frame = test.iloc[:1][list(FEATURES)], test.iloc[:100][list(FEATURES)]
         one, batch = frame_columns(one_frame), frame_columns(batch_frame)
         assert np.abs(scorer.predict_proba(batch) - model.predict_proba(batch_frame)).max() < 1e-6
-        print(f"model {version.model_id} ({args.model_type}); fast path: {scorer.fast}")
+        print(f"model {model_id} ({args.model_type}); fast path: {scorer.fast}")
         print("in-process time of one prediction (median):")
         print(
             f"  scikit-learn pipeline, 1 record:    {in_process_ms(lambda: model.predict_proba(one_frame), 50):8.3f} ms"
@@ -119,7 +112,7 @@ def main() -> None:
 
         path = f"/ml/v4/deployments/{deployment.deployment_id}/predictions"
         bodies = {1: json.dumps(wml_request(one_frame)).encode(), 100: json.dumps(wml_request(batch_frame)).encode()}
-        server = start_server(workers=args.workers, work=work, datamart_url=datamart_url, access_log=False)
+        server = start_server(workers=args.workers, work=work, datamart_url=workspace.datamart_url, access_log=False)
         sent = 0
         header = ("records/request", "clients", "requests", "p50 ms", "p95 ms", "p99 ms", "req/s", "records/s")
         try:

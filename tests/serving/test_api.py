@@ -16,16 +16,16 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from threadpoolctl import threadpool_limits
 
 from utils import datamart
-from utils.data import CLASS_ORDER, FEATURES, LABEL, generate_credit_data
+from utils.data import CLASS_ORDER, FEATURES, LABEL
+from utils.decision import decide
 from utils.deployment import Deployment, deploy
-from utils.features import fit_preprocessor, stratified_split
 from utils.registry import ModelRegistry
 from utils.scoring import MAX_ROWS, wml_request
 from utils.serving import ServerHandle, start_server
-from utils.training import train_model
+
+pytestmark = pytest.mark.slow
 
 API_KEY = "workshop-test-key"
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "serving.md"
@@ -61,22 +61,18 @@ class Service:
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory) -> Service:
-    work = tmp_path_factory.mktemp("serving-work")
-    url = f"sqlite:///{work / 'datamart.sqlite'}"
-    train, test = stratified_split(generate_credit_data(600, seed=5), 0.25, 5)
-    registry = ModelRegistry(work / "registry")
-    with threadpool_limits(limits=1):
-        preprocessor = fit_preprocessor(train)
-        for model_type in ("logistic_regression", "gradient_boosting"):
-            model = train_model(train, preprocessor, model_type, seed=5).model
-            registry.register(model, name="credit-risk", metadata={"model_type": model_type})
-    engine = datamart.connect(url)
-    deployment = deploy("credit-risk-v1", engine=engine, registry=registry)
-    server = start_server(workers=2, work=work, datamart_url=url, api_key=API_KEY, access_log=False, timeout=120)
+def service(workspace) -> Service:
+    server = start_server(
+        workers=2,
+        work=workspace.work,
+        datamart_url=workspace.datamart_url,
+        api_key=API_KEY,
+        access_log=False,
+        timeout=120,
+    )
     client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30)
     try:
-        yield Service(server, client, engine, registry, deployment, test.reset_index(drop=True))
+        yield Service(server, client, workspace.engine, workspace.registry, workspace.deployment, workspace.test)
     finally:
         client.close()
         server.stop()
@@ -98,7 +94,7 @@ def test_the_contract_request_is_scored_and_logged(service):
     [[prediction, probability]] = block["values"]
     expected = _expected(service, pd.DataFrame(CONTRACT_REQUEST["input_data"][0]["values"], columns=list(FEATURES)))
     assert np.allclose(probability, expected[0], atol=1e-6)
-    assert prediction == CLASS_ORDER[int(expected[0][1] > 0.5)]
+    assert prediction == decide(expected[0][1])
     assert (body["deployment_id"], body["model_id"]) == (service.deployment.deployment_id, "credit-risk-v1")
     stored = service.stored()
     assert len(stored) == before + 1

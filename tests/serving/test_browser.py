@@ -5,16 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from threadpoolctl import threadpool_limits
 
 from utils import datamart
-from utils.data import CATEGORIES, FEATURES, NUMERIC_RANGES, generate_credit_data
+from utils.data import CATEGORIES, FEATURES, NUMERIC_RANGES
 from utils.deployment import deploy
-from utils.features import fit_preprocessor, stratified_split
-from utils.registry import ModelRegistry
 from utils.scoring import Scorer, frame_columns
 from utils.serving import start_server
-from utils.training import train_model
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -25,24 +21,23 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium)"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium)"
+    ),
+]
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    work = tmp_path_factory.mktemp("browser-work")
-    url = f"sqlite:///{work / 'datamart.sqlite'}"
-    train, test = stratified_split(generate_credit_data(500, seed=8), 0.25, 8)
-    with threadpool_limits(limits=1):
-        model = train_model(train, fit_preprocessor(train), "logistic_regression", seed=8).model
-    registry = ModelRegistry(work / "registry")
-    registry.register(model, name="credit-risk", metadata={})
-    engine = datamart.connect(url)
-    deployment = deploy("credit-risk-v1", space="prod", engine=engine, registry=registry)
-    with start_server(work=work, datamart_url=url, api_key="", access_log=False, timeout=120) as server:
-        yield server, engine, deployment, Scorer(model, "credit-risk-v1"), test.reset_index(drop=True)
+def site(workspace):
+    """The workspace's v1 deployed again, in ``prod``, and a server without an API key."""
+    deployment = deploy("credit-risk-v1", space="prod", engine=workspace.engine, registry=workspace.registry)
+    scorer = Scorer(workspace.registry.load("credit-risk-v1"), "credit-risk-v1")
+    with start_server(
+        work=workspace.work, datamart_url=workspace.datamart_url, api_key="", access_log=False, timeout=120
+    ) as server:
+        yield server, workspace.engine, deployment, scorer, workspace.test
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +57,7 @@ def test_a_loan_officer_scores_one_applicant(site, browser):
     page.goto(server.url)
     page.wait_for_selector(f'#deployment option[value="{deployment.deployment_id}"]', state="attached")
     assert "credit-risk (prod, credit-risk-v1)" in page.inner_text("#deployment")
+    page.select_option("#deployment", deployment.deployment_id)
     assert not page.is_visible("#apikey")  # the server has no key
     for name in FEATURES:
         if name in CATEGORIES:

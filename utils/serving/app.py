@@ -1,0 +1,64 @@
+"""The scoring service's ASGI app: :func:`create_app` puts the routers, error handlers and docs together."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+import swagger_ui_bundle
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from utils.data import CLASS_ORDER
+from utils.serving.errors import BodyLimit, install_error_handlers
+from utils.serving.routes import ROUTERS
+from utils.serving.service import Service, ServiceSettings
+
+#: Largest request body accepted, in bytes (far above :data:`utils.scoring.MAX_ROWS` rows of JSON).
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    app.state.service.warm_up()
+    yield
+
+
+def _install_offline_docs(app: FastAPI) -> None:
+    """Interactive OpenAPI documentation at ``/docs`` from Swagger UI files shipped in a package."""
+    app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} - API documentation",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        )
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    """The scoring service's ASGI app (settings from the environment by default)."""
+    service = Service(settings or ServiceSettings.from_env())
+    app = FastAPI(
+        title="German credit risk scoring service",
+        version="1.0.0",
+        description=(
+            "Scores loan applicants with the models deployed from the workshop's registry, "
+            "and stores every scored record in the data mart. Probabilities are given in the "
+            f"class order {list(CLASS_ORDER)}. At most {service.settings.max_rows} records per request."
+        ),
+        lifespan=_lifespan,
+        docs_url=None,  # served from the bundled Swagger UI files: no CDN, works offline
+        redoc_url=None,
+    )
+    app.state.service = service
+    _install_offline_docs(app)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

@@ -1,0 +1,160 @@
+"""The request and response models of the scoring service (pydantic), and the example request of the docs.
+
+They describe the wire format only; :mod:`utils.serving.service` does the work and :mod:`utils.serving.routes`
+binds both to URLs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from utils.data import CLASS_ORDER, FEATURES, LABEL
+from utils.deployment import SPACES
+from utils.scoring import MAX_ROWS
+
+#: The applicant of the docs' curl example, in the order of :data:`utils.data.FEATURES` (also the form's defaults).
+EXAMPLE_ROW = [
+    "no_checking", 13, "credits_paid_to_date", "car_new", 1343, "100_to_500", "1_to_4", 2, "female", "none", 3,
+    "savings_insurance", 46, "none", "own", 2, "skilled", 1, "none", "yes",
+]  # fmt: skip
+EXAMPLE = {"input_data": [{"fields": list(FEATURES), "values": [EXAMPLE_ROW]}]}
+
+
+class InputData(BaseModel):
+    """One block of records: field names in any order, and one list of values per record."""
+
+    fields: list[str] = Field(description="Field names, in the order of each row of values.")
+    values: list[list[Any]] = Field(description=f"Records, one list per record; at most {MAX_ROWS} in a request.")
+
+
+class ScoringRequest(BaseModel):
+    """A Watson Machine Learning v4 scoring request."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLE]})
+    input_data: list[InputData] = Field(min_length=1)
+
+
+class FeedbackRequest(ScoringRequest):
+    """Labelled records: the 20 fields and ``Risk``, in the WML v4 layout."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"input_data": [{"fields": [*FEATURES, LABEL], "values": [[*EXAMPLE_ROW, "No Risk"]]}]}]
+        }
+    )
+
+
+class Predictions(BaseModel):
+    """Predictions for one block of records, in the order sent."""
+
+    fields: list[str] = Field(examples=[["prediction", "probability"]])
+    values: list[list[Any]] = Field(
+        description=f"Per record: the predicted class and the probabilities of {list(CLASS_ORDER)}, in that order.",
+        examples=[[["No Risk", [0.83, 0.17]]]],
+    )
+    transaction_ids: list[str] = Field(description="Per record: the id under which it is stored in the data mart.")
+
+
+class ScoringResponse(BaseModel):
+    """A Watson Machine Learning v4 scoring response, with the payload-logging transaction ids."""
+
+    predictions: list[Predictions]
+    deployment_id: str
+    model_id: str
+
+
+class FeedbackResponse(BaseModel):
+    """How many labelled records were stored, and their ids."""
+
+    deployment_id: str
+    records: int
+    feedback_ids: list[str]
+
+
+Space = Literal[SPACES]  # type: ignore[valid-type]
+
+
+class DeploymentRequest(BaseModel):
+    """Deploy a registered model version; an existing deployment of ``name`` in ``space`` is replaced."""
+
+    model_id: str = Field(examples=["credit-risk-v1", "credit-risk-latest"])
+    name: str = Field("credit-risk", min_length=1, max_length=100)
+    space: Space = "dev"
+
+
+class DeploymentInfo(BaseModel):
+    """A deployment as recorded in the data mart."""
+
+    deployment_id: str
+    name: str
+    space: str
+    model_id: str
+    status: str
+    created_at: str
+    updated_at: str
+
+
+class DeploymentList(BaseModel):
+    """Deployments, by space and name."""
+
+    resources: list[DeploymentInfo]
+
+
+class Tensor(BaseModel):
+    """An Open Inference Protocol tensor: for inputs, one per field, shape ``[rows]``."""
+
+    name: str
+    shape: list[int]
+    datatype: str = Field(examples=["BYTES", "INT64", "FP64"])
+    data: list[Any]
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceRequest(BaseModel):
+    """An Open Inference Protocol inference request."""
+
+    id: str | None = None
+    parameters: dict[str, Any] | None = None
+    inputs: list[Tensor] = Field(min_length=1)
+    outputs: list[dict[str, Any]] | None = None
+
+
+class InferenceResponse(BaseModel):
+    """Outputs ``prediction`` ``[rows]``, ``probability`` ``[rows, 2]`` and ``transaction_id`` ``[rows]``."""
+
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    outputs: list[Tensor]
+
+
+class TensorMetadata(BaseModel):
+    """Name, type and shape of a model input or output (-1: any number of rows)."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+class ModelMetadata(BaseModel):
+    """Open Inference Protocol model metadata."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class ErrorBody(BaseModel):
+    """Every error: what is wrong, and the field and row (0-based) at fault where there is one."""
+
+    error: str
+    field: str | None = None
+    row: int | None = None
+
+
+#: The error responses every protected endpoint documents.
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorBody} for code in (400, 401, 404, 413, 503)}

@@ -1,0 +1,341 @@
+"""The scoring service without HTTP: one process's state, and plain functions that do each endpoint's work.
+
+A :class:`Service` holds what a server process keeps between requests: its settings, the data mart engine, the
+model registry, the scorers loaded so far and what it last read about each deployment. The functions below take
+it (or its engine) and the request models of :mod:`utils.serving.schemas`, and return response models: parse,
+score, log the payload, record feedback, and list, create, read and delete deployments. Errors are raised as
+:class:`utils.scoring.InputError` (a status, a message, the field and row at fault) or :class:`ModelUnavailable`;
+:mod:`utils.serving.errors` turns them into JSON responses.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from utils import config, datamart
+from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, LABEL
+from utils.deployment import Deployment, DeploymentError, delete_deployment, deploy, find_deployments, get_deployment
+from utils.registry import RegistryError, registry_for
+from utils.scoring import MAX_ROWS, Columns, InputError, Scorer, check_row_count, parse_fields_values, records
+from utils.serving.schemas import (
+    DeploymentInfo,
+    DeploymentList,
+    DeploymentRequest,
+    FeedbackRequest,
+    FeedbackResponse,
+    InferenceResponse,
+    InputData,
+    ModelMetadata,
+    Predictions,
+    ScoringRequest,
+    ScoringResponse,
+    Tensor,
+    TensorMetadata,
+)
+from utils.times import utc_now
+
+#: Environment variable holding the API key; unset or empty means no key is needed.
+API_KEY_ENV = "CREDIT_API_KEY"
+#: Model versions kept loaded per server process.
+MAX_LOADED_MODELS = 8
+#: How long a server process reuses what it read about a deployment, in seconds: a deployment
+#: replaced or deleted elsewhere takes effect in every process within this time.
+DEPLOYMENT_REFRESH_SECONDS = 1.0
+
+_LOG = logging.getLogger(__name__)
+
+
+class ModelUnavailable(RuntimeError):
+    """A deployed model that cannot be loaded (a missing, corrupt or untrusted file): the service cannot score."""
+
+
+@dataclass
+class ServiceSettings:
+    """What a server process needs; :meth:`from_env` reads what the launcher set."""
+
+    work: Path
+    datamart_url: str
+    api_key: str | None = None
+    max_rows: int = MAX_ROWS
+
+    @classmethod
+    def from_env(cls) -> ServiceSettings:
+        work = config.work_dir()
+        return cls(work=work, datamart_url=datamart.datamart_url(work), api_key=os.environ.get(API_KEY_ENV) or None)
+
+
+class Service:
+    """Per-process state: the data mart engine, the registry, the models loaded so far and recent deployments."""
+
+    def __init__(self, settings: ServiceSettings):
+        self.settings = settings
+        self.engine: Engine = datamart.connect(settings.datamart_url)
+        self.registry = registry_for(settings.work)
+        self._scorers: dict[str, Scorer] = {}
+        self._lock = threading.Lock()
+        self._deployments: dict[str, tuple[float, Deployment]] = {}
+
+    def scorer(self, model_id: str) -> Scorer:
+        """The scorer of ``model_id``, loaded from the registry (trusted types only) on first use."""
+        found = self._scorers.get(model_id)
+        if found is not None:
+            return found
+        with self._lock:
+            if model_id not in self._scorers:
+                try:
+                    loaded = Scorer(self.registry.load(model_id), model_id)
+                except Exception as error:  # a missing, corrupt or untrusted file: the service cannot score
+                    _LOG.exception("model %s cannot be loaded", model_id)
+                    raise ModelUnavailable(f"the model {model_id} cannot be loaded: {error}") from error
+                while len(self._scorers) >= MAX_LOADED_MODELS:
+                    self._scorers.pop(next(iter(self._scorers)))
+                self._scorers[model_id] = loaded
+            return self._scorers[model_id]
+
+    async def loaded_scorer(self, model_id: str) -> Scorer:
+        """The scorer of ``model_id``; a model not yet loaded is loaded without blocking other requests."""
+        found = self._scorers.get(model_id)
+        return found if found is not None else await run_in_threadpool(self.scorer, model_id)
+
+    def _cached(self, key: str, load: Callable[[], Deployment]) -> Deployment:
+        now = time.monotonic()
+        hit = self._deployments.get(key)
+        if hit is not None and now - hit[0] < DEPLOYMENT_REFRESH_SECONDS:
+            return hit[1]
+        found = load()
+        self._deployments[key] = (now, found)
+        return found
+
+    def forget_deployments(self) -> None:
+        """Read deployments afresh from the data mart (after this process changed them)."""
+        self._deployments.clear()
+
+    def deployment(self, deployment_id: str, *, fresh: bool = False) -> Deployment:
+        """A deployment by id (404 when there is none); ``fresh`` reads it from the data mart now."""
+        if fresh:
+            return self._by_id(deployment_id)
+        return self._cached(f"id:{deployment_id}", lambda: self._by_id(deployment_id))
+
+    def _by_id(self, deployment_id: str) -> Deployment:
+        try:
+            return get_deployment(deployment_id, engine=self.engine)
+        except DeploymentError as error:
+            raise InputError(str(error), field="deployment_id", status=404) from None
+
+    def by_model_name(self, name: str) -> Deployment:
+        """A deployment by name when exactly one deployment has that name, else by id."""
+        return self._cached(f"name:{name}", lambda: self._by_name(name))
+
+    def _by_name(self, name: str) -> Deployment:
+        named = find_deployments(name=name, engine=self.engine)
+        if len(named) == 1:
+            return named[0]
+        if len(named) > 1:
+            spaces = ", ".join(f"{d.space}: {d.deployment_id}" for d in named)
+            raise InputError(f"{name!r} is deployed in several spaces; use a deployment id ({spaces})", field="name")
+        try:
+            return get_deployment(name, engine=self.engine)
+        except DeploymentError:
+            raise InputError(f"no deployed model named {name!r}", field="name", status=404) from None
+
+    def warm_up(self) -> None:
+        """Load the models of all current deployments, so that first requests are not slow."""
+        try:
+            for found in find_deployments(engine=self.engine):
+                self.scorer(found.model_id)
+        except Exception:  # a model that fails to load is reported by the requests that need it
+            _LOG.exception("warm-up: could not load every deployed model")
+
+
+# ---------------------------------------------------------------- parsing and scoring
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What scoring returns per record, in the order sent: the decision, the probabilities of
+    :data:`utils.data.CLASS_ORDER`, and the id under which the record is stored in the data mart."""
+
+    labels: list[str]
+    probabilities: list[list[float]]
+    transaction_ids: list[str]
+
+
+def concat(blocks: list[Columns]) -> Columns:
+    """Validated blocks of columns as one block (the rows of the first block first)."""
+    if len(blocks) == 1:
+        return blocks[0]
+    return {name: [value for block in blocks for value in block[name]] for name in blocks[0]}
+
+
+def parse_blocks(blocks: list[InputData], *, max_rows: int = MAX_ROWS, label: bool = False) -> list[Columns]:
+    """Validate WML v4 ``input_data`` blocks against the contract (and their rows against ``max_rows``)."""
+    check_row_count(sum(len(block.values) for block in blocks), max_rows)
+    return [parse_fields_values(block.fields, block.values, label=label) for block in blocks]
+
+
+def log_payload(
+    engine: Engine, deployment: Deployment, columns: Columns, labels: list[str], probabilities: list[list[float]]
+) -> list[str]:
+    """Store scored records in the data mart, one transaction id each; returns the ids."""
+    transaction_ids = [datamart.new_id() for _ in labels]
+    now = utc_now()
+    rows = [
+        {
+            "transaction_id": transaction_id,
+            "deployment_id": deployment.deployment_id,
+            "model_id": deployment.model_id,
+            "scored_at": now,
+            "inputs": inputs,
+            "prediction": label,
+            "probability_no_risk": pair[0],
+            "probability_risk": pair[1],
+        }
+        for transaction_id, inputs, label, pair in zip(
+            transaction_ids, records(columns), labels, probabilities, strict=True
+        )
+    ]
+    datamart.insert_payload(engine, rows)
+    return transaction_ids
+
+
+def score(engine: Engine, scorer: Scorer, deployment: Deployment, columns: Columns) -> Scored:
+    """Score validated columns with ``scorer`` and store every record before returning."""
+    labels, proba = scorer.predict(columns)
+    probabilities = proba.tolist()
+    return Scored(labels, probabilities, log_payload(engine, deployment, columns, labels, probabilities))
+
+
+def wml_response(deployment: Deployment, blocks: list[Columns], scored: Scored) -> ScoringResponse:
+    """The WML v4 response: one predictions block per input block, in the order sent."""
+    predictions, start = [], 0
+    for block in blocks:
+        end = start + len(block[FEATURES[0]])
+        pairs = zip(scored.labels[start:end], scored.probabilities[start:end], strict=True)
+        values = [[label, pair] for label, pair in pairs]
+        predictions.append(
+            Predictions(
+                fields=["prediction", "probability"], values=values, transaction_ids=scored.transaction_ids[start:end]
+            )
+        )
+        start = end
+    return ScoringResponse(
+        predictions=predictions, deployment_id=deployment.deployment_id, model_id=deployment.model_id
+    )
+
+
+def predict(service: Service, deployment_id: str, request: ScoringRequest) -> ScoringResponse:
+    """Score a WML v4 request for a deployment and log its records (what ``POST .../predictions`` does)."""
+    deployment = service.deployment(deployment_id)
+    blocks = parse_blocks(request.input_data, max_rows=service.settings.max_rows)
+    scorer = service.scorer(deployment.model_id)
+    return wml_response(deployment, blocks, score(service.engine, scorer, deployment, concat(blocks)))
+
+
+def v2_response(name: str, deployment: Deployment, request_id: str | None, scored: Scored) -> InferenceResponse:
+    """The Open Inference Protocol response: ``prediction``, ``probability`` (flattened) and ``transaction_id``."""
+    rows = len(scored.labels)
+    outputs = [
+        Tensor(name="prediction", shape=[rows], datatype="BYTES", data=scored.labels),
+        Tensor(
+            name="probability",
+            shape=[rows, len(CLASS_ORDER)],
+            datatype="FP64",
+            data=[p for pair in scored.probabilities for p in pair],
+            parameters={"classes": list(CLASS_ORDER)},
+        ),
+        Tensor(name="transaction_id", shape=[rows], datatype="BYTES", data=scored.transaction_ids),
+    ]
+    return InferenceResponse(model_name=name, model_version=deployment.model_id, id=request_id, outputs=outputs)
+
+
+def model_metadata(service: Service, name: str) -> ModelMetadata:
+    """Inputs (one per field) and outputs of the model deployed as ``name``."""
+    deployment = service.by_model_name(name)
+    inputs = [
+        TensorMetadata(name=field, datatype="BYTES" if field in CATEGORIES else "INT64", shape=[-1])
+        for field in FEATURES
+    ]
+    outputs = [
+        TensorMetadata(name="prediction", datatype="BYTES", shape=[-1]),
+        TensorMetadata(name="probability", datatype="FP64", shape=[-1, len(CLASS_ORDER)]),
+        TensorMetadata(name="transaction_id", datatype="BYTES", shape=[-1]),
+    ]
+    return ModelMetadata(
+        name=name, versions=[deployment.model_id], platform="scikit-learn", inputs=inputs, outputs=outputs
+    )
+
+
+def readiness(service: Service) -> str | None:
+    """Why the service is not ready (its data mart cannot be reached), or None when it is."""
+    try:
+        datamart.check(service.engine)
+    except SQLAlchemyError as error:
+        return f"the data mart is not reachable: {type(error).__name__}"
+    return None
+
+
+# ---------------------------------------------------------------- feedback and deployments
+
+
+def record_feedback(service: Service, deployment_id: str, request: FeedbackRequest) -> FeedbackResponse:
+    """Store labelled records (the 20 fields and ``Risk``) for a deployment's quality monitoring."""
+    deployment = service.deployment(deployment_id)
+    columns = concat(parse_blocks(request.input_data, max_rows=service.settings.max_rows, label=True))
+    now = utc_now()
+    rows = [
+        {
+            "feedback_id": datamart.new_id(),
+            "deployment_id": deployment.deployment_id,
+            "recorded_at": now,
+            "label": record.pop(LABEL),
+            "inputs": record,
+        }
+        for record in records(columns)
+    ]
+    datamart.insert_feedback(service.engine, rows)
+    return FeedbackResponse(
+        deployment_id=deployment.deployment_id, records=len(rows), feedback_ids=[r["feedback_id"] for r in rows]
+    )
+
+
+def list_deployments(service: Service, space: str | None = None, name: str | None = None) -> DeploymentList:
+    """The deployments, optionally of one space and/or name."""
+    found = find_deployments(name=name, space=space, engine=service.engine)
+    return DeploymentList(resources=[DeploymentInfo(**d.as_dict()) for d in found])
+
+
+def create_deployment(service: Service, request: DeploymentRequest) -> DeploymentInfo:
+    """Deploy a registered model version (replacing ``name`` in ``space``) and load it in this process."""
+    try:
+        created = deploy(
+            request.model_id, name=request.name, space=request.space, engine=service.engine, registry=service.registry
+        )
+    except (RegistryError, ValueError) as error:
+        raise InputError(str(error), field="model_id") from None
+    service.scorer(created.model_id)
+    service.forget_deployments()
+    return DeploymentInfo(**created.as_dict())
+
+
+def deployment_info(service: Service, deployment_id: str) -> DeploymentInfo:
+    """One deployment, read from the data mart now."""
+    return DeploymentInfo(**service.deployment(deployment_id, fresh=True).as_dict())
+
+
+def remove_deployment(service: Service, deployment_id: str) -> None:
+    """Delete a deployment (its payload and feedback records stay in the data mart)."""
+    try:
+        delete_deployment(deployment_id, engine=service.engine)
+    except DeploymentError as error:
+        raise InputError(str(error), field="deployment_id", status=404) from None
+    service.forget_deployments()

@@ -32,14 +32,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from utils.data import CATEGORIES, FEATURES, generate_credit_data
+from utils.data import FEATURES
 
 GIB = 1 << 30
 FLOOR_SECONDS, FLOOR_BYTES = 60.0, 4 * GIB
 START = datetime(2026, 1, 5, tzinfo=UTC)
 DAYS = 7
 _PIECE_ROWS = 250_000
-_JSON = "{{" + ",".join(f'"{n}":"{{}}"' if n in CATEGORIES else f'"{n}":{{}}' for n in FEATURES) + "}}"
 
 
 def peak_bytes() -> int:
@@ -56,53 +55,40 @@ def peak_bytes() -> int:
 def prepare(work: Path, rows: int) -> str:
     """Train and deploy a model, write its training data, and log ``rows`` payload records; returns the deployment."""
     from utils import datamart
-    from utils.deployment import deploy
-    from utils.features import fit_preprocessor, stratified_split
-    from utils.registry import ModelRegistry
+    from utils.decision import decide, risk_probability
     from utils.traffic import applicants
-    from utils.training import train_model
+    from utils.workspace import prepare_workspace
 
-    train, _ = stratified_split(generate_credit_data(5000, 42), 0.2, 42)
-    (work / "data").mkdir(parents=True)
-    train.to_csv(work / "data" / "train.csv", index=False)
-    model = train_model(train, fit_preprocessor(train), "logistic_regression").model
-    ModelRegistry(work / "registry").register(model, name="credit-risk", metadata={})
-    engine = datamart.connect(work=work)
-    deployment = deploy("credit-risk-v1", engine=engine, work=work)
-    risk_column = list(model.classes_).index("Risk")
+    workspace = prepare_workspace(work, rows=5000, seed=42)  # the reference in the layout's train.csv, v1 deployed
+    engine, deployment, model = workspace.engine, workspace.deployment, workspace.model
     seconds_per_row = DAYS * 86400 / rows
-    connection = engine.raw_connection()
-    try:
-        cursor = connection.cursor()
-        for number, first in enumerate(range(0, rows, _PIECE_ROWS)):
-            size = min(_PIECE_ROWS, rows - first)
-            late = first >= rows * 5 // 7  # the last two days drift, for the women most
-            frame = applicants(size, 1000 + number, drift=0.3 if late else 0.0, group_drift=1.0 if late else 0.0)
-            risk = model.predict_proba(frame[list(FEATURES)])[:, risk_column]
-            texts = [_JSON.format(*values) for values in zip(*(frame[n].tolist() for n in FEATURES), strict=True)]
-            stamps = [
-                (START + timedelta(seconds=(first + i) * seconds_per_row)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    for number, first in enumerate(range(0, rows, _PIECE_ROWS)):
+        size = min(_PIECE_ROWS, rows - first)
+        late = first >= rows * 5 // 7  # the last two days drift, for the women most
+        frame = applicants(size, 1000 + number, drift=0.3 if late else 0.0, group_drift=1.0 if late else 0.0)
+        risk = risk_probability(model, frame)
+        decisions = decide(risk)
+        inputs = frame[list(FEATURES)].to_dict("records")
+        stamps = [START + timedelta(seconds=(first + i) * seconds_per_row) for i in range(size)]
+        ids = [f"bench-{first + i:09d}" for i in range(size)]
+        datamart.insert_payload(
+            engine,
+            (
+                {"transaction_id": ids[i], "deployment_id": deployment.deployment_id, "model_id": deployment.model_id,
+                 "scored_at": stamps[i], "inputs": inputs[i], "prediction": str(decisions[i]),
+                 "probability_no_risk": float(1 - risk[i]), "probability_risk": float(risk[i])}
                 for i in range(size)
-            ]
-            cursor.executemany(
-                "INSERT INTO payload_records (transaction_id, deployment_id, model_id, scored_at, inputs, prediction,"
-                " probability_no_risk, probability_risk) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    (f"bench-{first + i:09d}", deployment.deployment_id, deployment.model_id, stamps[i], texts[i],
-                     "Risk" if risk[i] > 0.5 else "No Risk", float(1 - risk[i]), float(risk[i]))
-                    for i in range(size)
-                ),
-            )  # fmt: skip
-            labels = frame["Risk"].tolist()
-            cursor.executemany(
-                "INSERT INTO feedback_records (feedback_id, deployment_id, recorded_at, inputs, label)"
-                " VALUES (?, ?, ?, ?, ?)",
-                ((f"bench-{first + i:09d}", deployment.deployment_id, stamps[i], texts[i], labels[i])
-                 for i in range(0, size, 10)),
-            )  # fmt: skip
-            connection.commit()
-    finally:
-        connection.close()
+            ),
+        )  # fmt: skip
+        labels = frame["Risk"].tolist()
+        datamart.insert_feedback(
+            engine,
+            (
+                {"feedback_id": ids[i], "deployment_id": deployment.deployment_id, "recorded_at": stamps[i],
+                 "inputs": inputs[i], "label": labels[i]}
+                for i in range(0, size, 10)
+            ),
+        )  # fmt: skip
     return deployment.deployment_id
 
 
@@ -112,7 +98,7 @@ def measure(stage: str, work: str, deployment_id: str) -> dict:
     ``read`` times reading the window; a monitor's stage times that monitor alone on the window read beforehand
     (its set-up included: importing its library, fitting its detectors); ``all`` times ``evaluate_all`` whole.
     """
-    from utils import monitoring
+    from utils import datamart, monitoring
 
     end = START + timedelta(days=DAYS)
     if stage == "all":
@@ -122,8 +108,8 @@ def measure(stage: str, work: str, deployment_id: str) -> dict:
     else:
         monitor = monitoring.DeploymentMonitor(deployment_id, work=work)
         began = time.perf_counter()
-        payload = monitoring.read_window(monitor.engine, deployment_id, START, end)
-        feedback = monitoring.read_window(monitor.engine, deployment_id, START, end, feedback=True)
+        payload = datamart.read_window(monitor.engine, deployment_id, START, end)
+        feedback = datamart.read_window(monitor.engine, deployment_id, START, end, feedback=True)
         seconds = time.perf_counter() - began
         if stage == "read":
             return {"payload": len(payload), "alerts": 0, "seconds": seconds, "peak_bytes": peak_bytes()}

@@ -28,8 +28,8 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
-from utils.data import CATEGORIES, FEATURES, LABEL, UNFAVOURABLE
-from utils.decision import model_decisions
+from utils.data import CATEGORIES, FEATURES, LABEL
+from utils.decision import RISK_THRESHOLD, model_decisions, risk_probability
 
 _CATEGORICAL_INDEX = [i for i, name in enumerate(FEATURES) if name in CATEGORIES]
 
@@ -234,7 +234,6 @@ class ModelDriftEstimator:
         self.model = model
         self.max_records = max_records
         self.seed = seed
-        self._risk = list(model.classes_).index(UNFAVOURABLE)
         features = self._features(reference)
         right = model_decisions(model, reference) == reference[LABEL].to_numpy()
         self.reference_accuracy = float(right.mean())
@@ -255,8 +254,8 @@ class ModelDriftEstimator:
         if "probability_risk" in frame:
             risk = frame["probability_risk"].to_numpy(dtype=float)
         else:
-            risk = self.model.predict_proba(frame[list(FEATURES)])[:, self._risk]
-        return np.column_stack([encode(frame), risk, np.abs(risk - 0.5)])
+            risk = risk_probability(self.model, frame)
+        return np.column_stack([encode(frame), risk, np.abs(risk - RISK_THRESHOLD)])
 
     def estimate(self, frame: pd.DataFrame) -> ModelDrift:
         """The expected accuracy on ``frame`` (features, and ``probability_risk`` when already scored)."""

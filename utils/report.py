@@ -48,9 +48,8 @@ def _gate(name: str, value: bool | None, good: bool) -> str:
     return f'<span class="{css}">{html.escape(name)}: <strong>{shown}</strong></span>'
 
 
-def render_report(evaluation, history: pd.DataFrame | None = None) -> str:
-    """The HTML of the report of an :class:`utils.monitoring.Evaluation` (``history``: stored measurements)."""
-    e = evaluation
+def _overview(e, history: pd.DataFrame | None) -> list[str]:
+    """The header, gates, alerts, why a monitor gave no verdict, the verdicts and the metrics over time."""
     gates = e.gates
     parts = [
         f"<h1>Monitoring report: {html.escape(e.deployment_name)}</h1>",
@@ -73,53 +72,81 @@ def render_report(evaluation, history: pd.DataFrame | None = None) -> str:
     quality = e.details.get("quality")
     if quality:
         parts += ["<h2>Quality (feedback)</h2>", _table(pd.DataFrame({"value": quality}))]
+    return parts
+
+
+def _companions(e) -> list[str]:
+    """The debiased companions beside the deployed model (none: nothing)."""
+    companions = e.details.get("companions") or {}
+    if not companions:
+        return []
+    comparisons = {name: c.comparison for name, c in companions.items()}
+    thresholds = e.measurements.loc[e.measurements["metric"] == "disparate_impact", "threshold"].dropna()
+    threshold = float(thresholds.iloc[0]) if len(thresholds) else None
+    parts = [
+        "<h3>Debiased companion (aif360 reject option classification)</h3>",
+        _image(plotting.debiased_comparison(comparisons, threshold), "deployed and debiased"),
+    ]
+    for name, companion in companions.items():
+        note = "" if companion.constraint_met else " (the fairness bound could not be met)"
+        parts += [
+            f"<p>{html.escape(name)}: band ±{companion.margin:.3f} around the threshold, "
+            f"{companion.changed_share:.1%} of decisions changed{note}.</p>",
+            _table(companion.comparison),
+        ]
+    return parts
+
+
+def _fairness(e) -> list[str]:
+    """Favourable rates, the fairness table, the perturbation check and the companions (no fairness: nothing)."""
     fairness = e.details.get("fairness")
-    if fairness is not None and not fairness.empty:
+    if fairness is None or fairness.empty:
+        return []
+    parts = [
+        "<h2>Fairness</h2>",
+        _image(plotting.favourable_rates(fairness), "favourable rates per group"),
+        _table(fairness.T),
+    ]
+    perturbation = e.details.get("perturbation")
+    if perturbation is not None and not perturbation.empty:
         parts += [
-            "<h2>Fairness</h2>",
-            _image(plotting.favourable_rates(fairness), "favourable rates per group"),
-            _table(fairness.T),
+            "<h3>Perturbation check: decisions that change when only the protected attribute changes</h3>",
+            _table(perturbation),
         ]
-        perturbation = e.details.get("perturbation")
-        if perturbation is not None and not perturbation.empty:
-            parts += [
-                "<h3>Perturbation check: decisions that change when only the protected attribute changes</h3>",
-                _table(perturbation),
-            ]
-        companions = e.details.get("companions") or {}
-        if companions:
-            comparisons = {name: c.comparison for name, c in companions.items()}
-            thresholds = e.measurements.loc[e.measurements["metric"] == "disparate_impact", "threshold"].dropna()
-            threshold = float(thresholds.iloc[0]) if len(thresholds) else None
-            parts += [
-                "<h3>Debiased companion (aif360 reject option classification)</h3>",
-                _image(plotting.debiased_comparison(comparisons, threshold), "deployed and debiased"),
-            ]
-            for name, companion in companions.items():
-                note = "" if companion.constraint_met else " (the fairness bound could not be met)"
-                parts += [
-                    f"<p>{html.escape(name)}: band ±{companion.margin:.3f} around the threshold, "
-                    f"{companion.changed_share:.1%} of decisions changed{note}.</p>",
-                    _table(companion.comparison),
-                ]
+    return parts + _companions(e)
+
+
+def _drift(e) -> list[str]:
+    """Drifted features, their p-values, the classifier test and the model-drift estimate (no drift: nothing)."""
     data_drift = e.details.get("data_drift")
-    if data_drift is not None:
-        drifted = ", ".join(data_drift.drifted) or "none"
-        parts += [
-            "<h2>Drift</h2>",
-            f"<p>Drifted features: {html.escape(drifted)} ({data_drift.drifted_share:.0%} of features).</p>",
-            _image(plotting.drift_p_values(data_drift.features, data_drift.threshold), "drift p-values"),
-            _table(data_drift.features),
-        ]
-        joint = e.details.get("multivariate_drift")
-        if joint is not None:
-            parts.append(
-                f"<p>Multivariate (classifier) drift: p-value {joint.p_value:.3g}, distance {joint.distance:.3f} "
-                f"({joint.records} window and {joint.reference_records} reference records).</p>"
-            )
-        model_drift = e.details.get("model_drift")
-        if model_drift is not None:
-            parts += ["<h3>Model drift: accuracy without labels</h3>", _table(model_drift)]
+    if data_drift is None:
+        return []
+    drifted = ", ".join(data_drift.drifted) or "none"
+    parts = [
+        "<h2>Drift</h2>",
+        f"<p>Drifted features: {html.escape(drifted)} ({data_drift.drifted_share:.0%} of features).</p>",
+        _image(plotting.drift_p_values(data_drift.features, data_drift.threshold), "drift p-values"),
+        _table(data_drift.features),
+    ]
+    joint = e.details.get("multivariate_drift")
+    if joint is not None:
+        parts.append(
+            f"<p>Multivariate (classifier) drift: p-value {joint.p_value:.3g}, distance {joint.distance:.3f} "
+            f"({joint.records} window and {joint.reference_records} reference records).</p>"
+        )
+    model_drift = e.details.get("model_drift")
+    if model_drift is not None:
+        parts += ["<h3>Model drift: accuracy without labels</h3>", _table(model_drift)]
+    return parts
+
+
+def render_report(evaluation, history: pd.DataFrame | None = None) -> str:
+    """The HTML of the report of an :class:`utils.monitoring.Evaluation` (``history``: stored measurements).
+
+    A monitor that gave no verdict says why, from the evaluation's ``statuses`` (each monitor's own status).
+    """
+    e = evaluation
+    parts = [*_overview(e, history), *_fairness(e), *_drift(e)]
     parts.append(
         '<p class="muted">How to read this report: docs/monitoring.md. Drift detection uses alibi-detect, under the '
         "Business Source License 1.1: free for this workshop's educational use, not for most production use.</p>"

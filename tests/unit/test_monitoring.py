@@ -14,9 +14,10 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_score, recall_score, roc_auc_score
 
 from utils import datamart, monitoring, plotting
-from utils.data import FEATURES, LABEL, UNFAVOURABLE, generate_credit_data
-from utils.deployment import deploy
-from utils.registry import ModelRegistry
+from utils.data import FEATURES, LABEL, generate_credit_data
+from utils.datamart import records
+from utils.decision import RISK_THRESHOLD, decide, risk_probability
+from utils.monitoring.window import no_records
 from utils.traffic import applicants
 
 DAY = datetime(2026, 2, 2, tzinfo=UTC)
@@ -28,15 +29,14 @@ class Logged:
     engine: object
     deployment_id: str
     model: object
-    reference_csv: Path
     monitor: monitoring.DeploymentMonitor
     days: list[monitoring.Evaluation]
     feedback: list[pd.DataFrame]
 
 
 def _log(engine, deployment_id: str, model, frame: pd.DataFrame, day: datetime, feedback_rows: int) -> pd.DataFrame:
-    proba = model.predict_proba(frame[list(FEATURES)])
-    risk = proba[:, list(model.classes_).index(UNFAVOURABLE)]
+    risk = risk_probability(model, frame)
+    decisions = decide(risk)
     step = timedelta(days=1) / len(frame)
     inputs = frame[list(FEATURES)].astype(object).to_dict("records")
     datamart.insert_payload(
@@ -48,7 +48,7 @@ def _log(engine, deployment_id: str, model, frame: pd.DataFrame, day: datetime, 
                 "model_id": "credit-risk-v1",
                 "scored_at": day + step * i,
                 "inputs": inputs[i],
-                "prediction": "Risk" if risk[i] > 0.5 else "No Risk",
+                "prediction": decisions[i],
                 "probability_no_risk": 1 - risk[i],
                 "probability_risk": risk[i],
             }
@@ -73,30 +73,24 @@ def _log(engine, deployment_id: str, model, frame: pd.DataFrame, day: datetime, 
 
 
 @pytest.fixture(scope="module")
-def logged(tmp_path_factory, trained, train_test) -> Logged:
-    """Day 1 clean, day 2 drifted and biased against women, day 3 too few records; each evaluated once."""
-    work = tmp_path_factory.mktemp("monitoring-work")
-    engine = datamart.connect(f"sqlite:///{work / 'datamart.sqlite'}")
-    model = trained["logistic_regression"].model
-    registry = ModelRegistry(work / "registry")
-    registry.register(model, name="credit-risk", metadata={})
-    deployment = deploy("credit-risk-v1", engine=engine, registry=registry)
-    reference_csv = work / "data" / "train.csv"
-    reference_csv.parent.mkdir(parents=True)
-    train_test[0].to_csv(reference_csv, index=False)
+def logged(workspace) -> Logged:
+    """Day 1 clean, day 2 drifted and biased against women, day 3 too few records; each evaluated once.
+
+    The shared workspace's deployed model (``credit-risk-v1``), its training split as the reference.
+    """
+    engine, deployment_id, model = workspace.engine, workspace.deployment.deployment_id, workspace.model
     days = [
         generate_credit_data(800, 31),
         applicants(1200, 34, drift=0.3, group_drift=1.0, label_bias=0.5),
         generate_credit_data(50, 33),
     ]
     feedback = [
-        _log(engine, deployment.deployment_id, model, frame, DAY + timedelta(days=i), 300)
-        for i, frame in enumerate(days[:2])
+        _log(engine, deployment_id, model, frame, DAY + timedelta(days=i), 300) for i, frame in enumerate(days[:2])
     ]
-    feedback.append(_log(engine, deployment.deployment_id, model, days[2], DAY + timedelta(days=2), 40))
-    monitor = monitoring.DeploymentMonitor(deployment.deployment_id, engine=engine, work=work)
+    feedback.append(_log(engine, deployment_id, model, days[2], DAY + timedelta(days=2), 40))
+    monitor = monitoring.DeploymentMonitor(deployment_id, engine=engine, work=workspace.work)
     evaluations = monitor.evaluate_days(DAY, 3)
-    return Logged(work, engine, deployment.deployment_id, model, reference_csv, monitor, evaluations, feedback)
+    return Logged(workspace.work, engine, deployment_id, model, monitor, evaluations, feedback)
 
 
 def test_a_clean_day_raises_no_alert(logged):
@@ -127,8 +121,8 @@ def test_drift_and_bias_raise_alerts(logged):
 def test_quality_metrics_match_scikit_learn(logged):
     feedback = logged.feedback[0]
     model = logged.model
-    risk = model.predict_proba(feedback[list(FEATURES)])[:, list(model.classes_).index(UNFAVOURABLE)]
-    truth, predicted = feedback[LABEL] == "Risk", risk > 0.5
+    risk = risk_probability(model, feedback)
+    truth, predicted = feedback[LABEL] == "Risk", risk > RISK_THRESHOLD
     expected = {
         "auc_roc": roc_auc_score(truth, risk),
         "accuracy": accuracy_score(truth, predicted),
@@ -180,7 +174,7 @@ def test_each_evaluation_writes_a_self_contained_report(logged):
 def test_fast_and_plain_window_readers_agree(logged, monkeypatch):
     start, end = DAY, DAY + timedelta(days=1)
     fast = monitoring.read_window(logged.engine, logged.deployment_id, start, end)
-    monkeypatch.setattr(monitoring, "_parse_arrays", lambda texts: None)
+    monkeypatch.setattr(records, "_parse_arrays", lambda texts: None)
     plain = monitoring.read_window(logged.engine, logged.deployment_id, start, end)
     pd.testing.assert_frame_equal(fast, plain)
     stored = datamart.read_payload(logged.engine, logged.deployment_id, start, end)
@@ -191,6 +185,37 @@ def test_fast_and_plain_window_readers_agree(logged, monkeypatch):
     assert len(feedback) == 300 and set(feedback[LABEL].unique()) == {"No Risk", "Risk"}
     empty = monitoring.read_window(logged.engine, "no-such-deployment")
     assert empty.empty and list(empty.columns) == [*FEATURES, "prediction", "probability_risk"]
+    pd.testing.assert_frame_equal(no_records(), empty)
+    pd.testing.assert_frame_equal(no_records(feedback=True), monitoring.read_window(logged.engine, "no", feedback=True))
+
+
+def test_each_monitor_returns_its_measurements_verdict_and_status(logged):
+    def window(day: int) -> monitoring.Window:
+        start, end = DAY + timedelta(days=day), DAY + timedelta(days=day + 1)
+        payload = monitoring.read_window(logged.engine, logged.deployment_id, start, end)
+        feedback = monitoring.read_window(logged.engine, logged.deployment_id, start, end, feedback=True)
+        return monitoring.Window.of(logged.model, payload, feedback)
+
+    clean, small = window(0), window(2)
+    assert clean.scored["prediction"].tolist() == decide(risk_probability(logged.model, clean.feedback)).tolist()
+    quality = logged.monitor.quality.run(clean)
+    assert isinstance(quality, monitoring.MonitorResult)
+    assert (quality.monitor, quality.verdict, quality.status) == ("quality", False, None)
+    assert [row["metric"] for row in quality.measurements][0] == "auc_roc"
+    assert {row["monitor"] for row in quality.measurements} == {"quality"}
+    for result in (
+        logged.monitor.quality.run(small),
+        logged.monitor.fairness.run(small, debias=False),
+        logged.monitor.drift.run(small),
+    ):
+        assert result.verdict is None and result.status == logged.days[2].statuses[result.monitor]
+    fairness = logged.monitor.fairness.run(clean, debias=False)
+    assert fairness.status is None and fairness.verdict is False and fairness.details["companions"] == {}
+    expected = logged.days[0].measurements
+    expected = expected[(expected["monitor"] == "fairness") & ~expected["metric"].str.startswith("debiased")]
+    assert [(r["metric"], r["subject"]) for r in fairness.measurements] == list(
+        zip(expected["metric"], expected["subject"])
+    )
 
 
 def test_thresholds_are_parameters(logged):

@@ -1,0 +1,103 @@
+"""The drift monitor: a window's payload against the reference (training) data (alibi-detect, scikit-learn).
+
+Per-feature data drift (``p_value`` and ``effect`` per feature, ``drifted_share``), multivariate drift (the
+classifier test) and model drift (the accuracy expected without labels). ``drifted_share``,
+``classifier_drift_p_value`` and ``estimated_accuracy_drop`` alert (see
+:class:`~utils.monitoring.results.Thresholds`). The detectors themselves are :mod:`utils.drift`, fitted on the
+reference once, when first needed.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pandas as pd
+
+from utils.drift import DataDriftDetector, ModelDriftEstimator, MultivariateDriftDetector
+from utils.monitoring.results import Measurements, MonitorResult, Thresholds
+from utils.monitoring.window import Window
+
+#: The alerting metrics of drift, and the threshold each is judged against.
+_ALERTING = {
+    "drifted_share": "max_drifted_share",
+    "classifier_drift_p_value": "multivariate_p_value",
+    "estimated_accuracy_drop": "max_accuracy_drop",
+}
+
+
+class DriftMonitor:
+    """Compares windows with ``reference`` (features and label), for the deployed ``model``.
+
+    ``sample_size`` bounds the records of the model-drift estimate, a sample seeded by ``seed`` (also the seed of
+    the classifier test).
+    """
+
+    name = "drift"
+
+    def __init__(self, model, reference: pd.DataFrame, thresholds: Thresholds, *, sample_size: int, seed: int):
+        self.model = model
+        self.reference = reference
+        self.thresholds = thresholds
+        self.sample_size = sample_size
+        self.seed = seed
+
+    @functools.cached_property
+    def data_drift(self) -> DataDriftDetector:
+        return DataDriftDetector(self.reference, p_value=self.thresholds.drift_p_value)
+
+    @functools.cached_property
+    def multivariate_drift(self) -> MultivariateDriftDetector:
+        return MultivariateDriftDetector(self.reference, p_value=self.thresholds.multivariate_p_value, seed=self.seed)
+
+    @functools.cached_property
+    def model_drift(self) -> ModelDriftEstimator:
+        return ModelDriftEstimator(self.model, self.reference, max_records=self.sample_size, seed=self.seed)
+
+    def run(self, window: Window, *, measured_accuracy: float = np.nan) -> MonitorResult:
+        """The drift measurements of ``window``; ``measured_accuracy`` (on feedback, from the quality monitor) is
+        shown beside the model-drift estimate. No verdict with too few payload records."""
+        t, payload = self.thresholds, window.payload
+        n = len(payload)
+        out, details = Measurements(self.name), {}
+        if n:
+            enough = n >= t.min_records
+            details["data_drift"] = self._data_drift(out, payload, enough)
+            details["multivariate_drift"] = self._multivariate_drift(out, payload, enough)
+            details["model_drift"] = self._model_drift(out, payload, enough, measured_accuracy)
+        else:
+            for metric, threshold in _ALERTING.items():
+                out.verdict(metric, None, getattr(t, threshold), records=0, enough=False)
+        status = f"{n} payload records, {t.min_records} needed" if n < t.min_records else None
+        return MonitorResult(self.name, tuple(out.rows), details, status)
+
+    def _data_drift(self, out: Measurements, payload: pd.DataFrame, enough: bool):
+        n = len(payload)
+        data = self.data_drift.check(payload)
+        for feature, row in data.features.iterrows():
+            drifted = bool(row["drifted"]) if enough else None
+            out.add("p_value", row["p_value"], records=n, subject=feature, threshold=data.threshold, breached=drifted)
+            out.add("effect", row["effect"], records=n, subject=feature)
+        out.verdict("drifted_share", data.drifted_share, self.thresholds.max_drifted_share, records=n, enough=enough)
+        return data
+
+    def _multivariate_drift(self, out: Measurements, payload: pd.DataFrame, enough: bool):
+        joint = self.multivariate_drift.check(payload)
+        threshold = self.thresholds.multivariate_p_value
+        out.verdict("classifier_drift_p_value", joint.p_value, threshold, records=joint.records, enough=enough)
+        out.add("classifier_drift_distance", joint.distance, records=joint.records)
+        return joint
+
+    def _model_drift(self, out: Measurements, payload: pd.DataFrame, enough: bool, measured_accuracy) -> pd.DataFrame:
+        n = len(payload)
+        estimate = self.model_drift.estimate(payload)
+        out.add("estimated_accuracy", estimate.estimated_accuracy, records=n)
+        threshold = self.thresholds.max_accuracy_drop
+        out.verdict("estimated_accuracy_drop", estimate.estimated_drop, threshold, records=n, enough=enough)
+        accuracy = {
+            "reference (measured)": estimate.reference_accuracy,
+            "reference (estimated)": estimate.reference_estimate,
+            "window (estimated, no labels)": estimate.estimated_accuracy,
+            "window (measured on feedback)": measured_accuracy,
+        }
+        return pd.DataFrame({"accuracy": accuracy})

@@ -1,0 +1,225 @@
+"""The monitors of one deployment: read a window, run the monitors, store the measurements, write the report.
+
+:class:`DeploymentMonitor` sets up once what the monitors need (the deployed model, the reference data, the
+thresholds) and evaluates any window; :func:`evaluate_all` does it in one call.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.engine import Engine
+from threadpoolctl import threadpool_limits
+
+from utils import config, datamart
+from utils.data import load_credit_csv
+from utils.deployment import get_deployment
+from utils.monitoring.drift import DriftMonitor
+from utils.monitoring.fairness import FairnessMonitor
+from utils.monitoring.quality import QualityMonitor
+from utils.monitoring.results import MONITORS, Evaluation, MonitorResult, Thresholds, measurement_frame
+from utils.monitoring.window import Window, no_records
+from utils.registry import registry_for
+from utils.report import write_report
+from utils.times import as_utc, as_utc_or_none, utc_now
+
+#: The records each monitor reads: payload, feedback.
+_READS = {"payload": {"fairness", "drift"}, "feedback": {"quality", "fairness"}}
+
+
+def _file_stamp(moment: datetime | None) -> str:
+    """A window end in a file name: the date at midnight, else the time; ``open`` for none."""
+    if moment is None:
+        return "open"
+    stamp = pd.Timestamp(moment)
+    return stamp.strftime("%Y%m%d") if stamp == stamp.normalize() else stamp.strftime("%Y%m%dT%H%M")
+
+
+class DeploymentMonitor:
+    """The monitors of one deployment, set up once (model, reference data, detectors) and run on any window.
+
+    Args:
+        deployment_id: the deployment to watch; its current model is the one monitored.
+        reference: the training data (features and label), as a DataFrame or a CSV path; by default
+            ``<work dir>/data/train.csv``, written by notebook 01.
+        thresholds: thresholds and minimums (defaults: :class:`Thresholds`).
+        attributes: the protected attributes to monitor.
+        sample_size: most records used by the per-record checks (perturbation, debiased companion, model drift)
+            per window, a seeded sample; fairness metrics and data drift always use every record.
+        seed: seed of every sample and detector, so that the same data give the same results.
+    """
+
+    def __init__(
+        self,
+        deployment_id: str,
+        *,
+        reference: pd.DataFrame | str | os.PathLike | None = None,
+        thresholds: Thresholds | None = None,
+        attributes: tuple[str, ...] = ("Sex", "Age"),
+        engine: Engine | None = None,
+        work: str | os.PathLike | None = None,
+        sample_size: int = 50_000,
+        seed: int = 0,
+    ):
+        self.layout = config.layout(work)
+        self.work = self.layout.root
+        self.engine = engine or datamart.connect(work=self.work)
+        self.deployment = get_deployment(deployment_id, engine=self.engine)
+        self.registry = registry_for(self.work)
+        self.model = self.registry.load(self.deployment.model_id)
+        if reference is None:
+            reference = self.layout.train
+        self.reference = reference if isinstance(reference, pd.DataFrame) else load_credit_csv(reference)
+        self.thresholds = thresholds or Thresholds()
+        self.attributes = tuple(attributes)
+        self.sample_size = sample_size
+        self.seed = seed
+        self.quality = QualityMonitor(self.thresholds)
+        self.fairness = FairnessMonitor(
+            self.model, self.thresholds, self.attributes, sample_size=sample_size, seed=seed
+        )
+        self.drift = DriftMonitor(self.model, self.reference, self.thresholds, sample_size=sample_size, seed=seed)
+
+    def records(self, start=None, end=None, *, feedback: bool = False, monitors: tuple[str, ...] = MONITORS):
+        """The payload (or ``feedback``) records of the window [``start``, ``end``), read when one of ``monitors``
+        needs them (else none, with the same columns)."""
+        if not _READS["feedback" if feedback else "payload"] & set(monitors):
+            return no_records(feedback=feedback)
+        return datamart.read_window(self.engine, self.deployment.deployment_id, start, end, feedback=feedback)
+
+    def run(
+        self, payload: pd.DataFrame, feedback: pd.DataFrame, *, monitors: tuple[str, ...] = MONITORS, debias=True
+    ) -> list[MonitorResult]:
+        """Run ``monitors`` on a window's records, in the order quality, fairness, drift."""
+        results: list[MonitorResult] = []
+        with threadpool_limits(limits=1):
+            window = Window.of(self.model, payload, feedback)
+            if "quality" in monitors:
+                results.append(self.quality.run(window))
+            if "fairness" in monitors:
+                results.append(self.fairness.run(window, debias=debias))
+            if "drift" in monitors:
+                measured = [r.details["quality"].get("accuracy", np.nan) for r in results if r.monitor == "quality"]
+                results.append(self.drift.run(window, measured_accuracy=measured[0] if measured else np.nan))
+        return results
+
+    def evaluate(
+        self,
+        start: str | datetime | None = None,
+        end: str | datetime | None = None,
+        *,
+        monitors: tuple[str, ...] = MONITORS,
+        debias: bool = True,
+        store: bool = True,
+        report: bool | str | os.PathLike = True,
+        payload: pd.DataFrame | None = None,
+        feedback: pd.DataFrame | None = None,
+    ) -> Evaluation:
+        """Run ``monitors`` on the window [``start``, ``end``) (None: open), store the measurements (``store``) and
+        write the HTML report (``report``: True for ``<work dir>/reports/<default name>``, or a path).
+
+        ``payload`` and ``feedback`` are the window's records as :func:`utils.datamart.read_window` returns them,
+        when they have been read already; by default the monitors that need them read them.
+        """
+        unknown = sorted(set(monitors) - set(MONITORS))
+        if unknown:
+            raise ValueError(f"unknown monitor(s) {unknown}; choose from {list(MONITORS)}")
+        start, end = as_utc_or_none(start), as_utc_or_none(end)
+        if payload is None:
+            payload = self.records(start, end, monitors=monitors)
+        if feedback is None:
+            feedback = self.records(start, end, feedback=True, monitors=monitors)
+        results = self.run(payload, feedback, monitors=monitors, debias=debias)
+        evaluation = self._evaluation(start, end, len(payload), len(feedback), results)
+        if store:
+            self.store(evaluation)
+        if report:
+            path = self.report_path(evaluation) if report is True else Path(report)
+            history = self.history(end=end) if store else None
+            evaluation.report_path = write_report(evaluation, path, history=history)
+        return evaluation
+
+    def _evaluation(self, start, end, payload_records: int, feedback_records: int, results) -> Evaluation:
+        """The evaluation of a window from its monitors' results (measurements, details and statuses in order)."""
+        return Evaluation(
+            evaluation_id=datamart.new_id(),
+            deployment_id=self.deployment.deployment_id,
+            deployment_name=f"{self.deployment.name} ({self.deployment.space})",
+            model_id=self.deployment.model_id,
+            window_start=start,
+            window_end=end,
+            evaluated_at=utc_now(),
+            payload_records=payload_records,
+            feedback_records=feedback_records,
+            measurements=measurement_frame(results),
+            details={name: value for result in results for name, value in result.details.items()},
+            statuses={result.monitor: result.status for result in results if result.status is not None},
+        )
+
+    def evaluate_days(self, first_day: str | datetime, days: int, **options) -> list[Evaluation]:
+        """Evaluate one window per day, ``days`` days from ``first_day`` (midnight UTC), oldest first."""
+        first = pd.Timestamp(as_utc(first_day)).normalize().to_pydatetime()
+        return [self.evaluate(first + timedelta(days=i), first + timedelta(days=i + 1), **options) for i in range(days)]
+
+    def store(self, evaluation: Evaluation) -> int:
+        """Write the evaluation's measurements to the data mart; returns how many."""
+        common = {
+            "evaluation_id": evaluation.evaluation_id,
+            "deployment_id": evaluation.deployment_id,
+            "window_start": evaluation.window_start,
+            "window_end": evaluation.window_end,
+            "evaluated_at": evaluation.evaluated_at,
+        }
+        rows = evaluation.measurements.drop(columns="alerting").to_dict("records")
+        return datamart.insert_measurements(
+            self.engine,
+            [
+                {**common, **row, "breached": None if pd.isna(row["breached"]) else bool(row["breached"])}
+                for row in rows
+            ],
+        )
+
+    def history(self, start=None, end=None) -> pd.DataFrame:
+        """The stored measurements of this deployment whose window starts in [start, end), oldest first."""
+        return datamart.read_measurements(self.engine, self.deployment.deployment_id, start=start, end=end)
+
+    def report_path(self, evaluation: Evaluation) -> Path:
+        """``<work dir>/reports/monitoring-<name>-<space>-<start>-<end>.html`` (dates or times of the window)."""
+        name = f"monitoring-{self.deployment.name}-{self.deployment.space}"
+        return (
+            self.layout.reports
+            / f"{name}-{_file_stamp(evaluation.window_start)}-{_file_stamp(evaluation.window_end)}.html"
+        )
+
+    def explain(self, transaction_id: str, *, seed: int | None = None):
+        """shap contributions and counterfactual of a logged transaction (:func:`utils.explain.explain_transaction`)."""
+        from utils.explain import explain_transaction  # shap is slow to import: only when explaining
+
+        return explain_transaction(
+            transaction_id,
+            self.reference,
+            engine=self.engine,
+            registry=self.registry,
+            seed=self.seed if seed is None else seed,
+        )
+
+
+def evaluate_all(
+    deployment_id: str,
+    start: str | datetime | None = None,
+    end: str | datetime | None = None,
+    *,
+    work: str | os.PathLike | None = None,
+    engine: Engine | None = None,
+    reference: pd.DataFrame | str | os.PathLike | None = None,
+    thresholds: Thresholds | None = None,
+    store: bool = True,
+    report: bool | str | os.PathLike = True,
+) -> Evaluation:
+    """Evaluate every monitor of a deployment over the window [``start``, ``end``): the one-call entry point."""
+    monitor = DeploymentMonitor(deployment_id, reference=reference, thresholds=thresholds, engine=engine, work=work)
+    return monitor.evaluate(start, end, store=store, report=report)

@@ -32,7 +32,13 @@ from utils.times import utc_now
 #: Types beyond skops' own defaults that a registered model may contain.
 TRUSTED_TYPES: tuple[str, ...] = ("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",)
 
-_ID_PATTERN = re.compile(r"^(?P<name>[a-z0-9][a-z0-9_-]*)-v(?P<version>[1-9][0-9]*)$")
+#: Longest model name (the part of a model id before ``-v<version>``) and longest version number, in characters.
+MAX_NAME_LENGTH = 100
+MAX_VERSION_DIGITS = 9
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+_ID_PATTERN = re.compile(r"(?P<name>[a-z0-9][a-z0-9_-]*)-v(?P<version>[1-9][0-9]*)")  # matched whole (fullmatch)
+_SHOWN = 60  # characters of a refused id that its error message shows
 
 
 class RegistryError(LookupError):
@@ -71,23 +77,53 @@ def save_skops(obj, path: str | os.PathLike) -> Path:
     return path
 
 
-def load_trusted(path: str | os.PathLike):
-    """Load a skops file, refusing it if it holds any type not trusted by skops or :data:`TRUSTED_TYPES`."""
+def load_trusted(path: str | os.PathLike, *, model_id: str | None = None):
+    """Load a skops file, refusing it if it holds any type not trusted by skops or :data:`TRUSTED_TYPES`.
+
+    Errors name ``model_id`` when it is given, else the file.
+
+    Raises:
+        RegistryError: no such file, a file that is not a readable skops file, or one holding untrusted types.
+    """
     path = Path(path)
+    what = f"model {model_id!r}" if model_id is not None else str(path)
     if not path.is_file():
-        raise RegistryError(f"{path}: no such model file")
-    untrusted = sio.get_untrusted_types(file=path)
+        raise RegistryError(f"{what}: no such model file")
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as error:  # not a zip file, or a zip without skops' schema: nothing to trust
+        raise RegistryError(f"{what}: the model file is damaged, not a skops file ({type(error).__name__})") from error
     refused = sorted(set(untrusted) - set(TRUSTED_TYPES))
     if refused:
-        raise RegistryError(f"{path} holds untrusted types: {', '.join(refused)}")
-    return sio.load(path, trusted=untrusted)
+        raise RegistryError(f"{what} holds untrusted types: {', '.join(refused)}")
+    try:
+        return sio.load(path, trusted=untrusted)
+    except Exception as error:  # a damaged member of the zip file
+        raise RegistryError(f"{what}: the model file is damaged ({type(error).__name__}: {error})") from error
+
+
+def _shown(model_id: object) -> str:
+    text = repr(model_id)
+    return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(model_id)} characters)"
 
 
 def parse_model_id(model_id: str) -> tuple[str, int]:
-    """Split ``credit-risk-v3`` into ``("credit-risk", 3)``."""
-    match = _ID_PATTERN.match(model_id or "")
+    """Split ``credit-risk-v3`` into ``("credit-risk", 3)``.
+
+    The name has 1 to :data:`MAX_NAME_LENGTH` characters (lower-case letters, digits, ``_`` and ``-``, starting
+    with a letter or digit), the version 1 to :data:`MAX_VERSION_DIGITS` digits; nothing else, not even a line end.
+
+    Raises:
+        RegistryError: a malformed or over-long id.
+    """
+    match = _ID_PATTERN.fullmatch(model_id) if isinstance(model_id, str) else None
     if not match:
-        raise RegistryError(f"malformed model id {model_id!r}: expected <name>-v<version>, e.g. credit-risk-v1")
+        raise RegistryError(f"malformed model id {_shown(model_id)}: expected <name>-v<version>, e.g. credit-risk-v1")
+    if len(match["name"]) > MAX_NAME_LENGTH or len(match["version"]) > MAX_VERSION_DIGITS:
+        raise RegistryError(
+            f"malformed model id {_shown(model_id)}: too long; a name has at most {MAX_NAME_LENGTH} characters "
+            f"and a version at most {MAX_VERSION_DIGITS} digits"
+        )
     return match["name"], int(match["version"])
 
 
@@ -138,15 +174,28 @@ class ModelRegistry:
             shutil.rmtree(staging, ignore_errors=True)
 
     def get(self, model_id: str) -> ModelVersion:
-        """The stored version ``model_id``; ``<name>-latest`` means its newest version."""
-        if model_id.endswith("-latest"):
-            name, _ = parse_model_id(model_id.removesuffix("-latest") + "-v1")
+        """The stored version ``model_id``; ``<name>-latest`` means its newest version.
+
+        Raises:
+            RegistryError: a malformed or over-long id (see :func:`parse_model_id`), or one not in the registry.
+        """
+        if isinstance(model_id, str) and model_id.endswith("-latest"):
+            try:
+                name, _ = parse_model_id(model_id.removesuffix("-latest") + "-v1")
+            except RegistryError:
+                raise RegistryError(
+                    f"malformed model id {_shown(model_id)}: expected <name>-v<version> or <name>-latest"
+                ) from None
             versions = self.versions(name)
             if not versions:
                 raise RegistryError(f"no model named {name!r} in {self.root}")
             return self._version(name, versions[-1])
         version = self._version(*parse_model_id(model_id))
-        if not version.metadata_file.is_file():
+        try:
+            present = version.metadata_file.is_file()
+        except OSError as error:  # e.g. a registry root so deep that the path is too long
+            raise RegistryError(f"model {model_id!r} cannot be looked up in {self.root}: {error.strerror}") from None
+        if not present:
             raise RegistryError(f"model {model_id!r} is not in the registry at {self.root}")
         return version
 
@@ -155,8 +204,13 @@ class ModelRegistry:
         return json.loads(self.get(model_id).metadata_file.read_text())
 
     def load(self, model_id: str):
-        """Load a model, refusing any file that holds a type not on the trusted list."""
-        return load_trusted(self.get(model_id).model_file)
+        """Load a model, refusing any file that holds a type not on the trusted list.
+
+        Raises:
+            RegistryError: a malformed or unknown id, a damaged model file or one holding untrusted types.
+        """
+        version = self.get(model_id)
+        return load_trusted(version.model_file, model_id=version.model_id)
 
     def list(self) -> pd.DataFrame:
         """One row per registered version: id, model type, ROC AUC and creation time."""

@@ -26,6 +26,7 @@ from utils.batch import (
 )
 from utils.config import layout
 from utils.data import CLASS_ORDER, FEATURES, generate_credit_data
+from utils.datamart import batch_jobs
 from utils.deployment import deploy
 from utils.times import utc_now
 
@@ -273,7 +274,7 @@ def test_a_stray_quote_is_text_and_an_unclosed_one_is_rejected(work, model_id, t
     assert pd.read_csv(job.output_path)["note"].tolist() == ["ok", 'a 5" screen', "ok"]
     rejects = pd.read_csv(job.rejects_path)
     assert rejects["input_row"].tolist() == [3]
-    assert rejects["reject_reason"][0].startswith("malformed row: 1 field where the header has 21")
+    assert rejects["reject_reason"][0].startswith("malformed row: a quote opened on this line is never closed")
 
 
 def test_a_gradient_boosting_model_scores_like_its_pipeline(work, workspace, tmp_path):
@@ -363,7 +364,7 @@ def test_resume_refuses_a_changed_input_and_a_job_running_elsewhere(work, model_
     assert get_job(job.job_id).status == "failed"
 
 
-def test_a_chunk_and_its_payload_are_committed_together_or_not_at_all(work):
+def test_a_chunk_is_committed_once_with_its_payload(work):
     engine = datamart.connect(work=work)
     now = utc_now()
     datamart.insert_batch_job(
@@ -412,6 +413,124 @@ def test_a_chunk_and_its_payload_are_committed_together_or_not_at_all(work):
     assert datamart.read_batch_chunks(engine, "j")["chunk_index"].tolist() == [0]
     assert datamart.update_batch_job(engine, "j", status="completed") and not datamart.update_batch_job(engine, "x")
     assert datamart.read_batch_jobs(engine)["status"].tolist() == ["completed"]
+
+
+def _chunk_without_payload(engine, job_id: str, rows: int) -> dict:
+    """A running job ``job_id`` in the data mart, and its chunk 0 of ``rows`` rows, not committed."""
+    now = utc_now()
+    datamart.insert_batch_job(
+        engine,
+        {
+            "job_id": job_id,
+            "status": "running",
+            "model_id": "m-v1",
+            "input_path": "i",
+            "output_path": "o",
+            "rejects_path": "r",
+            "parameters": {},
+            "created_at": now,
+        },
+    )
+    return {
+        "job_id": job_id,
+        "chunk_index": 0,
+        "first_row": 0,
+        "rows_read": rows,
+        "rows_scored": rows,
+        "rows_rejected": 0,
+        "output_bytes": 10,
+        "rejects_bytes": 5,
+        "seconds": 0.5,
+        "committed_at": now,
+    }
+
+
+def _stop_after(monkeypatch, transactions: int) -> list[int]:
+    """Make the data mart's payload transactions raise KeyboardInterrupt once, after ``transactions`` of them;
+    the sizes of those before the stop."""
+    store = batch_jobs._replace_payload
+    done: list[int] = []
+    stopped: list[bool] = []
+
+    def stop(engine, rows):
+        if len(done) == transactions and not stopped:
+            stopped.append(True)
+            raise KeyboardInterrupt
+        store(engine, rows)
+        if not stopped:
+            done.append(len(rows))
+
+    monkeypatch.setattr(batch_jobs, "_replace_payload", stop)
+    return done
+
+
+def test_a_chunk_interrupted_between_payload_transactions_ends_with_one_record_per_row(work, monkeypatch):
+    engine = datamart.connect(work=work)
+    chunk = _chunk_without_payload(engine, "k", 10)
+    scored_at = utc_now()
+    records = [
+        {
+            "transaction_id": f"k:{row}",
+            "deployment_id": "d",
+            "model_id": "m-v1",
+            "scored_at": scored_at,
+            "inputs": {"row": row},
+            "prediction": "Risk",
+            "probability_no_risk": 0.4,
+            "probability_risk": 0.6,
+        }
+        for row in range(10)
+    ]
+    done = _stop_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        datamart.commit_batch_chunk(engine, chunk, records, batch_rows=3)
+    assert done == [3, 3]  # two transactions of three records each, then the stop
+    assert datamart.read_payload(engine)["transaction_id"].tolist() == [f"k:{row}" for row in range(6)]
+    assert datamart.read_batch_chunks(engine, "k").empty and datamart.read_batch_job(engine, "k")["rows_read"] == 0
+
+    assert datamart.commit_batch_chunk(engine, chunk, records, batch_rows=3) == 10  # the chunk again, whole
+
+    payload = datamart.read_payload(engine)
+    assert sorted(payload["transaction_id"]) == sorted(f"k:{row}" for row in range(10))
+    assert payload["row"].tolist() == sorted(payload["row"].tolist())  # the partial records were replaced
+    assert datamart.read_batch_chunks(engine, "k")["chunk_index"].tolist() == [0]
+    job = datamart.read_batch_job(engine, "k")
+    assert (job["rows_read"], job["rows_scored"], job["chunks_done"]) == (10, 10, 1)
+    with pytest.raises(sa.exc.IntegrityError, match="already committed"):
+        datamart.commit_batch_chunk(engine, chunk, records)
+    assert len(datamart.read_payload(engine)) == 10
+
+
+def test_a_job_killed_between_payload_transactions_resumes_exactly(work, model_id, tmp_path, monkeypatch):
+    deployment = deploy(model_id, work=work)
+    frame = generate_credit_data(2000, 23)
+    source = write(frame, tmp_path / "applicants.csv")
+    engine = datamart.connect(work=work)
+    monkeypatch.setattr(batch_jobs, "PAYLOAD_COMMIT_ROWS", 100)
+    done = _stop_after(monkeypatch, 7)  # chunk 0's five transactions, two of chunk 1's, then the stop
+    with pytest.raises(KeyboardInterrupt):
+        run_batch_job(
+            source,
+            tmp_path / "scored.csv",
+            deployment_id=deployment.deployment_id,
+            log_payload=True,
+            chunk_rows=500,
+            progress=False,
+        )
+    assert done == [100] * 7
+    (job,) = [get_job(job_id) for job_id in list_jobs()["job_id"]]
+    assert (job.status, job.chunks_done, job.rows_scored) == ("failed", 1, 500)
+    assert len(datamart.read_payload(engine, deployment.deployment_id)) == 700  # chunk 1 stored in part
+
+    job = resume_batch_job(job.job_id, progress=False)
+
+    assert (job.status, job.rows_scored, job.chunks_done) == ("completed", 2000, 4)
+    scored = pd.read_csv(job.output_path)
+    assert scored["transaction_id"].tolist() == [f"{job.job_id}:{row}" for row in range(2000)]
+    payload = datamart.read_payload(engine, deployment.deployment_id)
+    assert len(payload) == 2000 and payload["transaction_id"].is_unique
+    assert set(payload["transaction_id"]) == set(scored["transaction_id"])
+    assert payload.set_index("transaction_id").loc[scored["transaction_id"], "Age"].tolist() == scored["Age"].tolist()
 
 
 def test_the_command_line_runs_shows_and_resumes_jobs(work, model_id, tmp_path, capsys):

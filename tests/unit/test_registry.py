@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from datetime import datetime
 
 import numpy as np
@@ -177,6 +178,61 @@ def test_tampered_file_is_refused(registry, lr_result, metadata):
     impostor.model_file.replace(honest.model_file)
     with pytest.raises(RegistryError, match="untrusted"):
         registry.load(honest.model_id)
+
+
+@pytest.mark.parametrize(
+    "model_id",
+    [
+        "credit-risk-v1\n",
+        "credit-risk-latest\n",
+        "credit-risk-v1 ",
+        "a" * (registry_module.MAX_NAME_LENGTH + 1) + "-v1",
+        "a" * 10_000 + "-v1",
+        "a" * 10_000 + "-latest",
+        "credit-risk-v" + "9" * (registry_module.MAX_VERSION_DIGITS + 1),
+        "credit-risk-v" + "9" * 5_000,
+        None,
+        3,
+    ],
+)
+def test_malformed_and_over_long_ids_are_refused(registry, lr_result, metadata, model_id):
+    registry.register(lr_result.model, name=NAME, metadata=metadata)
+    for call in (registry.get, registry.load, registry.metadata):
+        with pytest.raises(RegistryError, match="malformed model id") as refused:
+            call(model_id)
+        assert len(str(refused.value)) < 300  # a long id is shown cut short
+    with pytest.raises(RegistryError, match="malformed model id"):
+        parse_model_id(model_id)
+
+
+def test_a_name_of_the_longest_length_is_accepted(registry, lr_result, metadata):
+    name = "n" * registry_module.MAX_NAME_LENGTH
+    assert parse_model_id(f"{name}-v{'9' * registry_module.MAX_VERSION_DIGITS}") == (name, 999_999_999)
+    version = registry.register(lr_result.model, name=name, metadata=metadata)
+    assert registry.get(f"{name}-latest") == version
+    with pytest.raises(RegistryError, match="too long"):
+        registry.register(lr_result.model, name=name + "n", metadata=metadata)
+    with pytest.raises(RegistryError, match="malformed"):
+        registry.register(lr_result.model, name=NAME + "\n", metadata=metadata)
+
+
+@pytest.mark.parametrize("content", [b"not a zip file", b"PK\x03\x04 truncated", b""])
+def test_a_damaged_model_file_is_refused_naming_the_model(registry, lr_result, metadata, content):
+    version = registry.register(lr_result.model, name=NAME, metadata=metadata)
+    version.model_file.write_bytes(content)
+    with pytest.raises(RegistryError, match=r"model 'credit-risk-v1': the model file is damaged") as refused:
+        registry.load(version.model_id)
+    assert str(version.model_file) not in str(refused.value)
+    with pytest.raises(RegistryError, match=re.escape(str(version.model_file))):
+        registry_module.load_trusted(version.model_file)  # without a model id, the file is named
+
+
+def test_a_zip_that_is_not_a_skops_file_is_refused(registry, lr_result, metadata):
+    version = registry.register(lr_result.model, name=NAME, metadata=metadata)
+    with zipfile.ZipFile(version.model_file, "w") as archive:
+        archive.writestr("other.txt", "no schema here")
+    with pytest.raises(RegistryError, match="'credit-risk-v1': the model file is damaged"):
+        registry.load(f"{NAME}-latest")
 
 
 def test_list_has_one_row_per_version(registry, lr_result, metadata):

@@ -11,11 +11,16 @@ the scoring service's fast path, and writes two files:
   naming the column and the rule, separated by `` | ``).
 
 The job is recorded in the data mart (table ``batch_jobs``). Each chunk's results go to part
-files in the job's folder; then the chunk is committed, with its payload records when
-``log_payload`` is on, in one data mart transaction. A job killed at any moment therefore
-resumes (:func:`resume_batch_job`) without losing or repeating an output row or a payload
-record, and the output file appears only when complete: the parts are joined into a
-temporary file next to it, which is then renamed.
+files in the job's folder; then the chunk is committed: its payload records when ``log_payload``
+is on, :data:`utils.datamart.PAYLOAD_COMMIT_ROWS` per transaction, then its row. A job killed at
+any moment therefore resumes (:func:`resume_batch_job`) without losing or repeating an output row
+or a payload record (a chunk without its row is scored again, its payload records replacing
+those it had stored), and the output file appears only when complete: the parts are joined into
+a temporary file next to it, which is then renamed.
+
+A CSV record spans lines only inside a well-formed quoted field; a quote left open costs its own
+line, rejected with its row number, and a row with bytes that are not UTF-8 in a feature is
+rejected, naming the column.
 
 Engines: ``local`` scores in this process (the next chunk is read and parsed in a background
 thread); ``dask`` sends the chunks to a Dask cluster, a local one by default or any scheduler
@@ -54,6 +59,7 @@ from utils.batch.spec import (
     BatchJobError,
     BatchJobSpec,
     JobResult,
+    UnusableModel,
 )
 
 __all__ = [
@@ -70,6 +76,7 @@ __all__ = [
     "BatchJobError",
     "BatchJobSpec",
     "JobResult",
+    "UnusableModel",
     "create_batch_job",
     "get_job",
     "list_jobs",
@@ -77,4 +84,3 @@ __all__ = [
     "resume_batch_job",
     "run_batch_job",
 ]
-

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from utils.batch.inputs import ENCODING, EOL, Chunk, CsvInput, ParquetInput
+from utils.batch.inputs import ENCODING, EOL, UNCLOSED, Chunk, CsvInput, ParquetInput, not_utf8
 from utils.batch.spec import FAULT_SEPARATOR, OUTPUT_COLUMNS, REJECT_COLUMNS, BatchJobError, is_parquet
 from utils.data import CATEGORIES, FEATURES, NUMERIC_RANGES
 from utils.registry import load_trusted
@@ -81,6 +81,7 @@ class Parsed:
     frame: pd.DataFrame  # the well-formed rows, index 0..n-1
     positions: np.ndarray  # each frame row's position in the chunk
     malformed: dict[int, str]  # chunk position -> reason, for records with the wrong number of fields
+    unreadable: dict[int, str] = field(default_factory=dict)  # chunk position -> reason, for bytes not UTF-8
 
 
 @dataclass
@@ -114,8 +115,8 @@ def _malformed(chunk: Chunk, width: int) -> dict[int, str]:
     return {
         position: (
             f"malformed row: {count} field{'' if count == 1 else 's'} where the header has {width}"
-            if count >= 0
-            else "malformed row: a quote never closed"
+            if count != UNCLOSED
+            else "malformed row: a quote opened on this line is never closed"
         )
         + f"; the row reads {record.rstrip(EOL)!r}"
         for position, (count, record) in enumerate(zip(counts, chunk.records))
@@ -123,22 +124,48 @@ def _malformed(chunk: Chunk, width: int) -> dict[int, str]:
     }
 
 
+def _unreadable(chunk: Chunk, layout: ChunkLayout, positions: list[int]) -> dict[int, str]:
+    """The records among ``positions`` with bytes that are not UTF-8 in a column the job reads (the features;
+    every column for Parquet output), by position, with the reason naming each such column."""
+    read = FEATURES if layout.text else layout.columns
+    found = {}
+    for position in positions:
+        if not chunk.records[position].isascii():
+            fields = not_utf8(chunk.records[position], layout.columns)
+            faults = [f"{name}: not valid UTF-8, reads {fields[name]!r}" for name in read if name in fields]
+            if faults:
+                found[position] = FAULT_SEPARATOR.join(faults)
+    return found
+
+
+def _encoded(chunk: Chunk, layout: ChunkLayout, positions: list[int]) -> tuple[bytes, list[int], dict[int, str]]:
+    """The header and the records at ``positions`` as bytes for pandas, without those that cannot be read."""
+    text = layout.header + "".join(chunk.records[p] for p in positions)
+    try:
+        return text.encode(ENCODING), positions, {}
+    except UnicodeEncodeError:  # bytes that are not UTF-8, carried as surrogates
+        pass
+    unreadable = _unreadable(chunk, layout, positions)
+    positions = [p for p in positions if p not in unreadable]
+    text = layout.header + "".join(chunk.records[p] for p in positions)
+    return text.encode(ENCODING, "surrogateescape"), positions, unreadable
+
+
 def parse(chunk: Chunk, layout: ChunkLayout) -> Parsed:
-    """The chunk's rows as a DataFrame; CSV records with the wrong number of fields are set apart."""
+    """The chunk's rows as a DataFrame; CSV records with the wrong number of fields, or bytes that are not
+    UTF-8 where the job reads them, are set apart."""
     if chunk.frame is not None:
         return Parsed(chunk.frame, np.arange(len(chunk.frame)), {})
     malformed = _malformed(chunk, len(layout.columns))
-    if malformed:
-        positions = np.array([p for p in range(len(chunk.records)) if p not in malformed], dtype=np.int64)
-        well = [chunk.records[p] for p in positions]
-    else:
-        positions, well = np.arange(len(chunk.records)), chunk.records
+    wanted = [p for p in range(len(chunk.records)) if p not in malformed] if malformed else range(len(chunk.records))
+    data, kept, unreadable = _encoded(chunk, layout, wanted)
+    positions = np.asarray(kept, dtype=np.int64)
     usecols = list(FEATURES) if layout.text else None
     dtype = {name: "category" if name in CATEGORIES else str for name in layout.columns if name not in NUMERIC_RANGES}
-    if not well:
-        return Parsed(pd.DataFrame(columns=usecols or list(layout.columns)), positions, malformed)
+    if not len(positions):
+        return Parsed(pd.DataFrame(columns=usecols or list(layout.columns)), positions, malformed, unreadable)
     frame = pd.read_csv(
-        io.BytesIO((layout.header + "".join(well)).encode(ENCODING, "surrogateescape")),
+        io.BytesIO(data),
         encoding=ENCODING,
         encoding_errors="surrogateescape",
         dtype=dtype,
@@ -147,9 +174,9 @@ def parse(chunk: Chunk, layout: ChunkLayout) -> Parsed:
         index_col=False,
         low_memory=False,
     )
-    if len(frame) != len(well):
-        raise BatchJobError(f"chunk {chunk.index}: {len(well)} records parsed into {len(frame)} rows")
-    return Parsed(frame, positions, malformed)
+    if len(frame) != len(positions):
+        raise BatchJobError(f"chunk {chunk.index}: {len(positions)} records parsed into {len(frame)} rows")
+    return Parsed(frame, positions, malformed, unreadable)
 
 
 def _reason(error: InputError) -> str:
@@ -267,6 +294,7 @@ def _judge(scorer: Scorer, chunk: Chunk, layout: ChunkLayout, parsed: Parsed) ->
     good, labels, proba = _predict(scorer, frame, good, reasons)
     positions = parsed.positions[good]
     rejected = {int(parsed.positions[p]): reason for p, reason in reasons.items()} | parsed.malformed
+    rejected |= parsed.unreadable
     checked = None
     if not layout.text or layout.log_payload:
         checked = _checked_columns(frame if good.size == len(frame) else frame.iloc[good])
@@ -353,7 +381,7 @@ def score_on_worker(model_bytes: bytes, chunk: Chunk, layout: ChunkLayout) -> Sc
         with tempfile.TemporaryDirectory(prefix="batch-model-") as folder:
             path = Path(folder) / "model.skops"
             path.write_bytes(model_bytes)
-            scorer = Scorer(load_trusted(path), layout.model_id)
+            scorer = Scorer(load_trusted(path, model_id=layout.model_id), layout.model_id)
         _WORKER_SCORERS.clear()
         _WORKER_SCORERS[key] = scorer
     return score_chunk(scorer, chunk, layout)

@@ -7,7 +7,15 @@ import sys
 from pathlib import Path
 
 from utils.batch.jobs import create_batch_job, get_job, list_jobs, resume_batch_job
-from utils.batch.spec import CHUNK_ROWS, ENGINES, MAX_REJECT_SHARE, BatchJobError, BatchJobSpec, JobResult
+from utils.batch.spec import (
+    CHUNK_ROWS,
+    ENGINES,
+    MAX_REJECT_SHARE,
+    BatchJobError,
+    BatchJobSpec,
+    JobResult,
+    UnusableModel,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -122,7 +130,12 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, where: dict)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: run, resume or show batch jobs; exit status 0 when the job completed, 1 when it failed."""
+    """Command line: run, resume or show batch jobs.
+
+    Exit status 0 when the job completed, 1 when it failed or could not be made, 2 when the command line is wrong:
+    a malformed option, or a model that cannot be used (a malformed, over-long or unknown model id, or a model file
+    that cannot be loaded); no job is made then.
+    """
     parser = _parser()
     args = parser.parse_args(argv)
     where = {"work": args.work_dir, "datamart_url": args.datamart_url}
@@ -138,9 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error.message}", file=sys.stderr)
         if error.job is not None:
             print(f"resume it with: python -m utils.batch --resume {error.job.job_id}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(error, UnusableModel) else 1
     print(job.summary())
     print(f"  output:  {job.output_path}")
     print(f"  rejects: {job.rejects_path}")
     return 0
-

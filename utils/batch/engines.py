@@ -144,5 +144,5 @@ def results(
     """The scored chunks of ``source`` not in ``skip``, by ``engine`` with the registered model in ``model_file``."""
     if engine == "dask":
         return dask_results(source, layout, model_file.read_bytes(), chunk_rows, skip, scheduler, workers)
-    scorer = Scorer(load_trusted(model_file), layout.model_id)
+    scorer = Scorer(load_trusted(model_file, model_id=layout.model_id), layout.model_id)
     return local_results(source, layout, scorer, chunk_rows, skip)

@@ -1,8 +1,8 @@
-"""Reading a job's input in chunks: a CSV file as text records (a quoted record is never split), Parquet as frames."""
+"""Reading a job's input in chunks: a CSV file as text records (a quoted record is never split; a quote left
+open costs its own line only), Parquet as frames."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import itertools
 from collections.abc import Iterator
@@ -60,12 +60,13 @@ class CsvInput:
         return max(lines + (last != b"\n") - 1, 0)
 
     def chunks(self, chunk_rows: int) -> Iterator[Chunk]:
+        width = len(self.columns)
         with self._open() as handle:
             handle.readline()
             index = first_row = 0
             while lines := list(itertools.islice(handle, chunk_rows)):
                 if any('"' in line for line in lines):  # quoted fields may hold commas and line ends
-                    found, counts = _quoted_records(lines, handle, chunk_rows)
+                    found, counts = _quoted_records(lines, handle, chunk_rows, width)
                     kept = [i for i, record in enumerate(found) if not record.isspace()]
                     found, counts = [found[i] for i in kept], [counts[i] for i in kept]
                 else:
@@ -75,31 +76,93 @@ class CsvInput:
                 first_row += len(found)
 
 
-def _quoted_records(lines: list[str], more: Iterator[str], limit: int) -> tuple[list[str], list[int]]:
+#: Field count of a line whose quote is not closed on it (and does not open a well-formed multi-line record).
+UNCLOSED = -1
+
+
+def _quoted_records(lines: list[str], more: Iterator[str], limit: int, width: int) -> tuple[list[str], list[int]]:
     """The records in ``lines`` and their numbers of fields, as the csv module reads them.
 
-    A record still open at the end of ``lines`` goes on into ``more``, for at most ``limit``
-    lines; a quote never closed makes the rest one record, with field count -1.
+    A record still open at the end of ``lines`` goes on into ``more``, for at most ``limit`` lines in all.
+    A record spanning lines is kept only when it is well-formed: strict CSV, ``width`` fields. Otherwise
+    the quote that opened it is broken: its first line alone becomes a record of :data:`UNCLOSED` fields and
+    reading starts again on the next line, so that a broken quote costs one line, never the lines after it.
     """
-    consumed: list[str] = []
+    buffer, extra = list(lines), itertools.islice(more, limit)
+    found: list[str] = []
+    counts: list[int] = []
+    start = 0
+    while start < len(buffer):
+        start = _read_records(buffer, start, extra, width, found, counts)
+    return found, counts
+
+
+def _read_records(buffer: list[str], start: int, extra: Iterator[str], width: int, found: list, counts: list) -> int:
+    """Append the records from ``buffer[start:]`` to ``found`` and ``counts`` until the buffer ends or a quote is
+    broken; returns where to read on. A record open at the buffer's end takes more lines from ``extra``."""
+    state = {"next": start, "record": start, "starved": False}
 
     def feed() -> Iterator[str]:
-        for line in itertools.chain(lines, itertools.islice(more, limit)):
-            consumed.append(line)
-            yield line
+        while True:
+            line = state["next"]
+            if line == len(buffer):
+                if line == state["record"]:  # between records: the chunk ends here
+                    return
+                more = next(extra, None)
+                if more is None:
+                    state["starved"] = True  # the open record can never close
+                    return
+                buffer.append(more)
+            state["next"] = line + 1
+            yield buffer[line]
 
-    found, counts, start = [], [], 0
-    with contextlib.suppress(csv.Error):
+    try:
         for fields in csv.reader(feed(), skipinitialspace=True):
-            found.append("".join(consumed[start:]))
-            counts.append(len(fields))
-            start = len(consumed)
-            if start >= len(lines):
+            first, end = state["record"], state["next"]
+            whole = not state["starved"] and (end - first == 1 or _well_formed(buffer[first:end], width))
+            if not whole:
                 break
-    if start < len(consumed):
-        found.append("".join(consumed[start:]))
-        counts.append(-1)
-    return found, counts
+            found.append(buffer[first] if end - first == 1 else "".join(buffer[first:end]))
+            counts.append(len(fields))
+            state["record"] = end
+        else:
+            if state["record"] == len(buffer):
+                return state["record"]
+    except csv.Error:  # e.g. a field larger than the csv module takes: a quote left open over many lines
+        pass
+    found.append(buffer[state["record"]])
+    counts.append(UNCLOSED)
+    return state["record"] + 1
+
+
+def _well_formed(lines: list[str], width: int) -> bool:
+    """Whether lines make one strict CSV record of ``width`` fields (each quoted field closed before a comma), and
+    not rows of their own: a first line of ``width`` fields with its quotes taken as text, and a last line of
+    ``width`` fields by itself, are two rows joined by a stray quote in each."""
+    try:
+        rows = list(csv.reader(lines, skipinitialspace=True, strict=True))
+    except csv.Error:
+        return False
+    if len(rows) != 1 or len(rows[0]) != width:
+        return False
+    first = next(csv.reader(lines[:1], quoting=csv.QUOTE_NONE, skipinitialspace=True), [])
+    last = next(csv.reader(lines[-1:], skipinitialspace=True), [])
+    return not (len(first) == width and len(last) == width)
+
+
+def not_utf8(record: str, columns: tuple[str, ...]) -> dict[str, bytes]:
+    """The fields of a well-formed CSV record that hold bytes that are not UTF-8 (read as surrogates), by column."""
+    try:
+        record.encode(ENCODING)
+        return {}
+    except UnicodeEncodeError:
+        pass
+    fields = next(csv.reader(record.splitlines(keepends=True), skipinitialspace=True), [])
+    return {
+        name: raw
+        for name, field in zip(columns, fields)
+        if (raw := field.encode(ENCODING, "surrogateescape")) != field.encode(ENCODING, "replace")
+    }
 
 
 class ParquetInput:

@@ -10,7 +10,15 @@ from sqlalchemy.engine import Engine
 from utils import config, datamart
 from utils.batch.inputs import fingerprint
 from utils.batch.run import JobRun
-from utils.batch.spec import QUEUED, BatchJobError, BatchJobSpec, JobResult, check_share, choose_engine
+from utils.batch.spec import (
+    QUEUED,
+    BatchJobError,
+    BatchJobSpec,
+    JobResult,
+    UnusableModel,
+    check_share,
+    choose_engine,
+)
 from utils.deployment import DeploymentError, get_deployment
 from utils.registry import RegistryError, registry_for
 from utils.times import utc_now
@@ -32,14 +40,26 @@ def _as_spec(input_path: BatchJobSpec | str | os.PathLike, output_path, options:
 
 
 def _model_id(spec: BatchJobSpec, mart: Engine, work) -> str:
-    """The registered model the job scores with, a deployment's or a ``-latest`` one fixed to its version now."""
-    try:
-        model_id = spec.model_id
-        if spec.deployment_id is not None:
+    """The registered model the job scores with, a deployment's or a ``-latest`` one fixed to its version now;
+    loaded once, so that a job is never made with a model file that cannot be loaded.
+
+    Raises:
+        UnusableModel: the model id is malformed or unknown, or the model file is damaged or untrusted.
+        BatchJobError: no such deployment.
+    """
+    model_id = spec.model_id
+    if spec.deployment_id is not None:
+        try:
             model_id = get_deployment(spec.deployment_id, engine=mart).model_id
-        return registry_for(work).get(model_id).model_id
-    except (DeploymentError, RegistryError) as error:
-        raise BatchJobError(str(error)) from error
+        except DeploymentError as error:
+            raise BatchJobError(str(error)) from error
+    try:
+        registry = registry_for(work)
+        model_id = registry.get(model_id).model_id
+        registry.load(model_id)
+    except RegistryError as error:
+        raise UnusableModel(str(error)) from error
+    return model_id
 
 
 def create_batch_job(

@@ -1,8 +1,10 @@
 """One run of a batch job: score the chunks not yet committed, commit each, then join the parts into the files.
 
-Each chunk's results go to part files first; then the chunk is committed, with its payload records when the
-job logs payload, in one data mart transaction (:func:`utils.datamart.commit_batch_chunk`). A run killed at any
-moment therefore leaves a job that the next run takes up without losing or repeating a row or a record.
+Each chunk's results go to part files first; then the chunk is committed (:func:`utils.datamart.commit_batch_chunk`):
+its payload records when the job logs payload, in transactions of a bounded number of records (so that online
+scoring never waits long for the data mart), then the chunk's row in one small transaction. A run killed at any
+moment therefore leaves a job that the next run takes up without losing or repeating a row or a record: a chunk
+without its row is scored again, and its payload records replace the ones it had stored.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from utils.batch.engines import results
 from utils.batch.inputs import CsvInput, ParquetInput, fingerprint, open_input
 from utils.batch.parts import OUTPUT, REJECTS, JobFolder
 from utils.batch.spec import COMPLETED, FAILED, RUNNING, BatchJobError, JobResult
-from utils.registry import registry_for
+from utils.registry import RegistryError, registry_for
 from utils.times import utc_now
 
 _LOG = logging.getLogger(__name__)
@@ -90,6 +92,8 @@ class JobRun:
             if error.job is not None or isinstance(error, Busy):
                 raise
             raise self._fail(error.message) from error
+        except RegistryError as error:  # the model file was damaged or replaced since the job was made
+            raise self._fail(str(error)) from error
         except KeyboardInterrupt:
             self._fail("interrupted")
             raise

@@ -38,6 +38,10 @@ class BatchJobError(RuntimeError):
         self.job = job
 
 
+class UnusableModel(BatchJobError):
+    """A new job's model cannot be used: its id is malformed or unknown, or its model file cannot be loaded."""
+
+
 def check_share(share: float) -> float:
     """A reject limit, refused unless it is a share (0 to 1)."""
     if not 0.0 <= share <= 1.0:

@@ -58,3 +58,7 @@ __all__ = [
     "update_batch_job",
     "upsert_deployment",
 ]
+
+from utils.datamart.batch_jobs import PAYLOAD_COMMIT_ROWS, store_batch_payload  # noqa: E402
+
+__all__ += ["PAYLOAD_COMMIT_ROWS", "store_batch_payload"]

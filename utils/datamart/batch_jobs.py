@@ -1,12 +1,17 @@
 """Batch jobs and their committed chunks (:mod:`utils.batch`).
 
-A chunk's row, its payload records and the job's new counters are written in one transaction
-(:func:`commit_batch_chunk`), so that a job killed at any moment resumes without losing or repeating a chunk.
+A chunk's payload records are stored first, in transactions of at most :data:`PAYLOAD_COMMIT_ROWS` records
+each (:func:`store_batch_payload`), so that another writer (an online scoring request) never waits long for
+SQLite's write lock; then the chunk's row and the job's new counters, in one small transaction
+(:func:`commit_batch_chunk`). A chunk is committed once its row is there. A job killed between two of these
+transactions leaves some of the chunk's payload records without its row: the next attempt at the chunk stores
+its records again, each replacing the stored record of the same transaction id (``<job id>:<row>``, the same on
+every attempt), so a resumed job neither loses nor repeats a chunk or a payload record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import pandas as pd
 import sqlalchemy as sa
@@ -17,6 +22,9 @@ from utils.datamart.schema import batch_job_chunks, batch_jobs, payload_records
 from utils.times import as_utc, utc_now
 
 _TIMES = ("created_at", "started_at", "finished_at", "updated_at")
+#: Payload records stored per transaction: about 0.1 to 0.3 s of SQLite's write lock.
+PAYLOAD_COMMIT_ROWS = 5_000
+_IDS_PER_STATEMENT = 500  # bound parameters of one DELETE: well under every database's limit
 
 
 def _batch_job_row(values: Mapping) -> dict:
@@ -69,20 +77,60 @@ def read_batch_jobs(engine: Engine) -> pd.DataFrame:
     return frame
 
 
-def commit_batch_chunk(engine: Engine, chunk: Mapping, payload: Iterable[Mapping] = ()) -> int:
-    """Record a finished chunk of a batch job, its payload records and the job's new counters in one transaction.
+def store_batch_payload(engine: Engine, records: Sequence[Mapping], batch_rows: int | None = None) -> int:
+    """Store a batch chunk's payload records, at most ``batch_rows`` (default :data:`PAYLOAD_COMMIT_ROWS`) per
+    transaction; each record replaces a stored one of the same transaction id. Returns how many were stored.
+
+    A record of the same id can only be this chunk's own, left by an attempt that stopped before the chunk was
+    committed: storing the chunk's records again leaves exactly one record per row.
+    """
+    rows = payload_rows(records)
+    size = max(1, batch_rows or PAYLOAD_COMMIT_ROWS)
+    for start in range(0, len(rows), size):
+        _replace_payload(engine, rows[start : start + size])
+    return len(rows)
+
+
+def _replace_payload(engine: Engine, rows: list[dict]) -> None:
+    """One transaction: delete the stored records with the rows' transaction ids, insert the rows."""
+    ids = [row["transaction_id"] for row in rows]
+    with engine.begin() as connection:
+        # The DELETE first, so that the transaction takes the write lock before anything else.
+        for start in range(0, len(ids), _IDS_PER_STATEMENT):
+            piece = ids[start : start + _IDS_PER_STATEMENT]
+            connection.execute(payload_records.delete().where(payload_records.c.transaction_id.in_(piece)))
+        connection.execute(payload_records.insert(), rows)
+
+
+def _refuse_committed(engine: Engine, job_id: str, chunk_index: int) -> None:
+    """Raise IntegrityError when the chunk is committed already."""
+    table = batch_job_chunks
+    query = sa.select(table.c.chunk_index).where(table.c.job_id == job_id, table.c.chunk_index == chunk_index)
+    with engine.connect() as connection:
+        if connection.execute(query).first() is not None:
+            reason = LookupError(f"chunk {chunk_index} of batch job {job_id} is already committed")
+            raise sa.exc.IntegrityError(str(query), {"job_id": job_id, "chunk_index": chunk_index}, reason)
+
+
+def commit_batch_chunk(
+    engine: Engine, chunk: Mapping, payload: Iterable[Mapping] = (), *, batch_rows: int | None = None
+) -> int:
+    """Record a finished chunk of a batch job: its payload records, then its row and the job's new counters.
 
     ``chunk`` holds ``job_id``, ``chunk_index``, ``first_row``, ``rows_read``, ``rows_scored``,
     ``rows_rejected``, ``output_bytes``, ``rejects_bytes``, ``seconds`` and ``committed_at``;
-    ``payload`` the records as for :func:`insert_payload`. The job's row counts, ``chunks_done``
-    and ``seconds`` grow by the chunk's. Returns how many payload records were stored.
+    ``payload`` the records as for :func:`insert_payload`. The records are stored by
+    :func:`store_batch_payload`, ``batch_rows`` at a time; then the chunk's row and the job's counters
+    (row counts, ``chunks_done`` and ``seconds`` grow by the chunk's) in one transaction. A call that stops
+    part-way leaves the chunk uncommitted, and some of its records stored, which a new call for the chunk
+    replaces. Returns how many payload records were stored.
 
     Raises:
-        sqlalchemy.exc.IntegrityError: the chunk or a payload transaction id is already recorded;
-            nothing of this call is stored then.
+        sqlalchemy.exc.IntegrityError: the chunk is already committed; nothing of this call is stored then.
     """
     row = {**chunk, "committed_at": as_utc(chunk["committed_at"])}
-    records = payload_rows(payload)
+    _refuse_committed(engine, row["job_id"], row["chunk_index"])
+    stored = store_batch_payload(engine, list(payload), batch_rows)
     table = batch_jobs
     with engine.begin() as connection:
         # The UPDATE first, so that the transaction takes the write lock before anything else.
@@ -99,9 +147,7 @@ def commit_batch_chunk(engine: Engine, chunk: Mapping, payload: Iterable[Mapping
             )
         )
         connection.execute(batch_job_chunks.insert(), row)
-        if records:
-            connection.execute(payload_records.insert(), records)
-    return len(records)
+    return stored
 
 
 def read_batch_chunks(engine: Engine, job_id: str) -> pd.DataFrame:

@@ -52,6 +52,20 @@ def logistic(workspace):
     return workspace.registry.load("credit-risk-v1")
 
 
+def _running_job(job_id: str, now) -> dict:
+    """A job row as the data mart stores it, running, with placeholder paths."""
+    return {
+        "job_id": job_id,
+        "status": "running",
+        "model_id": "m-v1",
+        "input_path": "i",
+        "output_path": "o",
+        "rejects_path": "r",
+        "parameters": {},
+        "created_at": now,
+    }
+
+
 def write(frame: pd.DataFrame, path: Path) -> Path:
     frame.to_csv(path, index=False)
     return path
@@ -367,19 +381,7 @@ def test_resume_refuses_a_changed_input_and_a_job_running_elsewhere(work, model_
 def test_a_chunk_is_committed_once_with_its_payload(work):
     engine = datamart.connect(work=work)
     now = utc_now()
-    datamart.insert_batch_job(
-        engine,
-        {
-            "job_id": "j",
-            "status": "running",
-            "model_id": "m-v1",
-            "input_path": "i",
-            "output_path": "o",
-            "rejects_path": "r",
-            "parameters": {},
-            "created_at": now,
-        },
-    )
+    datamart.insert_batch_job(engine, _running_job("j", now))
     chunk = {
         "job_id": "j",
         "chunk_index": 0,
@@ -418,19 +420,7 @@ def test_a_chunk_is_committed_once_with_its_payload(work):
 def _chunk_without_payload(engine, job_id: str, rows: int) -> dict:
     """A running job ``job_id`` in the data mart, and its chunk 0 of ``rows`` rows, not committed."""
     now = utc_now()
-    datamart.insert_batch_job(
-        engine,
-        {
-            "job_id": job_id,
-            "status": "running",
-            "model_id": "m-v1",
-            "input_path": "i",
-            "output_path": "o",
-            "rejects_path": "r",
-            "parameters": {},
-            "created_at": now,
-        },
-    )
+    datamart.insert_batch_job(engine, _running_job(job_id, now))
     return {
         "job_id": job_id,
         "chunk_index": 0,

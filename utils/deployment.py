@@ -7,11 +7,16 @@ replaces the model in one UPDATE: the deployment keeps its id, and a request
 arriving at any moment is scored by either the old model or the new one, never
 refused. A model is checked before it is recorded: it must load from the registry
 with only trusted types and predict the contract's classes.
+
+A deployment name (:data:`NAME_RULE`) has 1 to 100 characters: ASCII letters, digits, ``-``, ``_`` and ``.``,
+starting with a letter or digit, never ``..``; it appears in file names (monitoring reports), so it can never hold
+a path separator.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -27,6 +32,14 @@ from utils.scoring import Scorer
 SPACES: tuple[str, ...] = ("dev", "preprod", "prod")
 #: Status of a deployment that answers requests.
 READY = "ready"
+#: Longest deployment name, in characters.
+MAX_NAME_LENGTH = 100
+#: The rule a deployment name follows, as shown in the error that refuses one.
+NAME_RULE = (
+    f"a deployment name has 1 to {MAX_NAME_LENGTH} characters: ASCII letters, digits, '-', '_' and '.', "
+    "starting with a letter or digit, and never '..'"
+)
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # matched whole (fullmatch): no line end, no NUL
 _COLUMNS = ("deployment_id", "name", "space", "model_id", "status", "created_at", "updated_at")
 
 
@@ -58,6 +71,27 @@ def _from_row(row: dict) -> Deployment:
     return Deployment(**{name: row[name] for name in _COLUMNS})
 
 
+def is_valid_name(name: object) -> bool:
+    """Whether ``name`` follows :data:`NAME_RULE` (and so is safe in a file name)."""
+    return (
+        isinstance(name, str)
+        and len(name) <= MAX_NAME_LENGTH
+        and _NAME.fullmatch(name) is not None
+        and ".." not in name
+    )
+
+
+def check_name(name: object) -> None:
+    """Refuse a deployment name that does not follow :data:`NAME_RULE`.
+
+    Raises:
+        DeploymentError: the name breaks the rule (the message states the rule, and shows the name cut short).
+    """
+    if not is_valid_name(name):
+        shown = repr(name) if len(repr(name)) <= 60 else f"{repr(name)[:60]}..."
+        raise DeploymentError(f"invalid deployment name {shown}: {NAME_RULE}")
+
+
 def _check_space(space: str) -> None:
     if space not in SPACES:
         raise DeploymentError(f"unknown space {space!r}; choose one of {', '.join(SPACES)}")
@@ -75,16 +109,18 @@ def deploy(
     """Deploy a registered model version (``credit-risk-v2``, or ``credit-risk-latest``) under ``name`` in ``space``.
 
     If ``name`` is already deployed in ``space``, its model is replaced atomically and
-    the deployment keeps its id.
+    the deployment keeps its id. ``name`` must follow :data:`NAME_RULE`: 1 to 100 characters, ASCII letters,
+    digits, ``-``, ``_`` and ``.``, starting with a letter or digit, never ``..`` (so no path separator, line end
+    or NUL byte); it names the deployment's monitoring report files.
 
     Raises:
-        DeploymentError: unknown space or empty name.
-        RegistryError: the model is not in the registry or holds untrusted types.
+        DeploymentError: unknown space, or a name that breaks :data:`NAME_RULE`.
+        RegistryError: the model is not in the registry, its file is damaged (not a zip or skops file) or was
+            changed since registration, or it holds untrusted types.
         ValueError: the model does not predict the contract's classes.
     """
     _check_space(space)
-    if not name or len(name) > 100:
-        raise DeploymentError("a deployment name must have 1 to 100 characters")
+    check_name(name)
     registry = registry or registry_for(work)
     model_id = registry.get(model_id).model_id  # resolves "-latest" to the version it means now
     Scorer(registry.load(model_id), model_id)  # refuses a model the service could not serve

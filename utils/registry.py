@@ -3,18 +3,20 @@
 Layout under the registry root::
 
     <name>/v<version>/model.skops      the fitted pipeline, in skops format
-                      metadata.json    id, parameters, metrics, lineage
+                      metadata.json    id, parameters, metrics, lineage, the model file's SHA-256
                       factsheet.md     the readable model card
                       factsheet.json   the same facts for machines
 
 Models are stored with skops, never as bare pickles, and loaded only when every
-type in the file is on :data:`TRUSTED_TYPES`. A version is written into a
+type in the file is on :data:`TRUSTED_TYPES` and the file's SHA-256 is the one recorded at registration
+(versions registered before hashes were recorded have none and are only checked for types). A version is written into a
 temporary folder and renamed into place, so a reader never sees half a version and
 two writers never get the same version number.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -39,6 +41,8 @@ MAX_VERSION_DIGITS = 9
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _ID_PATTERN = re.compile(r"(?P<name>[a-z0-9][a-z0-9_-]*)-v(?P<version>[1-9][0-9]*)")  # matched whole (fullmatch)
 _SHOWN = 60  # characters of a refused id that its error message shows
+#: Key of ``metadata.json`` holding the SHA-256 (hex) of ``model.skops``, recorded at registration.
+MODEL_SHA256 = "model_sha256"
 
 
 class RegistryError(LookupError):
@@ -102,6 +106,14 @@ def load_trusted(path: str | os.PathLike, *, model_id: str | None = None):
         raise RegistryError(f"{what}: the model file is damaged ({type(error).__name__}: {error})") from error
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _shown(model_id: object) -> str:
     text = repr(model_id)
     return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(model_id)} characters)"
@@ -150,7 +162,7 @@ class ModelRegistry:
         (self.root / name).mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
         try:
-            save_skops(model, staging / "model.skops")
+            model_sha256 = _sha256(save_skops(model, staging / "model.skops"))
             while True:
                 version = self._version(name, (self.versions(name) or [0])[-1] + 1)
                 record = {
@@ -159,6 +171,7 @@ class ModelRegistry:
                     "name": name,
                     "version": version.version,
                     "created_at": utc_now().isoformat(timespec="seconds"),
+                    MODEL_SHA256: model_sha256,
                 }
                 as_json = json.dumps(record, indent=2, default=str)
                 (staging / "metadata.json").write_text(as_json)
@@ -204,13 +217,38 @@ class ModelRegistry:
         return json.loads(self.get(model_id).metadata_file.read_text())
 
     def load(self, model_id: str):
-        """Load a model, refusing any file that holds a type not on the trusted list.
+        """Load a model, refusing a file changed since registration or holding a type not on the trusted list.
+
+        The file's SHA-256 is compared with the one in ``metadata.json`` before skops reads anything; a version
+        whose metadata records no hash (registered before hashes were recorded) is only checked for types.
 
         Raises:
-            RegistryError: a malformed or unknown id, a damaged model file or one holding untrusted types.
+            RegistryError: a malformed or unknown id, a model file changed since registration, a damaged model
+                file or one holding untrusted types.
         """
         version = self.get(model_id)
+        self._check_hash(version)
         return load_trusted(version.model_file, model_id=version.model_id)
+
+    def _check_hash(self, version: ModelVersion) -> None:
+        """Refuse a model file whose SHA-256 differs from the one recorded at registration (if one was)."""
+        try:
+            recorded = json.loads(version.metadata_file.read_text()).get(MODEL_SHA256)
+        except (OSError, ValueError, AttributeError) as error:
+            raise RegistryError(
+                f"model {version.model_id!r}: its metadata cannot be read ({type(error).__name__})"
+            ) from None
+        if recorded is None:
+            return
+        try:
+            actual = _sha256(version.model_file)
+        except OSError:
+            raise RegistryError(f"model {version.model_id!r}: no such model file") from None
+        if actual != recorded:
+            raise RegistryError(
+                f"model {version.model_id!r}: the model file is damaged or was changed after registration "
+                "(its SHA-256 differs from the one recorded)"
+            )
 
     def list(self) -> pd.DataFrame:
         """One row per registered version: id, model type, ROC AUC and creation time."""

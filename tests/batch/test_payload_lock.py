@@ -18,7 +18,9 @@ from utils.data import generate_credit_data
 from utils.times import utc_now
 
 ROWS = 200_000  # one chunk: the job commits it all at once
-LONGEST_WAIT = 1.5  # seconds an online request may wait for the write lock
+# Seconds an online request may wait for the write lock: about 0.5 s measured on an idle 2-core machine, 4.2 s
+# before payload was committed in small transactions; the margin absorbs a busy machine.
+LONGEST_WAIT = 2.5
 
 
 def _online_record(number: int, deployment) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 
@@ -144,3 +145,48 @@ def test_readers_always_find_a_deployment_while_it_is_replaced(engine, registry)
     assert not failures
     assert seen <= {"credit-risk-v1", "credit-risk-v2"}
     assert get_deployment(deployment.deployment_id, engine=engine).model_id == "credit-risk-v2"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../x",
+        "X/../../../../outside",
+        "a/b",
+        "a\\b",
+        "a\nb",
+        "credit-risk\n",
+        "a\x00b",
+        "a" * 101,
+        "..",
+        "a..b",
+        ".hidden",
+        "-lead",
+        "with space",
+        "crédit",
+    ],
+)
+def test_a_name_that_could_become_a_path_is_refused(engine, registry, name):
+    with pytest.raises(DeploymentError, match="invalid deployment name .*letters, digits, '-', '_' and '.'"):
+        deploy("credit-risk-v1", name=name, engine=engine, registry=registry)
+    assert list_deployments(engine=engine).empty
+
+
+@pytest.mark.parametrize("name", ["a", "A.b_c-1", "credit-risk-monitored", "9" * 100])
+def test_names_following_the_rule_are_accepted(engine, registry, name):
+    assert deploy("credit-risk-v1", name=name, engine=engine, registry=registry).name == name
+
+
+@pytest.mark.parametrize("recorded_hash", [True, False])
+@pytest.mark.parametrize("content", [b"not a zip file", b"PK\x03\x04 truncated", b""])
+def test_a_model_file_that_is_not_a_zip_is_a_registry_error(engine, registry, content, recorded_hash):
+    """Damaged after registration, or registered before hashes were recorded: refused as a RegistryError."""
+    version = registry.get("credit-risk-v1")
+    if not recorded_hash:
+        record = json.loads(version.metadata_file.read_text())
+        record.pop("model_sha256", None)  # as registered before hashes were recorded
+        version.metadata_file.write_text(json.dumps(record))
+    version.model_file.write_bytes(content)
+    with pytest.raises(RegistryError, match="model 'credit-risk-v1': the model file is damaged"):
+        deploy("credit-risk-v1", engine=engine, registry=registry)
+    assert list_deployments(engine=engine).empty

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import io
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -165,10 +167,55 @@ def test_each_evaluation_writes_a_self_contained_report(logged):
     for evaluation in logged.days:
         assert evaluation.report_path.parent == logged.work / "reports"
         assert evaluation.report_path.name.startswith("monitoring-credit-risk-dev-2026020")
+        assert evaluation.report_path.resolve().parent == (logged.work / "reports").resolve()
+    assert logged.days[0].report_path.name == "monitoring-credit-risk-dev-20260202-20260203.html"
     page = logged.days[1].report_path.read_text()
     assert page.count("data:image/png;base64,") >= 4  # timeline, favourable rates, debiased, drift p-values
     assert 'src="http' not in page and "<link" not in page
     assert "disparate_impact" in page and "Business Source License 1.1" in page
+
+
+def _monitor_of(logged, **changes) -> monitoring.DeploymentMonitor:
+    """The shared monitor, as if its deployment had been recorded with ``changes`` (e.g. before names were checked)."""
+    monitor = copy.copy(logged.monitor)
+    monitor.deployment = dataclasses.replace(logged.monitor.deployment, **changes)
+    return monitor
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"name": "X/../../../../outside"},
+        {"name": "../x"},
+        {"name": "a\\b"},
+        {"name": "a\nb"},
+        {"name": "a\x00b"},
+        {"name": "/tmp/outside"},
+        {"space": "../../outside"},
+    ],
+)
+def test_a_name_that_could_become_a_path_never_does(logged, changes):
+    monitor = _monitor_of(logged, **changes)
+    reports = (logged.work / "reports").resolve()
+    evaluation = monitor.evaluate(DAY, DAY + timedelta(days=1), monitors=("quality",), store=False)
+    assert evaluation.report_path.resolve().parent == reports
+    assert evaluation.report_path.name == f"monitoring-{logged.deployment_id}-20260202-20260203.html"
+    assert evaluation.report_path.is_file()
+    assert not list(logged.work.parent.glob("*outside*")) and not list(logged.work.glob("*outside*"))
+
+
+def test_a_valid_name_names_its_report_inside_the_reports_folder(logged):
+    monitor = _monitor_of(logged, name="A.b_c-1")
+    evaluation = monitor.evaluate(DAY, DAY + timedelta(days=1), monitors=("quality",), store=False)
+    assert evaluation.report_path == logged.work / "reports" / "monitoring-A.b_c-1-dev-20260202-20260203.html"
+    assert evaluation.report_path.resolve().parent == (logged.work / "reports").resolve()
+    assert evaluation.report_path.is_file()
+
+
+def test_an_unsafe_deployment_id_is_refused_rather_than_used_as_a_path(logged):
+    monitor = _monitor_of(logged, name="../x", deployment_id="../../outside")
+    with pytest.raises(ValueError, match="would leave"):
+        monitor.report_path(logged.days[0])
 
 
 def test_fast_and_plain_window_readers_agree(logged, monkeypatch):

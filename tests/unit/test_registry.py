@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import zipfile
@@ -169,15 +170,73 @@ def test_untrusted_type_is_refused(registry):
         registry.load(version.model_id)
 
 
-def test_tampered_file_is_refused(registry, lr_result, metadata):
-    """A model file swapped for one holding an untrusted type is refused, whatever the metadata says."""
+def _forget_hash(version) -> None:
+    """Make ``version`` look registered before model hashes were recorded."""
+    record = json.loads(version.metadata_file.read_text())
+    del record[registry_module.MODEL_SHA256]
+    version.metadata_file.write_text(json.dumps(record))
+
+
+def _skops_must_not_run(monkeypatch) -> None:
+    def refuse(*args, **kwargs):
+        raise AssertionError("skops read a model file whose hash does not match")
+
+    monkeypatch.setattr(registry_module.sio, "get_untrusted_types", refuse)
+    monkeypatch.setattr(registry_module.sio, "load", refuse)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_tampered_file_is_refused(registry, lr_result, metadata, legacy):
+    """A model file swapped for one holding an untrusted type is refused: by its hash, or (no hash) by its types."""
     x = np.random.default_rng(0).random((40, 2))
     evil = Pipeline([("custom", FunctionTransformer(double)), ("c", LogisticRegression())]).fit(x, x[:, 0] > 0.5)
     honest = registry.register(lr_result.model, name=NAME, metadata=metadata)
     impostor = registry.register(evil, name="impostor", metadata={})
     impostor.model_file.replace(honest.model_file)
-    with pytest.raises(RegistryError, match="untrusted"):
+    if legacy:
+        _forget_hash(honest)
+    with pytest.raises(RegistryError, match="untrusted" if legacy else "changed after registration"):
         registry.load(honest.model_id)
+
+
+def test_registration_records_the_model_files_sha256(registry, lr_result, metadata):
+    version = registry.register(lr_result.model, name=NAME, metadata={**metadata, "model_sha256": "0" * 64})
+    expected = hashlib.sha256(version.model_file.read_bytes()).hexdigest()
+    assert registry.metadata(version.model_id)["model_sha256"] == expected  # not the one passed in
+    assert json.loads((version.path / "factsheet.json").read_text())["model_sha256"] == expected
+    assert registry.load(version.model_id).predict_proba is not None
+
+
+def test_a_model_file_changed_after_registration_is_refused_before_skops_reads_it(
+    registry, lr_result, metadata, monkeypatch
+):
+    version = registry.register(lr_result.model, name=NAME, metadata=metadata)
+    content = bytearray(version.model_file.read_bytes())
+    content[len(content) // 2] ^= 0x01
+    version.model_file.write_bytes(bytes(content))
+    _skops_must_not_run(monkeypatch)
+    with pytest.raises(RegistryError, match=r"model 'credit-risk-v1': .*changed after registration") as refused:
+        registry.load(f"{NAME}-latest")
+    assert str(version.model_file) not in str(refused.value) and str(registry.root) not in str(refused.value)
+
+
+def test_a_trusted_model_swapped_in_after_registration_is_refused(registry, trained, metadata, monkeypatch):
+    """Another valid, trusted skops file in place of the registered one: only the hash can tell."""
+    first = registry.register(trained["logistic_regression"].model, name=NAME, metadata=metadata)
+    other = registry.register(trained["gradient_boosting"].model, name="other", metadata=metadata)
+    other.model_file.replace(first.model_file)
+    _skops_must_not_run(monkeypatch)
+    with pytest.raises(RegistryError, match="model 'credit-risk-v1'.*changed after registration"):
+        registry.load(first.model_id)
+
+
+def test_a_version_registered_without_a_hash_still_loads(registry, lr_result, metadata, train_test):
+    version = registry.register(lr_result.model, name=NAME, metadata=metadata)
+    _forget_hash(version)
+    assert "model_sha256" not in registry.metadata(version.model_id)
+    features = train_test[1].drop(columns=LABEL)
+    loaded = registry.load(version.model_id)
+    np.testing.assert_array_equal(loaded.predict_proba(features), lr_result.model.predict_proba(features))
 
 
 @pytest.mark.parametrize(

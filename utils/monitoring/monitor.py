@@ -7,6 +7,7 @@ thresholds) and evaluates any window; :func:`evaluate_all` does it in one call.
 from __future__ import annotations
 
 import os
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from threadpoolctl import threadpool_limits
 
 from utils import config, datamart
 from utils.data import load_credit_csv
-from utils.deployment import get_deployment
+from utils.deployment import get_deployment, is_valid_name
 from utils.monitoring.drift import DriftMonitor
 from utils.monitoring.fairness import FairnessMonitor
 from utils.monitoring.quality import QualityMonitor
@@ -29,6 +30,8 @@ from utils.times import as_utc, as_utc_or_none, utc_now
 
 #: The records each monitor reads: payload, feedback.
 _READS = {"payload": {"fairness", "drift"}, "feedback": {"quality", "fairness"}}
+#: A report file name: no path separator, no ``..``, no line end or NUL (matched whole).
+_SAFE_FILE_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def _file_stamp(moment: datetime | None) -> str:
@@ -188,12 +191,26 @@ class DeploymentMonitor:
         return datamart.read_measurements(self.engine, self.deployment.deployment_id, start=start, end=end)
 
     def report_path(self, evaluation: Evaluation) -> Path:
-        """``<work dir>/reports/monitoring-<name>-<space>-<start>-<end>.html`` (dates or times of the window)."""
-        name = f"monitoring-{self.deployment.name}-{self.deployment.space}"
-        return (
-            self.layout.reports
-            / f"{name}-{_file_stamp(evaluation.window_start)}-{_file_stamp(evaluation.window_end)}.html"
-        )
+        """``<work dir>/reports/monitoring-<name>-<space>-<start>-<end>.html`` (dates or times of the window).
+
+        A name or space recorded without following :data:`utils.deployment.NAME_RULE` (a deployment made before
+        names were checked) is never put in the path: the file is then ``monitoring-<deployment id>-...``.
+
+        Raises:
+            ValueError: the file would not be directly inside ``<work dir>/reports``.
+        """
+        deployment = self.deployment
+        if is_valid_name(deployment.name) and is_valid_name(deployment.space):
+            label = f"{deployment.name}-{deployment.space}"
+        else:
+            label = deployment.deployment_id
+        window = f"{_file_stamp(evaluation.window_start)}-{_file_stamp(evaluation.window_end)}"
+        file_name = f"monitoring-{label}-{window}.html"
+        reports = self.layout.reports
+        path = reports / file_name
+        if not _SAFE_FILE_NAME.fullmatch(file_name) or path.resolve().parent != reports.resolve():
+            raise ValueError(f"report file name {file_name[:80]!r} would leave {reports}")
+        return path
 
     def explain(self, transaction_id: str, *, seed: int | None = None):
         """shap contributions and counterfactual of a logged transaction (:func:`utils.explain.explain_transaction`)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import warnings
 
 import numpy as np
@@ -12,9 +13,11 @@ from sqlalchemy.engine import Engine
 from utils import datamart
 from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, LABEL
 from utils.decision import decide
+from utils.deployment import deploy
 from utils.scoring import InputError, frame_columns, wml_request
 from utils.serving import (
     EXAMPLE,
+    EXAMPLE_ROW,
     DeploymentRequest,
     FeedbackRequest,
     ModelUnavailable,
@@ -124,6 +127,13 @@ def test_deployments_are_created_listed_read_and_removed(workspace, service):
     assert refused.value.field == "model_id"
 
 
+@pytest.mark.parametrize("name", ["../outside", "a/b", "credit-risk\n", ".."])
+def test_a_deployment_name_that_could_become_a_path_is_a_400_naming_the_field(client, name):
+    response = client.post("/ml/v4/deployments", json={"model_id": "credit-risk-v1", "name": name})
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == "name" and "invalid deployment name" in response.json()["error"]
+
+
 def test_model_metadata_and_readiness(workspace, service):
     metadata = ops.model_metadata(service, "credit-risk")
     assert [tensor.name for tensor in metadata.inputs] == list(FEATURES)
@@ -222,3 +232,43 @@ def test_the_app_holds_its_service(settings):
     app = create_app(settings)
     assert isinstance(app.state.service, Service) and isinstance(app.state.service.engine, Engine)
     assert app.state.service.registry.root == settings.work / "registry"
+
+
+def test_a_data_mart_file_removed_under_the_app_gets_503s_and_no_acknowledgement(workspace, tmp_path):
+    path = tmp_path / "datamart.sqlite"
+    engine = datamart.connect(f"sqlite:///{path}")
+    deployment = deploy("credit-risk-v1", engine=engine, registry=workspace.registry)
+    settings = ServiceSettings(work=workspace.work, datamart_url=f"sqlite:///{path}")
+    scoring = f"/ml/v4/deployments/{deployment.deployment_id}/predictions"
+    feedback = {"input_data": [{"fields": [*FEATURES, LABEL], "values": [EXAMPLE_ROW + ["No Risk"]]}]}
+    with TestClient(create_app(settings)) as client:
+        assert client.post(scoring, json=EXAMPLE).status_code == 200
+        assert client.get("/v2/health/ready").json() == {"ready": True}
+        path.unlink()
+        answers = [
+            client.post(scoring, json=EXAMPLE),
+            client.post("/v2/models/credit-risk/infer", json={"inputs": []}),
+            client.post(f"/ml/v4/deployments/{deployment.deployment_id}/feedback", json=feedback),
+            client.get(f"/ml/v4/deployments/{deployment.deployment_id}"),
+            client.get("/v2/health/ready"),
+        ]
+        assert client.get("/v2/health/live").json() == {"live": True}
+    statuses = [answer.status_code for answer in answers]
+    assert statuses[0] == 503 and statuses[-1] == 503 and 200 not in statuses, statuses
+    for answer in (answers[0], answers[2], answers[4]):
+        assert answer.status_code == 503, answer.text
+        message = answer.json()["error"]
+        assert str(path) in message and "removed or replaced" in message and "restart the service" in message
+    with pytest.raises(datamart.DatamartUnavailable):
+        datamart.check(engine)
+
+
+def test_readiness_that_does_not_answer_in_time_is_a_503_and_liveness_stays_instant(settings, monkeypatch):
+    monkeypatch.setattr(ops, "READY_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(ops, "readiness", lambda _service: time.sleep(1.0))  # a data mart that hangs
+    with TestClient(create_app(settings)) as client:
+        started = time.monotonic()
+        ready = client.get("/v2/health/ready")
+        assert ready.status_code == 503 and "did not answer within 0.2 s" in ready.json()["error"]
+        assert time.monotonic() - started < 0.9
+        assert client.get("/v2/health/live").json() == {"live": True}

@@ -62,3 +62,7 @@ __all__ = [
 from utils.datamart.batch_jobs import PAYLOAD_COMMIT_ROWS, store_batch_payload  # noqa: E402
 
 __all__ += ["PAYLOAD_COMMIT_ROWS", "store_batch_payload"]
+
+from utils.datamart.engine import DatamartUnavailable, check_identity  # noqa: E402
+
+__all__ += ["DatamartUnavailable", "check_identity"]

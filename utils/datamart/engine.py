@@ -3,6 +3,12 @@
 Any SQLAlchemy URL works (``$CREDIT_DATAMART_URL``, e.g. ``postgresql+psycopg://...``); the default is a SQLite
 file in the working directory, opened in WAL mode with a busy timeout so that several server processes can write
 at once without losing a record.
+
+A SQLite data mart is a file that can be deleted or replaced under a running process: its open connections go on
+reading and writing the unlinked file, and every record written there is lost. So the engine remembers the
+file's identity (device and inode) when it is made, and :func:`check_identity` (a cheap ``os.stat``) raises
+:class:`DatamartUnavailable` once the path no longer names that file; the service calls it before it
+acknowledges a write and in its readiness check. Such a process must be restarted.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import json
 import os
 import time
 import uuid
+import weakref
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -24,6 +31,13 @@ from utils.datamart import migrations
 DATAMART_URL_ENV = "CREDIT_DATAMART_URL"
 #: How long a SQLite writer waits for another one to finish, in seconds.
 SQLITE_BUSY_TIMEOUT = 30.0
+
+#: The SQLite file each engine made by :func:`connect` opened: its absolute path, device and inode.
+_FILES: weakref.WeakKeyDictionary[Engine, tuple[str, int, int]] = weakref.WeakKeyDictionary()
+
+
+class DatamartUnavailable(RuntimeError):
+    """The data mart cannot be used by this process any more (its SQLite file was removed or replaced)."""
 
 
 def datamart_url(work: str | os.PathLike | None = None) -> str:
@@ -60,7 +74,23 @@ def _engine(url: str) -> Engine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     migrations.upgrade(engine)
+    _remember_file(engine)
     return engine
+
+
+def _sqlite_file(engine: Engine) -> str | None:
+    """The absolute path of a SQLite engine's database file (None: another database, or in memory)."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return os.path.abspath(database)
+
+
+def _remember_file(engine: Engine) -> None:
+    path = _sqlite_file(engine)
+    if path is not None:
+        found = os.stat(path)
+        _FILES[engine] = (path, found.st_dev, found.st_ino)
 
 
 def connect(url: str | None = None, *, work: str | os.PathLike | None = None) -> Engine:
@@ -74,7 +104,33 @@ def connect(url: str | None = None, *, work: str | os.PathLike | None = None) ->
     return _engine(url or datamart_url(work))
 
 
+def check_identity(engine: Engine) -> None:
+    """Raise :class:`DatamartUnavailable` when the SQLite file ``engine`` opened was removed or replaced.
+
+    A cheap ``os.stat``; nothing for other databases, or for engines not made by :func:`connect`.
+    """
+    known = _FILES.get(engine)
+    if known is None:
+        return
+    path, device, inode = known
+    try:
+        found = os.stat(path)
+    except OSError:
+        found = None
+    if found is None or (found.st_dev, found.st_ino) != (device, inode):
+        raise DatamartUnavailable(
+            f"the data mart file {path} was removed or replaced while this process ran; records written now "
+            "would be lost, so nothing is stored: restore the file or restart the service"
+        )
+
+
 def check(engine: Engine) -> None:
-    """Raise when the data mart cannot be reached (a cheap query, for readiness checks)."""
+    """Raise when the data mart cannot be reached (a cheap query, for readiness checks).
+
+    Raises:
+        DatamartUnavailable: its SQLite file was removed or replaced (see :func:`check_identity`).
+        sqlalchemy.exc.SQLAlchemyError: the database does not answer.
+    """
+    check_identity(engine)
     with engine.connect() as connection:
         connection.execute(sa.text("SELECT 1"))

@@ -1,8 +1,8 @@
 """Every error as JSON ``{"error": ..., "field": ..., "row": ...}``: the exception handlers and the body limit.
 
 Client input never causes a 500: contract violations (:class:`utils.scoring.InputError`) and request validation
-errors become 4xx naming the field and row at fault; a model that cannot be loaded and an unreachable data mart
-become 503; anything else is a logged 500.
+errors become 4xx naming the field and row at fault; a model that cannot be loaded, an unreachable data mart and
+a SQLite data mart file removed or replaced under the running server become 503; anything else is a logged 500.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from utils.datamart import DatamartUnavailable
 from utils.scoring import InputError
 from utils.serving.service import ModelUnavailable
 
@@ -73,6 +74,11 @@ async def _datamart_unavailable(_: Request, error: SQLAlchemyError) -> JSONRespo
     return error_response(503, f"the data mart cannot be written or read ({type(error).__name__}); nothing was stored")
 
 
+async def _datamart_gone(_: Request, error: DatamartUnavailable) -> JSONResponse:
+    _LOG.error("%s", error)
+    return error_response(503, str(error))
+
+
 async def _server_error(_: Request, error: Exception) -> JSONResponse:
     _LOG.exception("unexpected error")
     return error_response(500, f"internal server error ({type(error).__name__}); see the server log")
@@ -85,6 +91,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ModelUnavailable, _model_unavailable)
     app.add_exception_handler(SQLAlchemyError, _datamart_unavailable)
+    app.add_exception_handler(DatamartUnavailable, _datamart_gone)
     app.add_exception_handler(Exception, _server_error)
 
 

@@ -3,6 +3,11 @@
 A handler reaches its process's :class:`~utils.serving.service.Service` through the dependency
 :func:`get_service` (``request.app.state.service``, set by :func:`utils.serving.app.create_app`); the API key is
 checked by the dependency :func:`require_key` on every router but the open ones (health, the form page).
+
+Handlers that touch the data mart, the registry or a model are plain ``def``: FastAPI runs them in its thread
+pool, so that a slow or locked data mart (a SQLite writer waits up to its busy timeout) never blocks the event
+loop, and ``/v2/health/live`` answers at once whatever the data mart does. Only handlers that wait for nothing
+are ``async def``.
 """
 
 from __future__ import annotations
@@ -74,16 +79,16 @@ async def form_page(service: ServiceDep) -> str:
 
 
 @wml.post("/deployments/{deployment_id}/predictions", response_model=ScoringResponse, responses=ERRORS)
-async def predictions(deployment_id: str, body: ScoringRequest, service: ServiceDep) -> ScoringResponse:
+def predictions(deployment_id: str, body: ScoringRequest, service: ServiceDep) -> ScoringResponse:
     """Score records in the WML v4 format; every record is stored with its transaction id."""
     deployment = service.deployment(deployment_id)
     blocks = ops.parse_blocks(body.input_data, max_rows=service.settings.max_rows)
-    scorer = await service.loaded_scorer(deployment.model_id)
+    scorer = service.scorer(deployment.model_id)
     return ops.wml_response(deployment, blocks, ops.score(service.engine, scorer, deployment, ops.concat(blocks)))
 
 
 @wml.post("/deployments/{deployment_id}/feedback", response_model=FeedbackResponse, responses=ERRORS)
-async def feedback(deployment_id: str, body: FeedbackRequest, service: ServiceDep) -> FeedbackResponse:
+def feedback(deployment_id: str, body: FeedbackRequest, service: ServiceDep) -> FeedbackResponse:
     """Store labelled records (the 20 fields and ``Risk``) for quality monitoring."""
     return ops.record_feedback(service, deployment_id, body)
 
@@ -115,21 +120,21 @@ def remove_deployment(deployment_id: str, service: ServiceDep) -> Response:
 
 @v2.get("/health/live")
 async def live() -> dict[str, bool]:
-    """The server process answers."""
+    """The server process answers (on the event loop, touching nothing else: it never waits for the data mart)."""
     return {"live": True}
 
 
 @v2.get("/health/ready", responses={503: {"model": ErrorBody}})
-def ready(service: ServiceDep) -> Any:
-    """The server can reach its data mart."""
-    problem = ops.readiness(service)
+async def ready(service: ServiceDep) -> Any:
+    """The server can reach its data mart (503 when it cannot, or does not answer within a short timeout)."""
+    problem = await service.ready_problem()
     return error_response(503, problem) if problem else {"ready": True}
 
 
 @v2.get("/models/{name}/ready", responses=ERRORS)
-async def model_ready(name: str, service: ServiceDep) -> dict[str, Any]:
+def model_ready(name: str, service: ServiceDep) -> dict[str, Any]:
     """The deployment (by id, or by name if unique) exists and its model is loaded."""
-    await service.loaded_scorer(service.by_model_name(name).model_id)
+    service.scorer(service.by_model_name(name).model_id)
     return {"name": name, "ready": True}
 
 
@@ -140,9 +145,9 @@ def model_metadata(name: str, service: ServiceDep) -> ModelMetadata:
 
 
 @v2_protected.post("/models/{name}/infer", response_model=InferenceResponse, responses=ERRORS)
-async def infer(name: str, body: InferenceRequest, service: ServiceDep) -> InferenceResponse:
+def infer(name: str, body: InferenceRequest, service: ServiceDep) -> InferenceResponse:
     """Score records sent as one input tensor per field; every record is stored with its transaction id."""
     deployment = service.by_model_name(name)
     columns = parse_v2_inputs(body.inputs, max_rows=service.settings.max_rows)
-    scorer = await service.loaded_scorer(deployment.model_id)
+    scorer = service.scorer(deployment.model_id)
     return ops.v2_response(name, deployment, body.id, ops.score(service.engine, scorer, deployment, columns))

@@ -4,7 +4,8 @@ A :class:`Service` holds what a server process keeps between requests: its setti
 model registry, the scorers loaded so far and what it last read about each deployment. The functions below take
 it (or its engine) and the request models of :mod:`utils.serving.schemas`, and return response models: parse,
 score, log the payload, record feedback, and list, create, read and delete deployments. Errors are raised as
-:class:`utils.scoring.InputError` (a status, a message, the field and row at fault) or :class:`ModelUnavailable`;
+:class:`utils.scoring.InputError` (a status, a message, the field and row at fault), :class:`ModelUnavailable` or
+:class:`utils.datamart.DatamartUnavailable` (the SQLite file was removed or replaced: nothing is acknowledged);
 :mod:`utils.serving.errors` turns them into JSON responses.
 """
 
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi.concurrency import run_in_threadpool
+import anyio
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -51,6 +52,8 @@ MAX_LOADED_MODELS = 8
 #: How long a server process reuses what it read about a deployment, in seconds: a deployment
 #: replaced or deleted elsewhere takes effect in every process within this time.
 DEPLOYMENT_REFRESH_SECONDS = 1.0
+#: How long ``/v2/health/ready`` waits for the data mart to answer before it reports the service not ready.
+READY_TIMEOUT_SECONDS = 2.0
 
 _LOG = logging.getLogger(__name__)
 
@@ -102,10 +105,12 @@ class Service:
                 self._scorers[model_id] = loaded
             return self._scorers[model_id]
 
-    async def loaded_scorer(self, model_id: str) -> Scorer:
-        """The scorer of ``model_id``; a model not yet loaded is loaded without blocking other requests."""
-        found = self._scorers.get(model_id)
-        return found if found is not None else await run_in_threadpool(self.scorer, model_id)
+    async def ready_problem(self) -> str | None:
+        """:func:`readiness` in a worker thread, never blocking the event loop; a data mart that does not answer
+        within :data:`READY_TIMEOUT_SECONDS` (say, locked by a writer) is a problem too."""
+        with anyio.move_on_after(READY_TIMEOUT_SECONDS):
+            return await anyio.to_thread.run_sync(readiness, self, abandon_on_cancel=True)
+        return f"the data mart did not answer within {READY_TIMEOUT_SECONDS:g} s"
 
     def _cached(self, key: str, load: Callable[[], Deployment]) -> Deployment:
         now = time.monotonic()
@@ -127,6 +132,7 @@ class Service:
         return self._cached(f"id:{deployment_id}", lambda: self._by_id(deployment_id))
 
     def _by_id(self, deployment_id: str) -> Deployment:
+        datamart.check_identity(self.engine)
         try:
             return get_deployment(deployment_id, engine=self.engine)
         except DeploymentError as error:
@@ -137,6 +143,7 @@ class Service:
         return self._cached(f"name:{name}", lambda: self._by_name(name))
 
     def _by_name(self, name: str) -> Deployment:
+        datamart.check_identity(self.engine)
         named = find_deployments(name=name, engine=self.engine)
         if len(named) == 1:
             return named[0]
@@ -204,7 +211,9 @@ def log_payload(
             transaction_ids, records(columns), labels, probabilities, strict=True
         )
     ]
+    datamart.check_identity(engine)
     datamart.insert_payload(engine, rows)
+    datamart.check_identity(engine)  # the records went into the file that the next process will open
     return transaction_ids
 
 
@@ -276,9 +285,11 @@ def model_metadata(service: Service, name: str) -> ModelMetadata:
 
 
 def readiness(service: Service) -> str | None:
-    """Why the service is not ready (its data mart cannot be reached), or None when it is."""
+    """Why the service is not ready (its data mart cannot be reached, or its file is gone), or None when it is."""
     try:
         datamart.check(service.engine)
+    except datamart.DatamartUnavailable as error:
+        return str(error)
     except SQLAlchemyError as error:
         return f"the data mart is not reachable: {type(error).__name__}"
     return None
@@ -302,7 +313,9 @@ def record_feedback(service: Service, deployment_id: str, request: FeedbackReque
         }
         for record in records(columns)
     ]
+    datamart.check_identity(service.engine)
     datamart.insert_feedback(service.engine, rows)
+    datamart.check_identity(service.engine)
     return FeedbackResponse(
         deployment_id=deployment.deployment_id, records=len(rows), feedback_ids=[r["feedback_id"] for r in rows]
     )
@@ -320,8 +333,11 @@ def create_deployment(service: Service, request: DeploymentRequest) -> Deploymen
         created = deploy(
             request.model_id, name=request.name, space=request.space, engine=service.engine, registry=service.registry
         )
+    except DeploymentError as error:  # a name outside the documented character set
+        raise InputError(str(error), field="name") from None
     except (RegistryError, ValueError) as error:
         raise InputError(str(error), field="model_id") from None
+    datamart.check_identity(service.engine)
     service.scorer(created.model_id)
     service.forget_deployments()
     return DeploymentInfo(**created.as_dict())
@@ -334,8 +350,10 @@ def deployment_info(service: Service, deployment_id: str) -> DeploymentInfo:
 
 def remove_deployment(service: Service, deployment_id: str) -> None:
     """Delete a deployment (its payload and feedback records stay in the data mart)."""
+    datamart.check_identity(service.engine)
     try:
         delete_deployment(deployment_id, engine=service.engine)
     except DeploymentError as error:
         raise InputError(str(error), field="deployment_id", status=404) from None
+    datamart.check_identity(service.engine)
     service.forget_deployments()

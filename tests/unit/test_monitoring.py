@@ -201,7 +201,8 @@ def test_a_name_that_could_become_a_path_never_does(logged, changes):
     assert evaluation.report_path.resolve().parent == reports
     assert evaluation.report_path.name == f"monitoring-{logged.deployment_id}-20260202-20260203.html"
     assert evaluation.report_path.is_file()
-    assert not list(logged.work.parent.glob("*outside*")) and not list(logged.work.glob("*outside*"))
+    assert [p for p in logged.work.rglob("*.html") if p.resolve().parent != reports] == []
+    assert not list(logged.work.parent.glob("*outside*.html"))
 
 
 def test_a_valid_name_names_its_report_inside_the_reports_folder(logged):

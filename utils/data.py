@@ -138,7 +138,7 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes, the data lineage recorded with every model."""
+    """SHA-256 of a file's bytes: the data lineage recorded with every model, and the model file's own check."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -16,7 +16,6 @@ two writers never get the same version number.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -29,6 +28,7 @@ import pandas as pd
 import skops.io as sio
 
 from utils import config
+from utils.data import file_sha256
 from utils.times import utc_now
 
 #: Types beyond skops' own defaults that a registered model may contain.
@@ -38,7 +38,6 @@ TRUSTED_TYPES: tuple[str, ...] = ("sklearn.ensemble._hist_gradient_boosting.pred
 MAX_NAME_LENGTH = 100
 MAX_VERSION_DIGITS = 9
 
-_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _ID_PATTERN = re.compile(r"(?P<name>[a-z0-9][a-z0-9_-]*)-v(?P<version>[1-9][0-9]*)")  # matched whole (fullmatch)
 _SHOWN = 60  # characters of a refused id that its error message shows
 #: Key of ``metadata.json`` holding the SHA-256 (hex) of ``model.skops``, recorded at registration.
@@ -106,14 +105,6 @@ def load_trusted(path: str | os.PathLike, *, model_id: str | None = None):
         raise RegistryError(f"{what}: the model file is damaged ({type(error).__name__}: {error})") from error
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _shown(model_id: object) -> str:
     text = repr(model_id)
     return text if len(text) <= _SHOWN else f"{text[:_SHOWN]}... ({len(model_id)} characters)"
@@ -162,7 +153,7 @@ class ModelRegistry:
         (self.root / name).mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
         try:
-            model_sha256 = _sha256(save_skops(model, staging / "model.skops"))
+            model_sha256 = file_sha256(save_skops(model, staging / "model.skops"))
             while True:
                 version = self._version(name, (self.versions(name) or [0])[-1] + 1)
                 record = {
@@ -241,7 +232,7 @@ class ModelRegistry:
         if recorded is None:
             return
         try:
-            actual = _sha256(version.model_file)
+            actual = file_sha256(version.model_file)
         except OSError:
             raise RegistryError(f"model {version.model_id!r}: no such model file") from None
         if actual != recorded:

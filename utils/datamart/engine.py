@@ -69,9 +69,8 @@ def _engine(url: str) -> Engine:
     connect_args = {"timeout": SQLITE_BUSY_TIMEOUT} if url.startswith("sqlite") else {}  # the busy timeout
     engine = sa.create_engine(url, json_serializer=compact, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
-        database = engine.url.database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        if (path := _sqlite_file(engine)) is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     migrations.upgrade(engine)
     _remember_file(engine)
@@ -87,10 +86,14 @@ def _sqlite_file(engine: Engine) -> str | None:
 
 
 def _remember_file(engine: Engine) -> None:
+    """Remember the file's identity, and check it when each transaction begins and before it commits: a record
+    is never acknowledged into a file that was removed or replaced under the process."""
     path = _sqlite_file(engine)
     if path is not None:
         found = os.stat(path)
         _FILES[engine] = (path, found.st_dev, found.st_ino)
+        for event in ("begin", "commit"):
+            sa.event.listen(engine, event, lambda connection: check_identity(connection.engine))
 
 
 def connect(url: str | None = None, *, work: str | os.PathLike | None = None) -> Engine:
@@ -119,7 +122,7 @@ def check_identity(engine: Engine) -> None:
         found = None
     if found is None or (found.st_dev, found.st_ino) != (device, inode):
         raise DatamartUnavailable(
-            f"the data mart file {path} was removed or replaced while this process ran; records written now "
+            "the data mart's file was removed or replaced while this process ran; records written now "
             "would be lost, so nothing is stored: restore the file or restart the service"
         )
 

@@ -132,7 +132,6 @@ class Service:
         return self._cached(f"id:{deployment_id}", lambda: self._by_id(deployment_id))
 
     def _by_id(self, deployment_id: str) -> Deployment:
-        datamart.check_identity(self.engine)
         try:
             return get_deployment(deployment_id, engine=self.engine)
         except DeploymentError as error:
@@ -143,7 +142,6 @@ class Service:
         return self._cached(f"name:{name}", lambda: self._by_name(name))
 
     def _by_name(self, name: str) -> Deployment:
-        datamart.check_identity(self.engine)
         named = find_deployments(name=name, engine=self.engine)
         if len(named) == 1:
             return named[0]
@@ -211,9 +209,7 @@ def log_payload(
             transaction_ids, records(columns), labels, probabilities, strict=True
         )
     ]
-    datamart.check_identity(engine)
     datamart.insert_payload(engine, rows)
-    datamart.check_identity(engine)  # the records went into the file that the next process will open
     return transaction_ids
 
 
@@ -313,9 +309,7 @@ def record_feedback(service: Service, deployment_id: str, request: FeedbackReque
         }
         for record in records(columns)
     ]
-    datamart.check_identity(service.engine)
     datamart.insert_feedback(service.engine, rows)
-    datamart.check_identity(service.engine)
     return FeedbackResponse(
         deployment_id=deployment.deployment_id, records=len(rows), feedback_ids=[r["feedback_id"] for r in rows]
     )
@@ -337,7 +331,6 @@ def create_deployment(service: Service, request: DeploymentRequest) -> Deploymen
         raise InputError(str(error), field="name") from None
     except (RegistryError, ValueError) as error:
         raise InputError(str(error), field="model_id") from None
-    datamart.check_identity(service.engine)
     service.scorer(created.model_id)
     service.forget_deployments()
     return DeploymentInfo(**created.as_dict())
@@ -350,10 +343,8 @@ def deployment_info(service: Service, deployment_id: str) -> DeploymentInfo:
 
 def remove_deployment(service: Service, deployment_id: str) -> None:
     """Delete a deployment (its payload and feedback records stay in the data mart)."""
-    datamart.check_identity(service.engine)
     try:
         delete_deployment(deployment_id, engine=service.engine)
     except DeploymentError as error:
         raise InputError(str(error), field="deployment_id", status=404) from None
-    datamart.check_identity(service.engine)
     service.forget_deployments()

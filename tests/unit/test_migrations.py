@@ -51,6 +51,19 @@ def test_a_new_data_mart_gets_the_newest_schema(tmp_path):
     assert tables >= {"deployments", "payload_records", "feedback_records", "batch_jobs", "measurements"}
 
 
+def test_the_migrated_tables_are_the_ones_the_code_describes(tmp_path):
+    """Every revision together builds exactly ``schema.metadata``: a column added in one place only fails here."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from utils.datamart import schema
+
+    engine = datamart.connect(f"sqlite:///{tmp_path / 'compare.sqlite'}")
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), schema.metadata)
+    assert differences == []
+
+
 def test_a_data_mart_newer_than_the_code_is_refused_untouched(tmp_path):
     url = f"sqlite:///{tmp_path / 'newer.sqlite'}"
     engine = sa.create_engine(url)

@@ -35,6 +35,8 @@ payload_records = sa.Table(
     sa.Column("prediction", sa.String(50), nullable=False),
     sa.Column("probability_no_risk", sa.Float, nullable=False),
     sa.Column("probability_risk", sa.Float, nullable=False),
+    # Fields inside the contract but outside the training data's observed ranges; NULL when none (revision 0002).
+    sa.Column("out_of_range", sa.JSON),
     sa.Index("ix_payload_deployment_time", "deployment_id", "scored_at"),
 )
 
@@ -47,7 +49,10 @@ feedback_records = sa.Table(
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("inputs", sa.JSON, nullable=False),
     sa.Column("label", sa.String(50), nullable=False),
+    # The payload record this feedback labels, when the sender names it (revision 0002).
+    sa.Column("transaction_id", sa.String(64)),
     sa.Index("ix_feedback_deployment_time", "deployment_id", "recorded_at"),
+    sa.Index("ix_feedback_transaction", "transaction_id"),
 )
 
 # A batch job and the chunks of it that are done. A chunk's row, its payload records and the job's counters are

@@ -2,10 +2,12 @@
 
 The contract (column order, types, category domains, label values) follows the
 public IBM "German credit risk" sample used by the original workshop, so any CSV
-with the same columns goes through the same code. The generator produces data of
-the same shape whose difficulty matches the public sample (a logistic regression
-reaches a test ROC AUC of about 0.86), and can add covariate drift and label bias
-for the monitoring parts of the workshop.
+with the same columns goes through the same code. The generator reproduces the
+public sample's measured profile (shares and risk rates per category, numbers by
+outcome, how the columns overlap, exact duplicate rows; a logistic regression
+reaches a test ROC AUC of about 0.86 on its data, as on the sample's), and can add
+covariate drift and label bias for the monitoring parts of the workshop.
+:func:`describe_training_data` sums up a data set in one computed sentence.
 """
 
 from __future__ import annotations
@@ -67,6 +69,19 @@ NUMERIC_RANGES: dict[str, tuple[int, int]] = {
     "Age": (19, 74),
     "ExistingCreditsCount": (1, 4),
     "Dependents": (1, 2),
+}
+
+#: The physically plausible range of each integer column: scoring refuses a value outside it, and scores (and
+#: flags) one inside it but outside the training data's range. Months for LoanDuration, years for Age, a
+#: currency amount above 0 for LoanAmount, small codes or counts for the others (docs/serving.md).
+CONTRACT_RANGES: dict[str, tuple[int, int]] = {
+    "LoanDuration": (1, 120),
+    "LoanAmount": (1, 1_000_000),
+    "InstallmentPercent": (1, 10),
+    "CurrentResidenceDuration": (1, 10),
+    "Age": (18, 100),
+    "ExistingCreditsCount": (1, 10),
+    "Dependents": (0, 10),
 }
 
 #: The 20 features in contract order.
@@ -146,129 +161,140 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _choice(rng: np.random.Generator, column: str, weights: dict[str, float], n: int) -> np.ndarray:
-    values = list(CATEGORIES[column])
-    p = np.array([weights[v] for v in values], dtype=float)
-    return rng.choice(values, size=n, p=p / p.sum())
-
-
-def _effects(frame: pd.DataFrame, column: str, effects: dict[str, float]) -> np.ndarray:
-    return frame[column].map(effects).fillna(0.0).to_numpy(dtype=float)
-
-
-def _risk_logit(frame: pd.DataFrame) -> np.ndarray:
-    """The generator's ground truth: log-odds of ``Risk`` for each applicant."""
-    logit = (
-        _effects(
-            frame,
-            "CheckingStatus",
-            {"less_0": 1.1, "0_to_200": 0.6, "greater_200": -0.3, "no_checking": -1.1},
-        )
-        + _effects(
-            frame,
-            "CreditHistory",
-            {
-                "all_credits_paid_back": 0.9,
-                "no_credits": 1.0,
-                "outstanding_credit": -0.6,
-                "prior_payments_delayed": 0.4,
-            },
-        )
-        + _effects(
-            frame,
-            "ExistingSavings",
-            {"less_100": 0.4, "100_to_500": 0.2, "500_to_1000": -0.3, "greater_1000": -0.7, "unknown": -0.5},
-        )
-        + _effects(
-            frame,
-            "EmploymentDuration",
-            {"unemployed": 0.5, "less_1": 0.3, "1_to_4": 0.1, "4_to_7": -0.3, "greater_7": -0.2},
-        )
-        + _effects(
-            frame,
-            "LoanPurpose",
-            {
-                "car_used": -0.6,
-                "radio_tv": -0.2,
-                "education": 0.4,
-                "business": 0.2,
-                "vacation": 0.3,
-                "retraining": -0.3,
-            },
-        )
-        + _effects(frame, "OthersOnLoan", {"guarantor": -0.6, "co-applicant": 0.3})
-        + _effects(frame, "OwnsProperty", {"real_estate": -0.4, "unknown": 0.5})
-        + _effects(frame, "InstallmentPlans", {"bank": 0.4, "stores": 0.3})
-        + _effects(frame, "Housing", {"rent": 0.3, "free": 0.2})
-        + _effects(frame, "Job", {"unemployed": 0.4, "management_self-employed": 0.1})
-        + _effects(frame, "ForeignWorker", {"yes": 0.3})
-        # The public sample is "biased training" data: women were refused more often.
-        + _effects(frame, "Sex", {"female": 0.25})
-    )
-    duration = frame["LoanDuration"].to_numpy(dtype=float)
-    amount = frame["LoanAmount"].to_numpy(dtype=float)
-    age = frame["Age"].to_numpy(dtype=float)
-    logit += 0.035 * (duration - 20) + 0.00012 * (amount - 3000)
-    logit += 0.15 * (frame["InstallmentPercent"].to_numpy(dtype=float) - 3)
-    logit += -0.02 * (age - 35) + 0.3 * (age < 25)
-    # Non-linear: long loans on thin savings are much riskier than either alone.
-    logit += 0.6 * ((duration > 36) & (frame["ExistingSavings"] == "less_100").to_numpy())
-    return 1.45 * logit - 2.0
-
-
-# How the generator draws each field that it does not derive from others (None), in contract order: category
-# weights, or the probabilities of the integer values 1, 2, ...
-_DRAWS: dict[str, dict[str, float] | list[float] | None] = {
-    "CheckingStatus": {"less_0": 0.27, "0_to_200": 0.27, "greater_200": 0.06, "no_checking": 0.40},
-    "LoanDuration": None,
-    "CreditHistory": {
-        "all_credits_paid_back": 0.05,
-        "credits_paid_to_date": 0.53,
-        "no_credits": 0.04,
-        "outstanding_credit": 0.29,
-        "prior_payments_delayed": 0.09,
-    },
-    "LoanPurpose": {
-        "appliances": 0.07,
-        "business": 0.10,
-        "car_new": 0.20,
-        "car_used": 0.10,
-        "education": 0.05,
-        "furniture": 0.16,
-        "other": 0.03,
-        "radio_tv": 0.18,
-        "repairs": 0.04,
-        "retraining": 0.03,
-        "vacation": 0.04,
-    },
-    "LoanAmount": None,
-    "ExistingSavings": {
-        "less_100": 0.55,
-        "100_to_500": 0.11,
-        "500_to_1000": 0.07,
-        "greater_1000": 0.06,
-        "unknown": 0.21,
-    },
-    "EmploymentDuration": None,
-    "InstallmentPercent": [0.13, 0.23, 0.16, 0.25, 0.15, 0.08],
-    "Sex": {"male": 0.62, "female": 0.38},
-    "OthersOnLoan": {"none": 0.90, "co-applicant": 0.04, "guarantor": 0.06},
-    "CurrentResidenceDuration": [0.13, 0.30, 0.15, 0.25, 0.12, 0.05],
-    "OwnsProperty": {"real_estate": 0.28, "savings_insurance": 0.23, "car_other": 0.33, "unknown": 0.16},
-    "Age": None,
-    "InstallmentPlans": {"none": 0.81, "bank": 0.14, "stores": 0.05},
-    "Housing": {"own": 0.71, "rent": 0.18, "free": 0.11},
-    "ExistingCreditsCount": [0.63, 0.33, 0.03, 0.01],
-    "Job": {"skilled": 0.63, "unskilled": 0.20, "management_self-employed": 0.15, "unemployed": 0.02},
-    "Dependents": [0.85, 0.15],
-    "Telephone": {"none": 0.60, "yes": 0.40},
-    "ForeignWorker": {"yes": 0.96, "no": 0.04},
+#: The public sample's profile, which the generator reproduces. For each category column (values in contract
+#: order) and each small integer column (values 1, 2, ...): the share of rows with each value and the share of
+#: ``Risk`` among them.
+_PROFILE: dict[str, tuple[tuple[float, float], ...]] = {
+    "CheckingStatus": ((0.261, 0.218), (0.061, 0.416), (0.280, 0.093), (0.399, 0.566)),
+    "CreditHistory": ((0.154, 0.068), (0.298, 0.214), (0.023, 0.0), (0.188, 0.660), (0.337, 0.403)),
+    "LoanPurpose": (
+        *((0.112, 0.512), (0.029, 0.356), (0.189, 0.125), (0.162, 0.248), (0.033, 0.419), (0.171, 0.333)),
+        *((0.023, 0.646), (0.151, 0.432), (0.057, 0.565), (0.033, 0.256), (0.041, 0.283)),
+    ),
+    "ExistingSavings": ((0.227, 0.328), (0.216, 0.480), (0.112, 0.525), (0.371, 0.138), (0.075, 0.619)),
+    "EmploymentDuration": ((0.294, 0.239), (0.280, 0.411), (0.186, 0.710), (0.181, 0.082), (0.059, 0.030)),
+    "InstallmentPercent": (
+        (0.103, 0.064),
+        (0.238, 0.148),
+        (0.327, 0.311),
+        (0.241, 0.502),
+        (0.087, 0.761),
+        (0.004, 0.944),
+    ),
+    "Sex": ((0.379, 0.296), (0.621, 0.357)),
+    "OthersOnLoan": ((0.143, 0.678), (0.022, 0.718), (0.835, 0.265)),
+    "CurrentResidenceDuration": (
+        (0.128, 0.059),
+        (0.249, 0.147),
+        (0.335, 0.349),
+        (0.216, 0.550),
+        (0.071, 0.751),
+        (0.001, 1.0),
+    ),
+    "OwnsProperty": ((0.308, 0.434), (0.217, 0.052), (0.332, 0.255), (0.143, 0.731)),
+    "InstallmentPlans": ((0.093, 0.176), (0.703, 0.386), (0.203, 0.227)),
+    "Housing": ((0.148, 0.712), (0.639, 0.321), (0.213, 0.112)),
+    "ExistingCreditsCount": ((0.569, 0.178), (0.396, 0.516), (0.035, 0.810), (0.001, 1.0)),
+    "Job": ((0.128, 0.392), (0.680, 0.346), (0.057, 0.224), (0.135, 0.264)),
+    "Dependents": ((0.835, 0.286), (0.165, 0.578)),
+    "Telephone": ((0.588, 0.194), (0.412, 0.534)),
+    "ForeignWorker": ((0.025, 0.561), (0.975, 0.328)),
 }
-# Length of employment grows with age: weights for applicants under 27, and for the others.
-_EMPLOYMENT_BY_AGE = (
-    {"less_1": 0.30, "1_to_4": 0.45, "4_to_7": 0.12, "greater_7": 0.03, "unemployed": 0.10},
-    {"less_1": 0.12, "1_to_4": 0.30, "4_to_7": 0.20, "greater_7": 0.32, "unemployed": 0.06},
-)
+_RISK_SHARE = 0.334
+#: Quantiles of the wide integer columns by outcome, at the probabilities of ``_QUANTILE_LEVELS``: the sample's
+#: minimum, p10, p25, p50, p75, p90, a p98 that gives the sample's mean, and its maximum.
+_QUANTILE_LEVELS = (0.0, 0.10, 0.25, 0.50, 0.75, 0.90, 0.98, 1.0)
+_QUANTILES: dict[str, dict[str, tuple[int, ...]]] = {
+    "LoanDuration": {FAVOURABLE: (4, 4, 10, 17, 25, 32, 36, 64), UNFAVOURABLE: (4, 15, 22, 29, 35, 41, 50, 64)},
+    "LoanAmount": {
+        FAVOURABLE: (250, 250, 574, 2324, 4212, 5835, 7000, 11676),
+        UNFAVOURABLE: (250, 1908, 3317, 5189, 6694, 7928, 9600, 11676),
+    },
+    "Age": {FAVOURABLE: (19, 19, 25, 32, 39, 45, 52, 74), UNFAVOURABLE: (22, 30, 36, 43, 50, 55, 63, 74)},
+}
+# How strongly each column follows the applicant's latent risk within an outcome (the sample's columns are
+# correlated with each other beyond what the outcome explains): the column that separates the outcomes most
+# loads 0.7, the others less, by (their strength / its strength) ** 0.3. And the one strong tie of two categories.
+_LATENT_LOADING = 0.7
+_LOADING_POWER = 0.3
+_TIES = {"Job": ("InstallmentPlans", 0.97)}
+_DUPLICATE_SHARE = 18 / 5000  # extra copies of rows, as in the public sample
+
+
+def _risk_strength(column: str) -> float:
+    """How much the risk rate varies over a column's values (the correlation ratio; 0.45 for the wide columns)."""
+    if column in _QUANTILES:
+        return 0.45
+    shares, rates = np.array(_PROFILE[column]).T
+    return float(np.sqrt(shares @ (rates - _RISK_SHARE) ** 2 / (_RISK_SHARE * (1 - _RISK_SHARE))))
+
+
+def _column_values(column: str) -> np.ndarray:
+    if column in CATEGORIES:
+        return np.array(CATEGORIES[column], dtype=object)
+    return np.arange(1, len(_PROFILE[column]) + 1)
+
+
+def _rank_levels(scores: np.ndarray) -> np.ndarray:
+    """Scores replaced by their evenly spaced rank levels in (0, 1): exact quantiles, whatever the draw."""
+    ranks = np.empty(len(scores))
+    ranks[np.argsort(scores, kind="stable")] = np.arange(len(scores))
+    return (ranks + 0.5) / max(len(scores), 1)
+
+
+def _value_at(column: str, levels: np.ndarray, outcome: str) -> np.ndarray:
+    """The column's values at quantile ``levels`` of its distribution among applicants with ``outcome``."""
+    if column in _QUANTILES:
+        return np.round(np.interp(levels, _QUANTILE_LEVELS, _QUANTILES[column][outcome])).astype(int)
+    shares, rates = np.array(_PROFILE[column]).T
+    weights = shares * (rates if outcome == UNFAVOURABLE else 1 - rates)
+    order = np.argsort(rates, kind="stable")  # from the safest value to the riskiest
+    bounds = np.cumsum(weights[order]) / weights.sum()
+    return _column_values(column)[order][np.minimum(np.searchsorted(bounds, levels), len(order) - 1)]
+
+
+def _draw_applicants(rng: np.random.Generator, risk: np.ndarray) -> pd.DataFrame:
+    """Features for applicants of known outcome: each column from its distribution given the outcome, all of them
+    tied to one latent risk score within each outcome (a Gaussian copula), so the columns overlap as they do in
+    the sample."""
+    n = len(risk)
+    latent = rng.standard_normal(n)
+    top = max(_risk_strength(column) for column in FEATURES)
+    scores, columns = {}, {}
+    for column in FEATURES:
+        loading = _LATENT_LOADING * (_risk_strength(column) / top) ** _LOADING_POWER
+        scores[column] = loading * latent + np.sqrt(1 - loading**2) * rng.standard_normal(n)
+        if column in _TIES:
+            other, tie = _TIES[column]
+            scores[column] = tie * scores[other] + np.sqrt(1 - tie**2) * rng.standard_normal(n)
+        values = np.empty(n, dtype=_column_values(column).dtype if column not in _QUANTILES else int)
+        for outcome, rows in ((UNFAVOURABLE, risk), (FAVOURABLE, ~risk)):
+            values[rows] = _value_at(column, _rank_levels(scores[column][rows]), outcome)
+        columns[column] = values
+    return pd.DataFrame(columns)
+
+
+def _add_drift(rng: np.random.Generator, frame: pd.DataFrame, drift: float) -> None:
+    """Covariate drift in place: larger and longer loans, and more applicants aged 19-25."""
+    young = rng.random(len(frame)) < 0.5 * drift
+    young_ages = rng.integers(19, 26, size=len(frame))
+    frame["Age"] = np.where(young, young_ages, frame["Age"])
+    for column, growth in (("LoanAmount", 0.5), ("LoanDuration", 0.3)):
+        grown = np.round(frame[column].to_numpy() * (1 + growth * drift))
+        frame[column] = np.clip(grown, *NUMERIC_RANGES[column]).astype(int)
+
+
+def _add_duplicates(rng: np.random.Generator, frame: pd.DataFrame) -> pd.DataFrame:
+    """Overwrite a few rows with exact copies of others (two copies of each source row), so that the extra copies
+    (with those the draw made by chance) are the sample's share of the rows."""
+    extra = int(round(_DUPLICATE_SHARE * len(frame))) - int(frame.duplicated().sum())
+    if extra <= 0:
+        return frame
+    rows = rng.permutation(len(frame))
+    sources, targets = rows[: (extra + 1) // 2], rows[len(rows) - extra :]
+    picked = np.arange(len(frame))
+    picked[targets] = np.resize(sources, extra)
+    return frame.iloc[picked].reset_index(drop=True)
 
 
 def generate_credit_data(
@@ -279,7 +305,12 @@ def generate_credit_data(
     bias: float = 0.0,
     bias_group: str = "Sex",
 ) -> pd.DataFrame:
-    """Generate applicants and their outcomes in the contract's schema.
+    """Generate applicants and their outcomes in the contract's schema, with the public sample's profile.
+
+    The outcome is drawn first (a third of the rows are ``Risk``), then each feature from its distribution given
+    the outcome, so every category's share and risk rate and every number's percentiles by outcome are the
+    sample's; a shared latent score makes the features overlap as much as the sample's do. A few rows are exact
+    copies of others, at the sample's rate (the knobs then shift each copy on its own draw).
 
     Args:
         n_rows: number of rows.
@@ -300,36 +331,14 @@ def generate_credit_data(
         raise ValueError(f"bias_group must be one of {sorted(PROTECTED_GROUPS)}, got {bias_group!r}")
 
     rng = np.random.default_rng(seed)
-    n = n_rows
-    age = 19 + rng.gamma(shape=2.0, scale=8.5, size=n)
-    young = rng.random(n) < 0.5 * drift
-    age[young] = rng.uniform(19, 26, size=young.sum())
-    age = np.clip(np.round(age), *NUMERIC_RANGES["Age"]).astype(int)
-
-    duration = np.exp(rng.normal(np.log(18) + 0.35 * drift, 0.5, size=n))
-    duration = np.clip(np.round(duration), *NUMERIC_RANGES["LoanDuration"]).astype(int)
-    amount = 250 + duration * np.exp(rng.normal(np.log(110) + 0.5 * drift, 0.5, size=n))
-    amount = np.clip(np.round(amount), *NUMERIC_RANGES["LoanAmount"]).astype(int)
-
-    employment = np.where(
-        age < 27,
-        _choice(rng, "EmploymentDuration", _EMPLOYMENT_BY_AGE[0], n),
-        _choice(rng, "EmploymentDuration", _EMPLOYMENT_BY_AGE[1], n),
-    )
-
-    drawn = {"LoanDuration": duration, "LoanAmount": amount, "EmploymentDuration": employment, "Age": age}
-    for column, weights in _DRAWS.items():  # in contract order: the order of the random draws is part of the data
-        if column in drawn:
-            continue
-        if column in CATEGORIES:
-            drawn[column] = _choice(rng, column, weights, n)
-        else:
-            drawn[column] = rng.choice(np.arange(1, len(weights) + 1), size=n, p=weights)
-    frame = pd.DataFrame({column: drawn[column] for column in _DRAWS})
-    risk = rng.random(n) < 1.0 / (1.0 + np.exp(-_risk_logit(frame)))
-    monitored = in_monitored_group(frame, bias_group)
-    risk |= monitored & ~risk & (rng.random(n) < bias)
+    risk = np.zeros(n_rows, dtype=bool)
+    risk[rng.permutation(n_rows)[: int(round(_RISK_SHARE * n_rows))]] = True
+    frame = _draw_applicants(rng, risk)
     frame[LABEL] = np.where(risk, UNFAVOURABLE, FAVOURABLE)
+    frame = _add_duplicates(rng, frame)  # before the knobs, which then leave the same rows as copies
+    _add_drift(rng, frame, drift)
+    biased = in_monitored_group(frame, bias_group) & (rng.random(n_rows) < bias)
+    frame[LABEL] = np.where(biased, UNFAVOURABLE, frame[LABEL])
     return frame
 
 
@@ -340,6 +349,32 @@ def in_monitored_group(frame: pd.DataFrame, attribute: str) -> np.ndarray:
         low, high = group
         return frame["Age"].between(low, high).to_numpy()
     return (frame[attribute] == group).to_numpy()
+
+
+def describe_training_data(frame: pd.DataFrame) -> str:
+    """One sentence on a labelled data set, computed from it: rows, exact duplicate rows, the share of ``Risk`` and
+    the favourable rate of each monitored group beside its reference group's."""
+    extra = int(frame.duplicated().sum())
+    copies = (
+        "none of them an exact copy of another" if extra == 0 else f"{extra:,} of them exact copies of earlier rows"
+    )
+    sentence = f"{len(frame):,} rows ({copies}); {(frame[LABEL] == UNFAVOURABLE).mean():.1%} of them `Risk`"
+    rates = [
+        " vs ".join(_favourable_rate(frame, attribute, groups[role]) for role in ("monitored", "reference"))
+        for attribute, groups in PROTECTED_GROUPS.items()
+    ]
+    return f"{sentence}; favourable (`No Risk`) rates: {', '.join(rates)}."
+
+
+def _favourable_rate(frame: pd.DataFrame, attribute: str, group: str | tuple[int, int]) -> str:
+    """``"<group> <favourable rate>"``, e.g. ``"ages 18-25 0.931"``."""
+    if attribute == "Age":
+        name, members = f"ages {group[0]}-{group[1]}", frame["Age"].between(*group)
+    else:
+        name, members = str(group), frame[attribute] == group
+    if not members.any():
+        return f"{name} (none)"
+    return f"{name} {(frame.loc[members, LABEL] == FAVOURABLE).mean():.3f}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,9 +1,11 @@
 """Data validation with pandera: infer a schema from reference data, find anomalies.
 
 The schema records what the reference (training) data look like: the contract's
-columns and types, each category's observed values, each number's observed range
-and whether nulls occur. Checking a data set against it returns one row per
-anomaly, by column, with a count, example values and the rows at fault.
+columns and types, each category's observed values, each number's plausible range
+(the contract's; the range the reference shows is noted beside it) and whether
+nulls occur. Checking a data set against it returns one row per anomaly, by
+column, with a count, example values and the first rows at fault. Duplicate rows
+are reported too; whether they stop a run is a choice (:data:`DUPLICATE_POLICIES`).
 """
 
 from __future__ import annotations
@@ -17,11 +19,14 @@ import pandera.pandas as pa
 from pandera import extensions
 from pandera.errors import SchemaErrors
 
-from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, LABEL, NUMERIC_RANGES, DataError
+from utils.data import CATEGORIES, CLASS_ORDER, CONTRACT_RANGES, FEATURES, LABEL, DataError
 
 ANOMALY_COLUMNS = ["column", "anomaly", "count", "examples", "rows"]
 _MAX_EXAMPLES = 5
-_NO_EXAMPLES = ("null values", "duplicate rows", "missing column", "unexpected column")
+DUPLICATE_ROWS = "duplicate rows"
+_NO_EXAMPLES = ("null values", "missing column", "unexpected column")
+#: What to do with exact duplicate rows: keep them (with a warning), drop the extra copies, or stop.
+DUPLICATE_POLICIES = ("keep", "drop", "fail")
 
 
 def _as_numbers(series: pd.Series) -> pd.Series:
@@ -45,12 +50,17 @@ def numeric_range(series: pd.Series, *, min_value: float, max_value: float) -> p
 
 
 def _numeric_column(series: pd.Series | None, name: str) -> pa.Column:
-    low, high = NUMERIC_RANGES[name] if series is None else (series.min(), series.max())
+    """Integers within the contract's plausible range; an inferred column notes the range its reference shows."""
+    low, high = CONTRACT_RANGES[name]
+    seen = (
+        None if series is None else f"reference data: {_as_numbers(series).min():.0f} … {_as_numbers(series).max():.0f}"
+    )
     return pa.Column(
         None,
-        [pa.Check.integer_valued(), pa.Check.numeric_range(min_value=int(low), max_value=int(high))],
+        [pa.Check.integer_valued(), pa.Check.numeric_range(min_value=low, max_value=high)],
         nullable=bool(series is not None and series.isna().any()),
         name=name,
+        description=seen,
     )
 
 
@@ -69,14 +79,12 @@ def _schema(columns: list[pa.Column], name: str) -> pa.DataFrameSchema:
         {column.name: column for column in columns},
         strict=True,
         ordered=False,
-        unique=[column.name for column in columns],
-        report_duplicates="all",
         name=name,
     )
 
 
 def contract_schema(*, label: bool = True) -> pa.DataFrameSchema:
-    """The data contract as a schema: columns, integer types and category domains."""
+    """The data contract as a schema: columns, integer types, plausible ranges and category domains."""
     columns = [_category_column(None, name) if name in CATEGORIES else _numeric_column(None, name) for name in FEATURES]
     if label:
         columns.append(pa.Column(str, pa.Check.isin(list(CLASS_ORDER)), name=LABEL))
@@ -84,12 +92,12 @@ def contract_schema(*, label: bool = True) -> pa.DataFrameSchema:
 
 
 def infer_schema(reference: pd.DataFrame, *, label: bool = True) -> pa.DataFrameSchema:
-    """Infer a schema from reference data that honours the contract.
+    """Infer a schema from reference data that honours the contract (duplicate rows do not break it).
 
     Raises:
         DataError: the reference data break the contract (the anomalies are listed).
     """
-    anomalies = find_anomalies(reference, contract_schema(label=label))
+    anomalies = blocking_anomalies(find_anomalies(reference, contract_schema(label=label)), "keep")
     if not anomalies.empty:
         raise DataError("reference data break the data contract:\n" + anomalies.to_string(index=False))
     columns = [
@@ -133,34 +141,23 @@ def _describe(check: str, expected_type: object) -> str:
         return f"out of range [{low}, {high}]"
     if check.startswith("integer_valued"):
         return "wrong type (expected integers)"
-    if "uniqueness" in check or check.startswith("unique"):
-        return "duplicate rows"
     if check.startswith("dtype"):
         return f"wrong type (expected {expected_type})"
     return check
 
 
-def find_anomalies(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
-    """Check ``frame`` against ``schema``; one row per (column, anomaly), empty when clean.
-
-    Rows are the frame's index labels (the CSV line is the label plus 2).
-    """
+def _failure_cases(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
+    """One row per failure case pandera finds: the column, the anomaly, the value and the row."""
     try:
         schema.validate(frame, lazy=True)
     except SchemaErrors as errors:
         cases = errors.failure_cases
     else:
-        return pd.DataFrame(columns=ANOMALY_COLUMNS)
-
+        return pd.DataFrame(columns=["column", "anomaly", "value", "row"])
     rows = []
     for _, case in cases.iterrows():
         check = str(case["check"])
-        if check in ("column_in_dataframe", "column_in_schema"):
-            column = case["failure_case"]
-        elif "uniqueness" in check:
-            column = "(all columns)"
-        else:
-            column = case["column"]
+        column = case["failure_case"] if check in ("column_in_dataframe", "column_in_schema") else case["column"]
         expected = schema.columns[column].dtype if column in schema.columns else None
         rows.append(
             {
@@ -170,11 +167,39 @@ def find_anomalies(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFr
                 "row": case["index"],
             }
         )
-    detail = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def _duplicates(frame: pd.DataFrame) -> list[dict]:
+    """The report row of exact duplicate rows: the extra copies, and which earlier row each one repeats."""
+    copies = frame.duplicated(keep="first").to_numpy()
+    if not copies.any():
+        return []
+    group = frame.groupby(list(frame.columns), dropna=False, sort=False).ngroup().to_numpy()
+    first_of_group = pd.Series(frame.index).groupby(group).transform("first").to_numpy()
+    extra = list(zip(frame.index[copies], first_of_group[copies]))[:_MAX_EXAMPLES]
+    return [
+        {
+            "column": "(all columns)",
+            "anomaly": DUPLICATE_ROWS,
+            "count": int(copies.sum()),
+            "examples": ", ".join(f"{row} repeats {first}" for row, first in extra),
+            "rows": ", ".join(str(row) for row, _ in extra),
+        }
+    ]
+
+
+def find_anomalies(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFrame:
+    """Check ``frame`` against ``schema``; one row per (column, anomaly), empty when clean.
+
+    Rows are the frame's index labels (the CSV line is the label plus 2); ``rows`` lists the first rows at fault,
+    in order. For duplicate rows, ``count`` is the number of extra copies and ``examples`` names the row each
+    copy repeats.
+    """
     summary = []
-    for (column, anomaly), group in detail.groupby(["column", "anomaly"], sort=False):
+    for (column, anomaly), group in _failure_cases(frame, schema).groupby(["column", "anomaly"], sort=False):
         values = group["value"].dropna().astype(str).unique()[:_MAX_EXAMPLES]
-        indices = group["row"].dropna().unique()
+        indices = sorted(group["row"].dropna().unique())
         summary.append(
             {
                 "column": column,
@@ -185,14 +210,52 @@ def find_anomalies(frame: pd.DataFrame, schema: pa.DataFrameSchema) -> pd.DataFr
             }
         )
     order = {name: position for position, name in enumerate([*FEATURES, LABEL])}
-    result = pd.DataFrame(summary, columns=ANOMALY_COLUMNS)
+    result = pd.DataFrame(summary + _duplicates(frame), columns=ANOMALY_COLUMNS)
     return result.sort_values("column", key=lambda c: c.map(order).fillna(len(order)), kind="stable").reset_index(
         drop=True
     )
 
 
+def blocking_anomalies(anomalies: pd.DataFrame, duplicates: str) -> pd.DataFrame:
+    """The anomalies that stop a run: all of them, except duplicate rows unless ``duplicates`` is ``"fail"``.
+
+    Raises:
+        ValueError: ``duplicates`` is not one of :data:`DUPLICATE_POLICIES`.
+    """
+    if duplicates not in DUPLICATE_POLICIES:
+        raise ValueError(f"duplicates must be one of {', '.join(DUPLICATE_POLICIES)}, got {duplicates!r}")
+    if duplicates == "fail":
+        return anomalies
+    return anomalies[anomalies["anomaly"] != DUPLICATE_ROWS].reset_index(drop=True)
+
+
+def duplicate_count(anomalies: pd.DataFrame) -> int:
+    """The number of extra copies of rows that ``anomalies`` reports (0 when none)."""
+    return int(anomalies.loc[anomalies["anomaly"] == DUPLICATE_ROWS, "count"].sum())
+
+
+def drop_duplicate_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` without the extra copies of duplicate rows (the first of each stays, with its row label)."""
+    return frame[~frame.duplicated(keep="first")]
+
+
+def duplicates_note(anomalies: pd.DataFrame, duplicates: str) -> str:
+    """One line saying what happens to the duplicate rows that ``anomalies`` reports, under policy ``duplicates``."""
+    blocking_anomalies(anomalies, duplicates)  # checks the policy
+    count = duplicate_count(anomalies)
+    if count == 0:
+        return "No duplicate rows."
+    found = f"{count} duplicate rows (extra copies of earlier rows)"
+    if duplicates == "keep":
+        return f"Warning: {found} are kept; DUPLICATES = 'drop' removes them before the split, 'fail' stops here."
+    if duplicates == "drop":
+        return f"{found} are dropped before the split."
+    return f"{found}: the run stops here (DUPLICATES = 'fail')."
+
+
 def schema_table(schema: pa.DataFrameSchema) -> pd.DataFrame:
-    """A readable view of a schema: one row per column with its type, domain and nullability."""
+    """A readable view of a schema: one row per column with its type, domain, the range its reference data show
+    (numbers of an inferred schema) and nullability."""
     rows = []
     for name, column in schema.columns.items():
         statistics = {check.name: check.statistics for check in column.checks}
@@ -201,7 +264,8 @@ def schema_table(schema: pa.DataFrameSchema) -> pd.DataFrame:
         else:
             low, high = statistics["numeric_range"]["min_value"], statistics["numeric_range"]["max_value"]
             kind, domain = "integer", f"{low} … {high}"
-        rows.append({"column": name, "type": kind, "allowed": domain, "nullable": column.nullable})
+        seen = (column.description or "").removeprefix("reference data: ")
+        rows.append({"column": name, "type": kind, "allowed": domain, "seen": seen, "nullable": column.nullable})
     return pd.DataFrame(rows)
 
 

@@ -26,6 +26,7 @@ from utils.data import (
     NUMERIC_RANGES,
     UNFAVOURABLE,
     DataError,
+    describe_training_data,
     file_sha256,
     generate_credit_data,
     in_monitored_group,
@@ -33,6 +34,7 @@ from utils.data import (
     main,
     write_csv,
 )
+from utils.registry import render_factsheet
 
 
 def favourable_rate(frame: pd.DataFrame, mask) -> float:
@@ -96,6 +98,13 @@ def test_other_seed_gives_different_frame():
 def test_about_one_third_risk():
     share = (generate_credit_data(5000, 42)[LABEL] == UNFAVOURABLE).mean()
     assert 0.28 <= share <= 0.40
+
+
+@pytest.mark.parametrize(("rows", "extra_copies"), [(5000, 18), (600, 2), (100, 0)])
+def test_exact_duplicate_rows_at_the_public_samples_rate(rows, extra_copies):
+    frame = generate_credit_data(rows, 3)
+    assert int(frame.duplicated().sum()) == extra_copies
+    assert list(frame.index) == list(range(rows))
 
 
 def test_realism_logistic_regression_auc():
@@ -182,6 +191,41 @@ def test_invalid_knobs_raise_value_error_naming_argument(kwargs, argument):
     arguments = {"n_rows": 10, "seed": 0, **kwargs}
     with pytest.raises(ValueError, match=argument):
         generate_credit_data(**arguments)
+
+
+def test_drift_keeps_labels_and_bias_keeps_applicants():
+    calm, drifted = generate_credit_data(2000, 3), generate_credit_data(2000, 3, drift=1.0)
+    pd.testing.assert_series_equal(calm[LABEL], drifted[LABEL])
+    unchanged = [c for c in FEATURES if c not in ("LoanAmount", "LoanDuration", "Age")]
+    pd.testing.assert_frame_equal(calm[unchanged], drifted[unchanged])
+
+
+# --- the description of a data set ---------------------------------------------------------
+
+
+def test_describe_training_data_computes_rows_duplicates_risk_and_group_rates():
+    frame = pd.DataFrame(
+        {
+            "Sex": ["female", "female", "male", "male", "male"],
+            "Age": [22, 22, 40, 75, 80],
+            LABEL: [FAVOURABLE, FAVOURABLE, UNFAVOURABLE, FAVOURABLE, UNFAVOURABLE],
+        }
+    )
+    assert describe_training_data(frame) == (
+        "5 rows (1 of them exact copies of earlier rows); 40.0% of them `Risk`; favourable (`No Risk`) rates: "
+        "female 1.000 vs male 0.333, ages 18-25 1.000 vs ages 26-75 0.500."
+    )
+    assert "none of them an exact copy" in describe_training_data(frame.drop(index=1))
+    assert "ages 18-25 (none)" in describe_training_data(frame[frame["Age"] > 25])
+
+
+def test_factsheet_states_the_computed_description():
+    description = describe_training_data(generate_credit_data(400, 2))
+    factsheet = render_factsheet(
+        {"model_id": "credit-risk-v1", "training_data": {"rows": 400, "description": description}}
+    )
+    assert f"Training data: {description}" in factsheet
+    assert "against women" not in render_factsheet({"model_id": "credit-risk-v1"})
 
 
 # --- the bundled file ----------------------------------------------------------------------

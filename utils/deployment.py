@@ -8,6 +8,10 @@ arriving at any moment is scored by either the old model or the new one, never
 refused. A model is checked before it is recorded: it must load from the registry
 with only trusted types and predict the contract's classes.
 
+"Checks for Model Production": a model version goes into ``prod`` only when its latest evaluation in ``preprod``
+passed and the latest decision on that evaluation approved it (:func:`production_problem` says what is missing);
+:mod:`utils.lifecycle` records the evaluations and decisions, and promotes approved versions.
+
 A deployment name (:data:`NAME_RULE`) has 1 to 100 characters: ASCII letters, digits, ``-``, ``_`` and ``.``,
 starting with a letter or digit, never ``..``; it appears in file names (monitoring reports), so it can never hold
 a path separator.
@@ -30,6 +34,11 @@ from utils.scoring import Scorer
 
 #: The spaces a model can be deployed into, from trying out to production.
 SPACES: tuple[str, ...] = ("dev", "preprod", "prod")
+#: The space whose deployments need an approved evaluation, and the space that evaluation must have been run in.
+PRODUCTION, PREPRODUCTION = "prod", "preprod"
+#: Verdicts of an evaluation, and decisions on one.
+PASSED, FAILED = "passed", "failed"
+APPROVED, REJECTED = "approved", "rejected"
 #: Status of a deployment that answers requests.
 READY = "ready"
 #: Longest deployment name, in characters.
@@ -40,11 +49,23 @@ NAME_RULE = (
     "starting with a letter or digit, and never '..'"
 )
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # matched whole (fullmatch): no line end, no NUL
+#: Longest name of a person (an approver, whoever deployed), in characters.
+MAX_PERSON_LENGTH = 64
+#: The rule a person's name follows, as shown in the error that refuses one.
+PERSON_RULE = (
+    f"a person's name has 1 to {MAX_PERSON_LENGTH} characters: ASCII letters, digits, '.', '_', '-', '@' and "
+    "single spaces between words, starting with a letter"
+)
+_PERSON = re.compile(r"[A-Za-z][A-Za-z0-9._@-]*(?: [A-Za-z0-9._@-]+)*")  # matched whole
 _COLUMNS = ("deployment_id", "name", "space", "model_id", "status", "created_at", "updated_at")
 
 
 class DeploymentError(LookupError):
     """An unknown deployment, or a deployment request that cannot be carried out."""
+
+
+class ProductionCheckError(DeploymentError):
+    """A prod deployment of a version without an approved pre-prod evaluation; the message says what is missing."""
 
 
 @dataclass(frozen=True)
@@ -92,9 +113,58 @@ def check_name(name: object) -> None:
         raise DeploymentError(f"invalid deployment name {shown}: {NAME_RULE}")
 
 
+def check_person(name: object, role: str = "deployed_by") -> None:
+    """Refuse a person's name (``role``: who it names) that does not follow :data:`PERSON_RULE`.
+
+    Raises:
+        DeploymentError: the name breaks the rule (the message names the role and states the rule).
+    """
+    valid = isinstance(name, str) and len(name) <= MAX_PERSON_LENGTH and _PERSON.fullmatch(name) is not None
+    if not valid:
+        shown = repr(name) if len(repr(name)) <= 60 else f"{repr(name)[:60]}..."
+        raise DeploymentError(f"invalid {role} {shown}: {PERSON_RULE}")
+
+
 def _check_space(space: str) -> None:
     if space not in SPACES:
         raise DeploymentError(f"unknown space {space!r}; choose one of {', '.join(SPACES)}")
+
+
+def approved_evaluation(model_id: str, *, engine: Engine) -> tuple[dict, dict]:
+    """The latest pre-prod evaluation of ``model_id`` and the latest decision on it, when that one approves it.
+
+    Raises:
+        ProductionCheckError: no pre-prod evaluation, the latest failed, it has no decision, or it was rejected.
+    """
+    evaluated = datamart.read_evaluations(engine, model_id=model_id, space=PREPRODUCTION)
+    refused = f"model {model_id!r} cannot be deployed to {PRODUCTION}"
+    if not evaluated:
+        raise ProductionCheckError(f"{refused}: it has no {PREPRODUCTION} evaluation; evaluate it in {PREPRODUCTION}")
+    latest = evaluated[-1]
+    about = f"its latest {PREPRODUCTION} evaluation {latest['evaluation_id']!r}"
+    if latest["verdict"] != PASSED:
+        raise ProductionCheckError(f"{refused}: {about} {latest['verdict']}; only a passed evaluation can be approved")
+    decisions = datamart.read_approvals(engine, evaluation_id=latest["evaluation_id"])
+    if not decisions:
+        raise ProductionCheckError(f"{refused}: {about} passed but is not approved; a model validator must approve it")
+    decision = decisions[-1]
+    if decision["decision"] != APPROVED:
+        raise ProductionCheckError(
+            f"{refused}: {about} was {decision['decision']} by {decision['approver']!r} "
+            f"(approval {decision['approval_id']!r}): {decision['reason']}"
+        )
+    return latest, decision
+
+
+def production_problem(
+    model_id: str, *, engine: Engine | None = None, work: str | os.PathLike | None = None
+) -> str | None:
+    """What keeps ``model_id`` out of prod ("Checks for Model Production"), or None when nothing does."""
+    try:
+        approved_evaluation(model_id, engine=engine or datamart.connect(work=work))
+    except ProductionCheckError as error:
+        return str(error)
+    return None
 
 
 def deploy(
@@ -105,30 +175,40 @@ def deploy(
     engine: Engine | None = None,
     registry: ModelRegistry | None = None,
     work: str | os.PathLike | None = None,
+    deployed_by: str | None = None,
+    reason: str | None = None,
 ) -> Deployment:
     """Deploy a registered model version (``credit-risk-v2``, or ``credit-risk-latest``) under ``name`` in ``space``.
 
     If ``name`` is already deployed in ``space``, its model is replaced atomically and
     the deployment keeps its id. ``name`` must follow :data:`NAME_RULE`: 1 to 100 characters, ASCII letters,
     digits, ``-``, ``_`` and ``.``, starting with a letter or digit, never ``..`` (so no path separator, line end
-    or NUL byte); it names the deployment's monitoring report files.
+    or NUL byte); it names the deployment's monitoring report files. ``deployed_by`` and ``reason``, when given,
+    are kept in the deployment's history. A version goes into ``prod`` only with an approved pre-prod evaluation.
 
     Raises:
         DeploymentError: unknown space, or a name that breaks :data:`NAME_RULE`.
+        ProductionCheckError: ``space`` is prod and the version's evaluation in preprod is missing, failed, not
+            approved or rejected (the message says which).
         RegistryError: the model is not in the registry, its file is damaged (not a zip or skops file) or was
             changed since registration, or it holds untrusted types.
         ValueError: the model does not predict the contract's classes.
     """
     _check_space(space)
     check_name(name)
+    if deployed_by is not None:
+        check_person(deployed_by)
     registry = registry or registry_for(work)
     model_id = registry.get(model_id).model_id  # resolves "-latest" to the version it means now
     Scorer(registry.load(model_id), model_id)  # refuses a model the service could not serve
     engine = engine or datamart.connect(work=work)
+    if space == PRODUCTION:
+        approved_evaluation(model_id, engine=engine)
+    record = {"deployed_by": deployed_by, "reason": reason}
     try:
-        return _from_row(datamart.upsert_deployment(engine, name, space, model_id, READY))
+        return _from_row(datamart.upsert_deployment(engine, name, space, model_id, READY, **record))
     except sa.exc.IntegrityError:  # a concurrent deploy inserted the same name and space first
-        return _from_row(datamart.upsert_deployment(engine, name, space, model_id, READY))
+        return _from_row(datamart.upsert_deployment(engine, name, space, model_id, READY, **record))
 
 
 def get_deployment(

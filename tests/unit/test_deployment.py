@@ -20,6 +20,7 @@ from utils.deployment import (
     get_deployment,
     list_deployments,
 )
+from utils.lifecycle import approve, record_evaluation
 from utils.registry import ModelRegistry, RegistryError
 
 
@@ -55,7 +56,7 @@ def test_deploy_records_the_deployment(engine, registry):
 
 def test_deploying_the_same_name_in_the_same_space_replaces_the_model(engine, registry):
     first = deploy("credit-risk-v1", engine=engine, registry=registry)
-    other_space = deploy("credit-risk-v1", space="prod", engine=engine, registry=registry)
+    other_space = deploy("credit-risk-v1", space="preprod", engine=engine, registry=registry)
     second = deploy("credit-risk-v2", engine=engine, registry=registry)
     assert second.deployment_id == first.deployment_id != other_space.deployment_id
     assert second.model_id == "credit-risk-v2" and second.created_at == first.created_at
@@ -66,7 +67,10 @@ def test_deploying_the_same_name_in_the_same_space_replaces_the_model(engine, re
 
 def test_list_and_filter_by_space(engine, registry):
     for space in SPACES:
-        deploy("credit-risk-v1", space=space, engine=engine, registry=registry)
+        deployed = deploy("credit-risk-v1", space=space, engine=engine, registry=registry)
+        if space == "preprod":  # prod needs an approved pre-prod evaluation
+            evaluated = record_evaluation(deployed.deployment_id, verdict="passed", summary={}, engine=engine)
+            approve("credit-risk-v1", evaluated.evaluation_id, approver="validator", reason="ok", engine=engine)
     deploy("credit-risk-v2", name="challenger", space="dev", engine=engine, registry=registry)
     frame = list_deployments(engine=engine)
     assert list(frame.columns) == ["deployment_id", "name", "space", "model_id", "status", "created_at", "updated_at"]

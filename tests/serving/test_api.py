@@ -156,10 +156,10 @@ def _request(values: list, fields: list | None = None) -> dict:
         (_request([_row()[:-1]], list(FEATURES[:-1])), 400, "ForeignWorker", None),
         (_request([_row(), _row(Age="46")]), 400, "Age", 1),
         (_request([_row(LoanPurpose="boat")]), 400, "LoanPurpose", 0),
-        (_request([_row(), _row(), _row(LoanAmount=99999)]), 400, "LoanAmount", 2),
+        (_request([_row(), _row(), _row(LoanAmount=0)]), 400, "LoanAmount", 2),
         (_request([_row(Sex=None)]), 400, "Sex", 0),
         (_request([_row(), _row()[:3]]), 400, "values", 1),
-        (_request([]), 400, "values", None),
+        (_request([]), 400, "input_data[0].values", None),
         ({"input_data": []}, 400, "input_data", None),
         ({"input_data": [{"fields": list(FEATURES), "values": [7]}]}, 400, "input_data[0].values", 0),
         (_request([_row()] * (MAX_ROWS + 1)), 413, "values", MAX_ROWS),
@@ -339,9 +339,54 @@ def test_a_model_that_cannot_be_loaded_gives_a_503_and_logs_nothing(service):
     copy = service.registry.register(service.registry.load("credit-risk-v2"), name="fragile", metadata={})
     fragile = deploy(copy.model_id, name="fragile", engine=service.engine, registry=service.registry)
     copy.model_file.write_bytes(b"not a model")
+    log_lines = len(service.server.log().splitlines())
     response = service.client.post(service.predictions_path(fragile.deployment_id), json=CONTRACT_REQUEST)
     assert response.status_code == 503 and "cannot be loaded" in response.json()["error"]
+    assert copy.model_id in response.json()["error"]
+    assert str(copy.model_file.parent) not in response.text and ".skops" not in response.text, response.text
     assert service.stored(fragile.deployment_id).empty
+    written = _wait_for_log(service, log_lines)
+    assert len(written) == 1 and copy.model_id in written[0], written  # one concise line, no traceback
+
+
+def _wait_for_log(service: Service, known: int, seconds: float = 2.0) -> list[str]:
+    """The server log's lines after the first ``known``, once it has stopped growing (or after ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    lines = service.server.log().splitlines()[known:]
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = service.server.log().splitlines()[known:]
+        if now == lines and lines:
+            break
+        lines = now
+    return lines
+
+
+def test_client_errors_write_nothing_to_the_server_log(service):
+    log_lines = len(service.server.log().splitlines())
+    for path, body in [
+        (service.predictions_path("no-such-deployment"), CONTRACT_REQUEST),
+        (service.predictions_path(), _request([_row(Age=12)])),
+        ("/v2/models/no-such-model/infer", {"inputs": []}),
+    ]:
+        assert 400 <= service.client.post(path, json=body).status_code < 500
+    time.sleep(0.5)
+    assert service.server.log().splitlines()[log_lines:] == []
+
+
+def test_open_routes_reveal_only_liveness_and_readiness(service):
+    twins = [
+        deploy("credit-risk-v1", name="twin", space=space, engine=service.engine, registry=service.registry)
+        for space in ("dev", "prod")
+    ]
+    with httpx.Client(base_url=service.server.url, timeout=10) as anonymous:
+        ready = anonymous.get("/v2/models/twin/ready")
+        assert ready.status_code == 400 and not any(twin.deployment_id in ready.text for twin in twins), ready.text
+        assert anonymous.get(f"/v2/models/{twins[1].deployment_id}/ready").json()["ready"] is True
+        for path in ("/v2/models/twin", "/ml/v4/deployments", f"/ml/v4/deployments/{twins[0].deployment_id}"):
+            assert anonymous.get(path).status_code == 401, path
+    with_key = service.client.get("/v2/models/twin/ready")
+    assert with_key.status_code == 400 and all(twin.deployment_id in with_key.text for twin in twins)
 
 
 def test_documentation_and_form_are_served(service):
@@ -362,3 +407,35 @@ def test_starting_a_second_server_on_a_taken_port_is_refused(service, tmp_path):
     port = int(service.server.url.rsplit(":", 1)[1])
     with pytest.raises(RuntimeError, match="is taken"):
         start_server(port, work=tmp_path)
+
+
+def test_a_real_server_flags_plausible_applicants_and_names_every_fault(service):
+    values = CONTRACT_REQUEST["input_data"][0]["values"][0]
+    plausible = [*values[:12], 99, *values[13:]]  # Age 99: inside the contract, outside the training data
+    wrong = [*values[:4], 0, *values[5:12], 7, *values[13:]]  # LoanAmount 0 and Age 7: outside the contract
+    body = {"input_data": [{"fields": list(FEATURES), "values": [plausible, wrong, wrong]}]}
+    refused = service.client.post(service.predictions_path(), json=body)
+    assert refused.status_code == 400
+    assert [(f["field"], f["row"]) for f in refused.json()["faults"]] == [
+        ("LoanAmount", 1),
+        ("Age", 1),
+        ("LoanAmount", 2),
+        ("Age", 2),
+    ]
+    body["input_data"][0]["values"] = [plausible]
+    scored = service.client.post(service.predictions_path(), json=body)
+    assert scored.status_code == 200, scored.text
+    (transaction_id,) = scored.json()["predictions"][0]["transaction_ids"]
+    assert service.stored().set_index("transaction_id").loc[transaction_id, "out_of_range"] == ["Age"]
+
+
+def test_a_real_server_takes_feedback_as_csv_linked_to_its_transaction(service):
+    scored = service.client.post(service.predictions_path(), json=CONTRACT_REQUEST)
+    (transaction_id,) = scored.json()["predictions"][0]["transaction_ids"]
+    row = CONTRACT_REQUEST["input_data"][0]["values"][0]
+    text = ",".join([*FEATURES, LABEL, "transaction_id"]) + "\n" + ",".join(map(str, [*row, "Risk", transaction_id]))
+    path = service.predictions_path().replace("/predictions", "/feedback")
+    sent = service.client.post(path, content=text.encode(), headers={"Content-Type": "text/csv"})
+    assert sent.status_code == 200, sent.text
+    stored = datamart.read_feedback(service.engine, service.deployment.deployment_id).set_index("feedback_id")
+    assert stored.loc[sent.json()["feedback_ids"][0], "transaction_id"] == transaction_id

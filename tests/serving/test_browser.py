@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from utils import datamart
-from utils.data import CATEGORIES, FEATURES, NUMERIC_RANGES
+from utils.data import CATEGORIES, CONTRACT_RANGES, FEATURES
 from utils.deployment import deploy
 from utils.scoring import Scorer, frame_columns
 from utils.serving import start_server
@@ -83,11 +83,33 @@ def test_the_form_shows_errors_with_their_field(site, browser):
     page = browser.new_page()
     page.goto(server.url)
     page.wait_for_selector("#deployment option", state="attached")
-    low, _ = NUMERIC_RANGES["Age"]
+    low, _ = CONTRACT_RANGES["Age"]  # 12 is outside the contract, not only the training data
     page.eval_on_selector("#Age", "input => { input.removeAttribute('min'); input.value = '12'; }")
     page.click("#submit")
     page.wait_for_selector("#message", state="visible")
     message = page.inner_text("#message")
-    assert f"out of range [{low}" in message and "field Age" in message and "row 0" in message
+    assert f"range [{low}," in message and "field Age" in message and "row 0" in message
     assert not page.is_visible("#result")
+    page.close()
+
+
+def test_the_api_docs_render_and_try_it_out_scores_the_example(site, browser):
+    server, engine, deployment, *_ = site
+    before = len(datamart.read_payload(engine, deployment.deployment_id))
+    page = browser.new_page()
+    page.goto(f"{server.url}/docs")
+    operation = page.locator(
+        "#operations-Watson_Machine_Learning_v4-predictions_ml_v4_deployments__deployment_id__predictions_post"
+    )
+    operation.locator(".opblock-summary").click()
+    operation.locator(".try-out__btn").click()
+    body = operation.locator("textarea.body-param__text")
+    assert '"no_checking"' in body.input_value()  # the example applicant, pre-filled
+    operation.locator('input[placeholder="deployment_id"]').fill(deployment.deployment_id)
+    operation.locator("button.execute").click()
+    status = operation.locator(".live-responses-table .response .response-col_status").first
+    status.wait_for()
+    assert status.inner_text().strip() == "200", operation.locator(".live-responses-table").inner_text()
+    assert "Unable to render this definition" not in page.content() and "Resolver error" not in page.content()
+    assert len(datamart.read_payload(engine, deployment.deployment_id)) == before + 1
     page.close()

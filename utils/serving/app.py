@@ -12,7 +12,9 @@ from fastapi.staticfiles import StaticFiles
 
 from utils.data import CLASS_ORDER
 from utils.serving.errors import BodyLimit, install_error_handlers
+from utils.serving.lifecycle_routes import router as lifecycle_router
 from utils.serving.routes import ROUTERS
+from utils.serving.schemas import InferenceRequest
 from utils.serving.service import Service, ServiceSettings
 
 #: Largest request body accepted, in bytes (far above :data:`utils.scoring.MAX_ROWS` rows of JSON).
@@ -25,8 +27,30 @@ async def _lifespan(app: FastAPI):
     yield
 
 
+def _install_truthful_openapi(app: FastAPI) -> None:
+    """``/openapi.json`` as the service answers: no 422 (validation errors are answered 400, which each operation
+    documents), and the body of ``infer``, which its dependency reads."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            spec = generate()
+            for operations in spec["paths"].values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            schemas = spec["components"]["schemas"]
+            for unused in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(unused, None)
+            request = InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(request.pop("$defs", {}), InferenceRequest=request)
+        return app.openapi_schema
+
+    app.openapi = openapi
+
+
 def _install_offline_docs(app: FastAPI) -> None:
-    """Interactive OpenAPI documentation at ``/docs`` from Swagger UI files shipped in a package."""
+    """Interactive OpenAPI documentation at ``/docs`` from the Swagger UI 5 files of ``swagger-ui-bundle-v2``
+    (Swagger UI reads OpenAPI 3.1, which FastAPI writes, from version 5 on)."""
     app.mount("/static/swagger", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="swagger")
 
     @app.get("/docs", include_in_schema=False)
@@ -57,8 +81,10 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     )
     app.state.service = service
     _install_offline_docs(app)
+    _install_truthful_openapi(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.include_router(lifecycle_router)
     return app

@@ -7,7 +7,9 @@ checked by the dependency :func:`require_key` on every router but the open ones 
 Handlers that touch the data mart, the registry or a model are plain ``def``: FastAPI runs them in its thread
 pool, so that a slow or locked data mart (a SQLite writer waits up to its busy timeout) never blocks the event
 loop, and ``/v2/health/live`` answers at once whatever the data mart does. Only handlers that wait for nothing
-are ``async def``.
+are ``async def``. The V2 ``infer`` endpoint reads its body itself (JSON with or without a ``Content-Type``, or
+Triton's binary tensor data extension, :mod:`utils.serving.binary_tensors`) in the async dependency
+:func:`inference_request`, and answers in JSON or binary as the request asks.
 """
 
 from __future__ import annotations
@@ -15,16 +17,20 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from utils.scoring import parse_v2_inputs
+from utils.data import CATEGORIES, FEATURES
+from utils.scoring import InputError, parse_v2_inputs
+from utils.serving import binary_tensors
 from utils.serving import service as ops
-from utils.serving.errors import error_response
+from utils.serving.errors import error_response, parse_json, validate_body
 from utils.serving.form import render_form
 from utils.serving.schemas import (
-    ERRORS,
+    EXAMPLE,
+    EXAMPLE_ROW,
+    FEEDBACK_BODY,
     DeploymentInfo,
     DeploymentList,
     DeploymentRequest,
@@ -38,10 +44,37 @@ from utils.serving.schemas import (
     ScoringResponse,
     Space,
 )
-from utils.serving.service import API_KEY_ENV, Service
+from utils.serving.service import API_KEY_ENV, ModelUnavailable, Service
 
 _BEARER = HTTPBearer(auto_error=False, description=f"The API key from ${API_KEY_ENV}, when the server has one.")
 _V2 = "Open Inference Protocol (KServe V2)"
+CredentialsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers an operation documents: only those it can give."""
+    return {code: {"model": ErrorBody} for code in codes}
+
+
+def _example(summary: str, value: Any) -> dict[str, dict[str, Any]]:
+    return {"applicant": {"summary": summary, "value": value}}
+
+
+#: Request bodies of the docs, each valid as it stands (what "Try it out" sends).
+SCORING_EXAMPLE = _example("One applicant", EXAMPLE)
+DEPLOYMENT_EXAMPLE = _example(
+    "Deploy version 1 in dev", {"model_id": "credit-risk-v1", "name": "credit-risk", "space": "dev"}
+)
+INFERENCE_EXAMPLE = _example(
+    "One applicant, one tensor per field",
+    {
+        "id": "example-1",
+        "inputs": [
+            {"name": name, "shape": [1], "datatype": "BYTES" if name in CATEGORIES else "INT64", "data": [value]}
+            for name, value in zip(FEATURES, EXAMPLE_ROW, strict=True)
+        ],
+    },
+)
 
 
 async def get_service(request: Request) -> Service:
@@ -52,12 +85,15 @@ async def get_service(request: Request) -> Service:
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-async def require_key(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)], service: ServiceDep
-) -> None:
-    """Refuse the request with a 401 unless it carries the server's API key (when the server has one)."""
+def _authorised(service: Service, credentials: HTTPAuthorizationCredentials | None) -> bool:
+    """The server has no API key, or the request carries it."""
     key = service.settings.api_key
-    if key and not (credentials and hmac.compare_digest(credentials.credentials.encode(), key.encode())):
+    return not key or bool(credentials and hmac.compare_digest(credentials.credentials.encode(), key.encode()))
+
+
+async def require_key(credentials: CredentialsDep, service: ServiceDep) -> None:
+    """Refuse the request with a 401 unless it carries the server's API key (when the server has one)."""
+    if not _authorised(service, credentials):
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "missing or wrong API key: send the header Authorization: Bearer <key>",
@@ -78,8 +114,14 @@ async def form_page(service: ServiceDep) -> str:
     return render_form(api_key_required=bool(service.settings.api_key))
 
 
-@wml.post("/deployments/{deployment_id}/predictions", response_model=ScoringResponse, responses=ERRORS)
-def predictions(deployment_id: str, body: ScoringRequest, service: ServiceDep) -> ScoringResponse:
+@wml.post(
+    "/deployments/{deployment_id}/predictions",
+    response_model=ScoringResponse,
+    responses=_errors(400, 401, 404, 413, 503),
+)
+def predictions(
+    deployment_id: str, body: Annotated[ScoringRequest, Body(openapi_examples=SCORING_EXAMPLE)], service: ServiceDep
+) -> ScoringResponse:
     """Score records in the WML v4 format; every record is stored with its transaction id."""
     deployment = service.deployment(deployment_id)
     blocks = ops.parse_blocks(body.input_data, max_rows=service.settings.max_rows)
@@ -87,31 +129,51 @@ def predictions(deployment_id: str, body: ScoringRequest, service: ServiceDep) -
     return ops.wml_response(deployment, blocks, ops.score(service.engine, scorer, deployment, ops.concat(blocks)))
 
 
-@wml.post("/deployments/{deployment_id}/feedback", response_model=FeedbackResponse, responses=ERRORS)
-def feedback(deployment_id: str, body: FeedbackRequest, service: ServiceDep) -> FeedbackResponse:
-    """Store labelled records (the 20 fields and ``Risk``) for quality monitoring."""
+async def feedback_body(request: Request) -> ops.Feedback:
+    """The feedback a body holds: CSV bytes (``Content-Type: text/csv``), else JSON: WML v4 blocks or a list of
+    row objects."""
+    raw = await request.body()
+    if request.headers.get("content-type", "").partition(";")[0].strip().lower() == "text/csv":
+        return raw
+    payload = parse_json(raw)
+    return payload if isinstance(payload, list) else validate_body(FeedbackRequest, payload)
+
+
+@wml.post(
+    "/deployments/{deployment_id}/feedback",
+    response_model=FeedbackResponse,
+    responses=_errors(400, 401, 404, 413, 503),
+    openapi_extra=FEEDBACK_BODY,
+)
+def feedback(
+    deployment_id: str, body: Annotated[ops.Feedback, Depends(feedback_body)], service: ServiceDep
+) -> FeedbackResponse:
+    """Store labelled records (the 20 fields and ``Risk``, optionally the ``transaction_id`` each labels) for
+    quality monitoring: WML v4 ``fields``/``values``, a JSON list of row objects, or CSV (``text/csv``)."""
     return ops.record_feedback(service, deployment_id, body)
 
 
-@wml.get("/deployments", response_model=DeploymentList, responses=ERRORS)
+@wml.get("/deployments", response_model=DeploymentList, responses=_errors(400, 401, 503))
 def deployments(service: ServiceDep, space: Space | None = None, name: str | None = None) -> DeploymentList:
     """The deployments, optionally of one space and/or name."""
     return ops.list_deployments(service, space, name)
 
 
-@wml.post("/deployments", status_code=201, response_model=DeploymentInfo, responses=ERRORS)
-def create_deployment(body: DeploymentRequest, service: ServiceDep) -> DeploymentInfo:
+@wml.post("/deployments", status_code=201, response_model=DeploymentInfo, responses=_errors(400, 401, 413, 503))
+def create_deployment(
+    body: Annotated[DeploymentRequest, Body(openapi_examples=DEPLOYMENT_EXAMPLE)], service: ServiceDep
+) -> DeploymentInfo:
     """Deploy a registered model version, replacing the model of ``name`` in ``space`` if it exists."""
     return ops.create_deployment(service, body)
 
 
-@wml.get("/deployments/{deployment_id}", response_model=DeploymentInfo, responses=ERRORS)
+@wml.get("/deployments/{deployment_id}", response_model=DeploymentInfo, responses=_errors(401, 404, 503))
 def deployment_info(deployment_id: str, service: ServiceDep) -> DeploymentInfo:
     """One deployment."""
     return ops.deployment_info(service, deployment_id)
 
 
-@wml.delete("/deployments/{deployment_id}", status_code=204, responses=ERRORS)
+@wml.delete("/deployments/{deployment_id}", status_code=204, responses=_errors(401, 404, 503))
 def remove_deployment(deployment_id: str, service: ServiceDep) -> Response:
     """Delete a deployment (its payload and feedback records stay in the data mart)."""
     ops.remove_deployment(service, deployment_id)
@@ -124,30 +186,80 @@ async def live() -> dict[str, bool]:
     return {"live": True}
 
 
-@v2.get("/health/ready", responses={503: {"model": ErrorBody}})
+@v2.get("/health/ready", responses=_errors(503))
 async def ready(service: ServiceDep) -> Any:
     """The server can reach its data mart (503 when it cannot, or does not answer within a short timeout)."""
     problem = await service.ready_problem()
     return error_response(503, problem) if problem else {"ready": True}
 
 
-@v2.get("/models/{name}/ready", responses=ERRORS)
-def model_ready(name: str, service: ServiceDep) -> dict[str, Any]:
-    """The deployment (by id, or by name if unique) exists and its model is loaded."""
-    service.scorer(service.by_model_name(name).model_id)
+@v2.get("/models/{name}/ready", responses=_errors(400, 404, 503))
+def model_ready(name: str, service: ServiceDep, credentials: CredentialsDep) -> dict[str, Any]:
+    """The deployment (by id, or by name if unique) exists and its model is loaded.
+
+    Open to all; without the API key (when the server has one) an error names no deployment or model."""
+    try:
+        service.scorer(service.by_model_name(name).model_id)
+    except (InputError, ModelUnavailable) as error:
+        if _authorised(service, credentials):
+            raise
+        status_code = error.status if isinstance(error, InputError) else 503
+        raise InputError(f"{name!r} is not one ready deployment", field="name", status=status_code) from None
     return {"name": name, "ready": True}
 
 
-@v2_protected.get("/models/{name}", response_model=ModelMetadata, responses=ERRORS)
+@v2_protected.get("/models/{name}", response_model=ModelMetadata, responses=_errors(400, 401, 404, 503))
 def model_metadata(name: str, service: ServiceDep) -> ModelMetadata:
     """Inputs (one per field) and outputs of a deployed model."""
     return ops.model_metadata(service, name)
 
 
-@v2_protected.post("/models/{name}/infer", response_model=InferenceResponse, responses=ERRORS)
-def infer(name: str, body: InferenceRequest, service: ServiceDep) -> InferenceResponse:
-    """Score records sent as one input tensor per field; every record is stored with its transaction id."""
+async def inference_request(request: Request) -> InferenceRequest:
+    """The body of an inference request: JSON (any or no ``Content-Type``), or a JSON header and binary tensors."""
+    header_length = request.headers.get(binary_tensors.HEADER_LENGTH)
+    header, binary = binary_tensors.split_body(await request.body(), header_length)
+    return validate_body(InferenceRequest, binary_tensors.attach_binary_inputs(parse_json(header), binary))
+
+
+#: The body of ``infer`` as the docs show it (the dependency reads it, so FastAPI cannot tell).
+INFERENCE_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {"$ref": "#/components/schemas/InferenceRequest"},
+            "examples": INFERENCE_EXAMPLE,
+        },
+        "application/octet-stream": {
+            "schema": {"type": "string", "format": "binary"},
+            "description": f"The binary tensor data extension: a JSON header of {binary_tensors.HEADER_LENGTH} "
+            "bytes, then each input with parameters.binary_data_size, in order.",
+        },
+    },
+}
+
+
+def _v2_reply(reply: InferenceResponse, binary: dict[str, bool]) -> Response:
+    content, header_length = binary_tensors.encode_response(reply.model_dump(mode="json"), binary)
+    if header_length is None:
+        return Response(content, media_type="application/json")
+    headers = {binary_tensors.HEADER_LENGTH: str(header_length)}
+    return Response(content, media_type="application/octet-stream", headers=headers)
+
+
+@v2_protected.post(
+    "/models/{name}/infer",
+    response_model=InferenceResponse,
+    responses=_errors(400, 401, 404, 413, 503),
+    openapi_extra={"requestBody": INFERENCE_BODY},
+)
+def infer(name: str, body: Annotated[InferenceRequest, Depends(inference_request)], service: ServiceDep) -> Response:
+    """Score records sent as one input tensor per field (shape ``[rows]`` or ``[rows, 1]``), in JSON or with the
+    binary tensor data extension; every record is stored with its transaction id. Outputs go as binary data when
+    ``parameters.binary_data_output`` or an output's ``parameters.binary_data`` is true."""
+    metadata = ops.model_metadata(service, name)
+    binary = binary_tensors.binary_outputs(body.parameters, body.outputs, [o.name for o in metadata.outputs])
     deployment = service.by_model_name(name)
     columns = parse_v2_inputs(body.inputs, max_rows=service.settings.max_rows)
     scorer = service.scorer(deployment.model_id)
-    return ops.v2_response(name, deployment, body.id, ops.score(service.engine, scorer, deployment, columns))
+    scored = ops.score(service.engine, scorer, deployment, columns)
+    return _v2_reply(ops.v2_response(name, deployment, body.id, scored), binary)

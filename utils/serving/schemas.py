@@ -6,13 +6,14 @@ binds both to URLs.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from utils.data import CLASS_ORDER, FEATURES, LABEL
 from utils.deployment import SPACES
 from utils.scoring import MAX_ROWS
+from utils.serving.binary_tensors import NUMPY_TYPES
 
 #: The applicant of the docs' curl example, in the order of :data:`utils.data.FEATURES` (also the form's defaults).
 EXAMPLE_ROW = [
@@ -25,8 +26,10 @@ EXAMPLE = {"input_data": [{"fields": list(FEATURES), "values": [EXAMPLE_ROW]}]}
 class InputData(BaseModel):
     """One block of records: field names in any order, and one list of values per record."""
 
-    fields: list[str] = Field(description="Field names, in the order of each row of values.")
-    values: list[list[Any]] = Field(description=f"Records, one list per record; at most {MAX_ROWS} in a request.")
+    fields: list[str] = Field(min_length=1, description="Field names, in the order of each row of values.")
+    values: list[list[Any]] = Field(
+        min_length=1, description=f"Records, one list per record; at most {MAX_ROWS} in a request."
+    )
 
 
 class ScoringRequest(BaseModel):
@@ -37,13 +40,58 @@ class ScoringRequest(BaseModel):
 
 
 class FeedbackRequest(ScoringRequest):
-    """Labelled records: the 20 fields and ``Risk``, in the WML v4 layout."""
+    """Labelled records in the WML v4 layout: the 20 fields and ``Risk``, and optionally ``transaction_id``, the
+    id of the logged prediction a record labels."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [{"input_data": [{"fields": [*FEATURES, LABEL], "values": [[*EXAMPLE_ROW, "No Risk"]]}]}]
         }
     )
+
+
+#: One feedback record as a JSON object: the 20 fields, ``Risk`` and optionally ``transaction_id``.
+FEEDBACK_ROW_EXAMPLE = {**dict(zip(FEATURES, EXAMPLE_ROW, strict=True)), LABEL: "No Risk"}
+#: The feedback body as the OpenAPI document shows it: WML v4 or a list of row objects as JSON, or CSV text.
+FEEDBACK_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {
+                            name: value
+                            for name, value in FeedbackRequest.model_json_schema(
+                                ref_template="#/components/schemas/{model}"
+                            ).items()
+                            if name != "$defs"  # InputData is among the components (ScoringRequest uses it)
+                        },
+                        {
+                            "type": "array",
+                            "title": "Feedback rows",
+                            "description": "One object per record: the 20 fields, Risk, optionally transaction_id.",
+                            "items": {"type": "object", "additionalProperties": True},
+                            "minItems": 1,
+                            "maxItems": MAX_ROWS,
+                        },
+                    ]
+                },
+                "examples": {
+                    "wml": {
+                        "summary": "One labelled applicant (WML v4)",
+                        "value": FeedbackRequest.model_json_schema()["examples"][0],
+                    },
+                    "rows": {"summary": "One labelled applicant (a list of rows)", "value": [FEEDBACK_ROW_EXAMPLE]},
+                },
+            },
+            "text/csv": {
+                "schema": {"type": "string"},
+                "example": ",".join([*FEATURES, LABEL]) + "\n" + ",".join(map(str, [*EXAMPLE_ROW, "No Risk"])) + "\n",
+            },
+        },
+    }
+}
 
 
 class Predictions(BaseModel):
@@ -102,12 +150,16 @@ class DeploymentList(BaseModel):
     resources: list[DeploymentInfo]
 
 
+#: The tensor datatypes of the Open Inference Protocol that the service reads and writes.
+V2_DATATYPES = ("BYTES", *NUMPY_TYPES)
+
+
 class Tensor(BaseModel):
     """An Open Inference Protocol tensor: for inputs, one per field, shape ``[rows]``."""
 
-    name: str
-    shape: list[int]
-    datatype: str = Field(examples=["BYTES", "INT64", "FP64"])
+    name: str = Field(min_length=1)
+    shape: list[Annotated[int, Field(ge=0)]] = Field(min_length=1, max_length=2)
+    datatype: Literal[V2_DATATYPES]  # type: ignore[valid-type]
     data: list[Any]
     parameters: dict[str, Any] | None = None
 
@@ -148,12 +200,26 @@ class ModelMetadata(BaseModel):
     outputs: list[TensorMetadata]
 
 
+class FaultBody(BaseModel):
+    """One fault of a record: the field and row (0-based) at fault, and what is wrong."""
+
+    field: str
+    row: int | None = None
+    error: str
+
+
 class ErrorBody(BaseModel):
-    """Every error: what is wrong, and the field and row (0-based) at fault where there is one."""
+    """Every error: what is wrong, and the field and row (0-based) at fault where there is one.
+
+    Records that break the data contract add ``faults``, every fault of each row at fault (the first rows at
+    fault, up to a limit), and ``rows_omitted``, how many more rows at fault there are.
+    """
 
     error: str
     field: str | None = None
     row: int | None = None
+    faults: list[FaultBody] | None = None
+    rows_omitted: int | None = None
 
 
 #: The error responses every protected endpoint documents.

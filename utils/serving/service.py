@@ -24,10 +24,34 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from utils import config, datamart
+from utils.contract import Fault, check_identifier, contract_error, observed_ranges, shown
 from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, LABEL
-from utils.deployment import Deployment, DeploymentError, delete_deployment, deploy, find_deployments, get_deployment
+from utils.datamart.records import logged_transactions
+from utils.deployment import (
+    Deployment,
+    DeploymentError,
+    ProductionCheckError,
+    delete_deployment,
+    deploy,
+    find_deployments,
+    get_deployment,
+    is_valid_name,
+)
 from utils.registry import RegistryError, registry_for
-from utils.scoring import MAX_ROWS, Columns, InputError, Scorer, check_row_count, parse_fields_values, records
+from utils.scoring import (
+    MAX_ROWS,
+    TRANSACTION_FIELD,
+    Columns,
+    InputError,
+    Scorer,
+    block_columns,
+    check_row_count,
+    csv_columns,
+    feedback_columns,
+    parse_fields_values,
+    records,
+    row_object_columns,
+)
 from utils.serving.schemas import (
     DeploymentInfo,
     DeploymentList,
@@ -84,6 +108,8 @@ class Service:
         self.settings = settings
         self.engine: Engine = datamart.connect(settings.datamart_url)
         self.registry = registry_for(settings.work)
+        #: The numbers' ranges in the training data, by which scored records are flagged (read once per process).
+        self.observed = observed_ranges(config.layout(settings.work).train)
         self._scorers: dict[str, Scorer] = {}
         self._lock = threading.Lock()
         self._deployments: dict[str, tuple[float, Deployment]] = {}
@@ -96,10 +122,12 @@ class Service:
         with self._lock:
             if model_id not in self._scorers:
                 try:
-                    loaded = Scorer(self.registry.load(model_id), model_id)
+                    loaded = Scorer(self.registry.load(model_id), model_id, self.observed)
                 except Exception as error:  # a missing, corrupt or untrusted file: the service cannot score
-                    _LOG.exception("model %s cannot be loaded", model_id)
-                    raise ModelUnavailable(f"the model {model_id} cannot be loaded: {error}") from error
+                    _LOG.error("model %s cannot be loaded: %s: %s", model_id, type(error).__name__, error)
+                    raise ModelUnavailable(  # the answer names no file: the details are in the server log
+                        f"the model {model_id} cannot be loaded ({type(error).__name__}); see the server log"
+                    ) from error
                 while len(self._scorers) >= MAX_LOADED_MODELS:
                     self._scorers.pop(next(iter(self._scorers)))
                 self._scorers[model_id] = loaded
@@ -132,6 +160,7 @@ class Service:
         return self._cached(f"id:{deployment_id}", lambda: self._by_id(deployment_id))
 
     def _by_id(self, deployment_id: str) -> Deployment:
+        check_identifier(deployment_id, "deployment_id", status=404)  # the same 404 on every database
         try:
             return get_deployment(deployment_id, engine=self.engine)
         except DeploymentError as error:
@@ -142,6 +171,8 @@ class Service:
         return self._cached(f"name:{name}", lambda: self._by_name(name))
 
     def _by_name(self, name: str) -> Deployment:
+        if not is_valid_name(name):  # no deployment has such a name or id: the same 404 on every database
+            raise InputError(f"no deployed model named {shown(name)}", field="name", status=404)
         named = find_deployments(name=name, engine=self.engine)
         if len(named) == 1:
             return named[0]
@@ -158,7 +189,9 @@ class Service:
         try:
             for found in find_deployments(engine=self.engine):
                 self.scorer(found.model_id)
-        except Exception:  # a model that fails to load is reported by the requests that need it
+        except ModelUnavailable:  # logged in one line; the requests that need the model answer 503
+            pass
+        except Exception:
             _LOG.exception("warm-up: could not load every deployed model")
 
 
@@ -173,6 +206,8 @@ class Scored:
     labels: list[str]
     probabilities: list[list[float]]
     transaction_ids: list[str]
+    #: Per record, the fields inside the contract but outside the training data's ranges (None: none).
+    out_of_range: list[list[str] | None] | None = None
 
 
 def concat(blocks: list[Columns]) -> Columns:
@@ -189,10 +224,17 @@ def parse_blocks(blocks: list[InputData], *, max_rows: int = MAX_ROWS, label: bo
 
 
 def log_payload(
-    engine: Engine, deployment: Deployment, columns: Columns, labels: list[str], probabilities: list[list[float]]
+    engine: Engine,
+    deployment: Deployment,
+    columns: Columns,
+    labels: list[str],
+    probabilities: list[list[float]],
+    out_of_range: list[list[str] | None] | None = None,
 ) -> list[str]:
-    """Store scored records in the data mart, one transaction id each; returns the ids."""
+    """Store scored records in the data mart, one transaction id each, with the fields of each that lie outside
+    the training data's ranges (``out_of_range``); returns the ids."""
     transaction_ids = [datamart.new_id() for _ in labels]
+    flags = out_of_range or [None] * len(labels)
     now = utc_now()
     rows = [
         {
@@ -204,9 +246,10 @@ def log_payload(
             "prediction": label,
             "probability_no_risk": pair[0],
             "probability_risk": pair[1],
+            "out_of_range": flagged,
         }
-        for transaction_id, inputs, label, pair in zip(
-            transaction_ids, records(columns), labels, probabilities, strict=True
+        for transaction_id, inputs, label, pair, flagged in zip(
+            transaction_ids, records(columns), labels, probabilities, flags, strict=True
         )
     ]
     datamart.insert_payload(engine, rows)
@@ -214,10 +257,13 @@ def log_payload(
 
 
 def score(engine: Engine, scorer: Scorer, deployment: Deployment, columns: Columns) -> Scored:
-    """Score validated columns with ``scorer`` and store every record before returning."""
+    """Score validated columns with ``scorer`` and store every record, flagged where a value lies outside the
+    training data's ranges, before returning."""
     labels, proba = scorer.predict(columns)
     probabilities = proba.tolist()
-    return Scored(labels, probabilities, log_payload(engine, deployment, columns, labels, probabilities))
+    flags = scorer.out_of_range(columns)
+    ids = log_payload(engine, deployment, columns, labels, probabilities, flags)
+    return Scored(labels, probabilities, ids, flags)
 
 
 def wml_response(deployment: Deployment, blocks: list[Columns], scored: Scored) -> ScoringResponse:
@@ -294,10 +340,47 @@ def readiness(service: Service) -> str | None:
 # ---------------------------------------------------------------- feedback and deployments
 
 
-def record_feedback(service: Service, deployment_id: str, request: FeedbackRequest) -> FeedbackResponse:
-    """Store labelled records (the 20 fields and ``Risk``) for a deployment's quality monitoring."""
+#: What a feedback request may hold: WML v4 blocks, a JSON list of row objects, or CSV text.
+Feedback = FeedbackRequest | list | str | bytes
+
+
+def _raw_feedback(request: Feedback, max_rows: int) -> dict[str, list]:
+    """The columns of a feedback request as sent, rows numbered across the request."""
+    if isinstance(request, FeedbackRequest):
+        check_row_count(sum(len(block.values) for block in request.input_data), max_rows)
+        blocks = [
+            block_columns(block.fields, block.values, label=True, optional=(TRANSACTION_FIELD,))
+            for block in request.input_data
+        ]
+        names = (*FEATURES, LABEL, TRANSACTION_FIELD)
+        return {n: [v for b in blocks for v in b.get(n, [None] * len(b[LABEL]))] for n in names}
+    columns = row_object_columns(request) if isinstance(request, list) else csv_columns(request)
+    check_row_count(len(columns[LABEL]), max_rows, field="body")
+    return columns
+
+
+def _check_links(service: Service, deployment: Deployment, links: list[str | None]) -> None:
+    """Refuse transaction ids that name no payload record of the deployment, each by its row."""
+    named = {link for link in links if link is not None}
+    known = logged_transactions(service.engine, deployment.deployment_id, named) if named else set()
+    unknown = [
+        Fault(TRANSACTION_FIELD, row, f"{TRANSACTION_FIELD} {link!r} is no prediction of this deployment")
+        for row, link in enumerate(links)
+        if link is not None and link not in known
+    ]
+    if unknown:
+        raise contract_error(unknown, rule="the rule that feedback names a logged prediction")
+
+
+def record_feedback(service: Service, deployment_id: str, request: Feedback) -> FeedbackResponse:
+    """Store labelled records (the 20 fields and ``Risk``) for a deployment's quality monitoring.
+
+    ``request`` is WML v4 blocks, a list of row objects or CSV text; a record's optional ``transaction_id``
+    links it to the logged prediction it labels, whose probability quality monitoring then uses.
+    """
     deployment = service.deployment(deployment_id)
-    columns = concat(parse_blocks(request.input_data, max_rows=service.settings.max_rows, label=True))
+    columns, links = feedback_columns(_raw_feedback(request, service.settings.max_rows))
+    _check_links(service, deployment, links)
     now = utc_now()
     rows = [
         {
@@ -306,8 +389,9 @@ def record_feedback(service: Service, deployment_id: str, request: FeedbackReque
             "recorded_at": now,
             "label": record.pop(LABEL),
             "inputs": record,
+            "transaction_id": link,
         }
-        for record in records(columns)
+        for record, link in zip(records(columns), links, strict=True)
     ]
     datamart.insert_feedback(service.engine, rows)
     return FeedbackResponse(
@@ -316,7 +400,9 @@ def record_feedback(service: Service, deployment_id: str, request: FeedbackReque
 
 
 def list_deployments(service: Service, space: str | None = None, name: str | None = None) -> DeploymentList:
-    """The deployments, optionally of one space and/or name."""
+    """The deployments, optionally of one space and/or name (none for a name no deployment can have)."""
+    if name is not None and not is_valid_name(name):
+        return DeploymentList(resources=[])
     found = find_deployments(name=name, space=space, engine=service.engine)
     return DeploymentList(resources=[DeploymentInfo(**d.as_dict()) for d in found])
 
@@ -327,6 +413,8 @@ def create_deployment(service: Service, request: DeploymentRequest) -> Deploymen
         created = deploy(
             request.model_id, name=request.name, space=request.space, engine=service.engine, registry=service.registry
         )
+    except ProductionCheckError as error:  # prod without an approved pre-prod evaluation: says what is missing
+        raise InputError(str(error), field="model_id", status=409) from None
     except DeploymentError as error:  # a name outside the documented character set
         raise InputError(str(error), field="name") from None
     except (RegistryError, ValueError) as error:
@@ -343,6 +431,7 @@ def deployment_info(service: Service, deployment_id: str) -> DeploymentInfo:
 
 def remove_deployment(service: Service, deployment_id: str) -> None:
     """Delete a deployment (its payload and feedback records stay in the data mart)."""
+    check_identifier(deployment_id, "deployment_id", status=404)
     try:
         delete_deployment(deployment_id, engine=service.engine)
     except DeploymentError as error:

@@ -2,11 +2,11 @@
 
 Parsing turns a Watson Machine Learning v4 ``fields``/``values`` block or Open
 Inference Protocol (KServe V2) input tensors into *columns*: one list of values per
-contract field, checked and normalised. Any fault raises :class:`InputError`, which
-names the field and the row (0-based index into ``values`` or ``data``) at fault.
-:func:`valid_rows` applies the same rules to a whole DataFrame at once, with numpy
-(batch scoring uses it, and :func:`validate_columns` to name the faults of the rows
-it fails).
+contract field, checked and normalised by :mod:`utils.contract`. Feedback may also come
+as a JSON list of row objects or as CSV text, each record optionally naming the
+``transaction_id`` of the logged prediction it labels. A request that breaks the contract
+raises :class:`InputError`, which names every fault of the rows at fault, each with its
+field and row (0-based index into ``values``, ``data``, the list or the CSV records).
 
 :class:`Scorer` scores columns, or a DataFrame (:meth:`Scorer.predict_frame`), with a
 registered pipeline. Instead of going through
@@ -19,6 +19,7 @@ with ``model.predict_proba`` and falls back to the pipeline itself when it does 
 
 from __future__ import annotations
 
+import csv
 import functools
 import logging
 from collections.abc import Mapping, Sequence
@@ -33,40 +34,44 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import ThreadpoolController
 
-from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, LABEL, NUMERIC_RANGES, generate_credit_data
+from utils.contract import (
+    DOMAINS,
+    Columns,
+    Fault,
+    InputError,
+    Ranges,
+    check_identifier,
+    contract_error,
+    contract_faults,
+    out_of_range,
+    shown,
+    valid_rows,
+    validate_columns,
+)
+from utils.data import CATEGORIES, CLASS_ORDER, CONTRACT_RANGES, FEATURES, LABEL, NUMERIC_RANGES, generate_credit_data
 from utils.decision import decide
+
+__all__ = [  # the contract's checks, importable from here as before
+    "Columns",
+    "InputError",
+    "out_of_range",
+    "valid_rows",
+    "validate_columns",
+]
 
 #: Most rows one request may hold (all ``input_data`` blocks together).
 MAX_ROWS = 1000
 #: Largest difference from ``model.predict_proba`` the fast path may show at its self-check.
 FAST_PATH_TOLERANCE = 1e-9
 
-Columns = dict[str, list]
+#: The optional field of a feedback record: the transaction id of the logged prediction it labels.
+TRANSACTION_FIELD = "transaction_id"
 #: Encoded rows: the one-hot position of each category (one array per categorical column), and the scaled numbers.
 Encoded = tuple[np.ndarray, np.ndarray]
 _LOG = logging.getLogger(__name__)
-_DOMAINS: dict[str, frozenset[str]] = {
-    **{name: frozenset(values) for name, values in CATEGORIES.items()},
-    LABEL: frozenset(CLASS_ORDER),
-}
 _V2_NUMBER_TYPES = frozenset(
     ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "FP16", "FP32", "FP64")
 )
-
-
-class InputError(ValueError):
-    """A request that breaks the contract: the message, the field and row at fault, the HTTP status."""
-
-    def __init__(self, message: str, *, field: str | None = None, row: int | None = None, status: int = 400):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.row = row
-        self.status = status
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON error body: ``{"error": ..., "field": ..., "row": ...}``."""
-        return {"error": self.message, "field": self.field, "row": self.row}
 
 
 def expected_fields(*, label: bool = False) -> tuple[str, ...]:
@@ -87,103 +92,13 @@ def check_row_count(rows: int, max_rows: int = MAX_ROWS, field: str = "values") 
         )
 
 
-def _category_column(name: str, values: list) -> list:
-    domain = _DOMAINS[name]
-    try:
-        if domain.issuperset(values):
-            return values
-    except TypeError:  # an unhashable value such as a list: reported below
-        pass
-    for row, value in enumerate(values):
-        if value is None:
-            raise InputError(f"{name} is null in row {row}", field=name, row=row)
-        if not isinstance(value, str):
-            raise InputError(f"{name} must be text, got {value!r} in row {row}", field=name, row=row)
-        if value not in domain:
-            raise InputError(
-                f"{name}: unseen category {value!r} in row {row}; expected one of {', '.join(sorted(domain))}",
-                field=name,
-                row=row,
-            )
-    return values
-
-
-def _integer_column(name: str, values: list) -> list:
-    low, high = NUMERIC_RANGES[name]
-    if all(type(value) is int for value in values) and low <= min(values) and max(values) <= high:
-        return values
-    checked = []
-    for row, value in enumerate(values):
-        if value is None:
-            raise InputError(f"{name} is null in row {row}", field=name, row=row)
-        integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-        if isinstance(value, bool) or not integral:
-            raise InputError(f"{name} must be an integer, got {value!r} in row {row}", field=name, row=row)
-        if not low <= value <= high:
-            raise InputError(f"{name} = {value} in row {row} is out of range [{low}, {high}]", field=name, row=row)
-        checked.append(int(value))
-    return checked
-
-
-def validate_columns(columns: Mapping[str, list], *, label: bool = False) -> Columns:
-    """Check each column against the contract; returns them in contract order, integers as ``int``."""
-    checked: Columns = {}
-    for name in expected_fields(label=label):
-        values = columns[name]
-        checked[name] = _integer_column(name, values) if name in NUMERIC_RANGES else _category_column(name, values)
-    return checked
-
-
-def _in_domain(series: pd.Series, domain: frozenset[str]) -> np.ndarray:
-    if isinstance(series.dtype, pd.CategoricalDtype):  # check each category once, then look the codes up
-        known = np.array([isinstance(c, str) and c in domain for c in series.cat.categories] + [False])
-        return known[series.cat.codes.to_numpy()]  # code -1 (null) picks the last, False
-    try:
-        return series.isin(list(domain)).to_numpy(dtype=bool)
-    except TypeError:  # unhashable values: left to validate_columns
-        return np.zeros(len(series), dtype=bool)
-
-
-def _in_range(series: pd.Series, low: int, high: int) -> np.ndarray:
-    if series.dtype.kind in "iu":  # numpy integers: no nulls, nothing else to check
-        values = series.to_numpy()
-        return (values >= low) & (values <= high)
-    if pd.api.types.is_bool_dtype(series):
-        return np.zeros(len(series), dtype=bool)
-    if series.dtype == object:  # only plain int and float values are vouched for here
-        series = pd.to_numeric(series.where(series.map(type).isin((int, float))), errors="coerce")
-    elif not pd.api.types.is_numeric_dtype(series):
-        return np.zeros(len(series), dtype=bool)
-    fine = series.between(low, high)
-    if not pd.api.types.is_integer_dtype(series):
-        fine &= series % 1 == 0
-    return fine.to_numpy(dtype=bool, na_value=False)
-
-
-def valid_rows(frame: pd.DataFrame) -> np.ndarray:
-    """Which rows of ``frame`` meet the contract for the features: :func:`validate_columns`'s rules, vectorised.
-
-    A category must be text in its domain, a number an integer (or integral float, not a bool)
-    within its range, and no value null. A value of a type it cannot vouch for (say, a numpy
-    integer in an object column) counts as a fault: a row it passes always passes
-    :func:`validate_columns`, which has the last word on the others and names their faults.
-    """
-    valid = np.ones(len(frame), dtype=bool)
-    for name in FEATURES:
-        series = frame[name]
-        valid &= (
-            _in_range(series, *NUMERIC_RANGES[name]) if name in NUMERIC_RANGES else _in_domain(series, _DOMAINS[name])
-        )
-    return valid
-
-
-def _check_fields(fields: Sequence[str], *, label: bool) -> None:
+def _check_fields(fields: Sequence[str], *, label: bool, optional: tuple[str, ...] = ()) -> None:
     expected = expected_fields(label=label)
-    allowed = set(expected)
+    allowed = {*expected, *optional}
     seen: set[str] = set()
     for name in fields:
         if name not in allowed:
-            raise InputError(f"unknown field {name!r}; expected the fields {', '.join(expected)}", field=name)
+            raise InputError(f"unknown field {shown(name)}; expected the fields {', '.join(expected)}", field=name)
         if name in seen:
             raise InputError(f"field {name!r} is given twice", field=name)
         seen.add(name)
@@ -192,9 +107,12 @@ def _check_fields(fields: Sequence[str], *, label: bool) -> None:
             raise InputError(f"missing field {name!r}", field=name)
 
 
-def parse_fields_values(fields: Sequence[str], values: Sequence[Sequence], *, label: bool = False) -> Columns:
-    """Columns from a WML ``fields``/``values`` block; fields may come in any order."""
-    _check_fields(fields, label=label)
+def block_columns(
+    fields: Sequence[str], values: Sequence[Sequence], *, label: bool = False, optional: tuple[str, ...] = ()
+) -> dict[str, list]:
+    """The columns of a WML ``fields``/``values`` block as sent (fields in any order, ``optional`` ones may be
+    missing); the layout is checked, not the values."""
+    _check_fields(fields, label=label, optional=optional)
     if not values:
         raise InputError("values is empty: send at least one row", field="values")
     width = len(fields)
@@ -203,7 +121,92 @@ def parse_fields_values(fields: Sequence[str], values: Sequence[Sequence], *, la
             size = len(record) if isinstance(record, list) else type(record).__name__
             raise InputError(f"row {row} holds {size} values for {width} fields", field="values", row=row)
     transposed = list(zip(*values, strict=True))
-    return validate_columns({name: list(transposed[i]) for i, name in enumerate(fields)}, label=label)
+    return {name: list(transposed[i]) for i, name in enumerate(fields)}
+
+
+def parse_fields_values(fields: Sequence[str], values: Sequence[Sequence], *, label: bool = False) -> Columns:
+    """Columns from a WML ``fields``/``values`` block; fields may come in any order."""
+    return validate_columns(block_columns(fields, values, label=label), label=label)
+
+
+def row_object_columns(rows: Sequence[object]) -> dict[str, list]:
+    """The columns of feedback sent as a JSON list of row objects (the 20 fields, ``Risk`` and optionally
+    ``transaction_id`` in each); the layout is checked, not the values."""
+    if not rows:
+        raise InputError("the list of feedback records is empty: send at least one row", field="body")
+    names = (*expected_fields(label=True), TRANSACTION_FIELD)
+    columns: dict[str, list] = {name: [] for name in names}
+    for row, record in enumerate(rows):
+        if not isinstance(record, dict):
+            raise InputError(f"row {row} is {type(record).__name__}, not an object of fields", field="body", row=row)
+        unknown = [name for name in record if name not in columns]
+        if unknown:
+            raise InputError(f"unknown field {shown(unknown[0])} in row {row}", field=shown(unknown[0]), row=row)
+        for name in names:
+            if name not in record and name != TRANSACTION_FIELD:
+                raise InputError(f"missing field {name!r} in row {row}", field=name, row=row)
+            columns[name].append(record.get(name))
+    return columns
+
+
+def _csv_value(name: str, text: str):
+    """A CSV field as the JSON value it stands for: empty is null; text that reads as a number is that number in
+    the numeric columns."""
+    if text == "":
+        return None
+    if name in CONTRACT_RANGES:
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                continue
+    return text
+
+
+def csv_columns(data: bytes | str) -> dict[str, list]:
+    """The columns of feedback sent as CSV (UTF-8): a header naming the fields (any order; ``transaction_id``
+    optional), then one record per line; rows are numbered from 0 at the first record after the header."""
+    try:
+        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
+    except UnicodeDecodeError as error:
+        raise InputError(f"the CSV body is not UTF-8 text (byte {error.start})", field="body") from None
+    try:
+        lines = list(csv.reader(text.splitlines()))
+    except csv.Error as error:
+        raise InputError(f"the CSV body cannot be read: {error}", field="body") from None
+    header = [name.strip() for name in lines[0]] if lines else []
+    if len(lines) < 2:
+        raise InputError("the CSV body is empty: send a header line and at least one record", field="body")
+    _check_fields(header, label=True, optional=(TRANSACTION_FIELD,))
+    columns: dict[str, list] = {name: [] for name in header}
+    for row, record in enumerate(lines[1:]):
+        if len(record) != len(header):
+            raise InputError(f"row {row} holds {len(record)} values for {len(header)} fields", field="body", row=row)
+        for name, value in zip(header, record, strict=True):
+            columns[name].append(_csv_value(name, value.strip()))
+    return columns
+
+
+def feedback_columns(columns: Mapping[str, list]) -> tuple[Columns, list[str | None]]:
+    """Feedback columns checked: the contract's (with ``Risk``), and the optional ``transaction_id`` of each
+    record; returns the columns and the transaction ids (None where a record names none).
+
+    Raises:
+        InputError: every fault of the rows at fault, transaction ids among them.
+    """
+    checked, faults = contract_faults(columns, label=True)
+    links = list(columns.get(TRANSACTION_FIELD) or [None] * len(checked[LABEL]))
+    for row, value in enumerate(links):
+        if value is None or value == "":
+            links[row] = None
+            continue
+        try:
+            check_identifier(value, TRANSACTION_FIELD)
+        except InputError as error:
+            faults.append(Fault(TRANSACTION_FIELD, row, error.message))
+    if faults:
+        raise contract_error(faults)
+    return checked, links
 
 
 class TensorLike(Protocol):
@@ -225,7 +228,7 @@ def _tensor_values(tensor: TensorLike) -> list:
             f"input {tensor.name!r} has shape {shape} and {len(data)} values; expected shape [{len(data)}]",
             field=tensor.name,
         )
-    categorical = tensor.name in _DOMAINS
+    categorical = tensor.name in DOMAINS
     if tensor.datatype not in ({"BYTES"} if categorical else _V2_NUMBER_TYPES):
         expected = "BYTES" if categorical else "a number type such as INT64"
         raise InputError(
@@ -355,15 +358,18 @@ class Scorer:
     """Scores validated columns with a fitted pipeline; probabilities in :data:`CLASS_ORDER`.
 
     ``fast`` tells whether the vectorised path is in use (else the pipeline's own
-    ``predict_proba`` runs, correct but slower).
+    ``predict_proba`` runs, correct but slower). ``observed`` are the numbers' ranges in the model's training
+    data (:func:`utils.contract.observed_ranges`; default :data:`~utils.data.NUMERIC_RANGES`), by which
+    :meth:`out_of_range` flags the records it scores.
     """
 
-    def __init__(self, model, model_id: str = ""):
+    def __init__(self, model, model_id: str = "", observed: Ranges | None = None):
         classes = [str(c) for c in model.classes_]
         if sorted(classes) != sorted(CLASS_ORDER):
             raise ValueError(f"model {model_id!r} predicts {classes}; expected the classes {list(CLASS_ORDER)}")
         self.model = model
         self.model_id = model_id
+        self.observed = dict(NUMERIC_RANGES if observed is None else observed)
         self._order = [classes.index(c) for c in CLASS_ORDER]
         self._encoder: _Encoder | None = None
         self._logistic: tuple[np.ndarray, float] | None = None
@@ -417,6 +423,10 @@ class Scorer:
         """Predicted class of each record (``Risk`` when its probability exceeds 0.5) and the probabilities."""
         labels, proba = _labelled(self.predict_proba(columns))
         return labels.tolist(), proba
+
+    def out_of_range(self, columns: Mapping[str, Sequence]) -> list[list[str] | None]:
+        """Per record, the fields outside the training data's ranges (None: none); see :func:`out_of_range`."""
+        return out_of_range(columns, self.observed)
 
     def predict_frame(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """As :meth:`predict` for the rows of a DataFrame that passed :func:`valid_rows`; labels as an array.

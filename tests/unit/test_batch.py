@@ -77,7 +77,10 @@ def expected_proba(model, frame: pd.DataFrame) -> np.ndarray:
 
 
 def without_transaction_ids(path: Path) -> list[str]:
-    return [line.rsplit(",", 1)[0] for line in path.read_text().splitlines()]
+    """The output's lines without the transaction id (the next to last field; ``out_of_range`` is kept)."""
+    return [
+        ",".join([*parts[:-2], parts[-1]]) for parts in (line.rsplit(",", 2) for line in path.read_text().splitlines())
+    ]
 
 
 def test_a_job_scores_every_row_in_order(work, workspace, tmp_path):
@@ -132,7 +135,7 @@ def test_bad_rows_go_to_the_rejects_file_with_every_fault(work, model_id, tmp_pa
     assert sorted(reasons) == [3, 4, 5, 6, 7, 8]
     assert reasons[3].startswith("LoanAmount") and "integer" in reasons[3] and "'twelve hundred'" in reasons[3]
     assert reasons[4].startswith("LoanPurpose") and "unseen category 'spaceship'" in reasons[4]
-    assert reasons[5].startswith("Age") and "out of range [19, 74]" in reasons[5]
+    assert reasons[5].startswith("Age") and "out of the contract's range [18, 100]" in reasons[5]
     assert reasons[6].startswith("Housing") and "null" in reasons[6]
     faults = reasons[7].split(batch.FAULT_SEPARATOR)
     assert [fault.split()[0].rstrip(":") for fault in faults] == ["Sex", "Dependents"]
@@ -271,8 +274,8 @@ def test_bytes_that_are_not_utf8_pass_through_unchanged(work, model_id, tmp_path
 
     assert (job.rows_read, job.rows_scored) == (5, 5)
     lines = job.output_path.read_bytes().splitlines()
-    assert lines[2].startswith(b"\xe9t\xe9,") and lines[2].endswith(f",{job.job_id}:1".encode())
-    assert [line.rsplit(b",", 4)[0] for line in lines] == data.splitlines()
+    assert lines[2].startswith(b"\xe9t\xe9,") and lines[2].rsplit(b",", 2)[1] == f"{job.job_id}:1".encode()
+    assert [line.rsplit(b",", 5)[0] for line in lines] == data.splitlines()
 
 
 def test_a_stray_quote_is_text_and_an_unclosed_one_is_rejected(work, model_id, tmp_path):
@@ -590,3 +593,32 @@ def test_a_spec_describes_the_job_and_is_checked_before_the_job_exists(work, tmp
         create_batch_job(spec, chunk_rows=5)
     with pytest.raises(TypeError, match="output path"):
         create_batch_job(source, model_id="credit-risk-v1")
+
+
+def test_rows_inside_the_contract_but_outside_the_training_ranges_are_scored_and_flagged(work, model_id, tmp_path):
+    train = generate_credit_data(300, 5)
+    train["LoanAmount"] = train["LoanAmount"].clip(upper=9000)
+    layout(work).data.mkdir(parents=True, exist_ok=True)
+    train.to_csv(layout(work).train, index=False)
+    deployment = deploy(model_id, work=work)
+    frame = generate_credit_data(6, 21).drop(columns="Risk")
+    frame[["LoanAmount", "Age", "LoanDuration"]] = [1000, 40, 12]
+    frame.loc[1, "LoanAmount"] = 9500  # above the training split's largest amount, inside the contract
+    frame.loc[2, ["Age", "LoanDuration"]] = [99, 90]
+    frame.loc[3, "Age"] = 101  # outside the contract: rejected
+    source = write(frame, tmp_path / "applicants.csv")
+
+    job = run_batch_job(
+        source, tmp_path / "scored.csv", deployment_id=deployment.deployment_id, log_payload=True, max_reject_share=0.5
+    )
+
+    assert (job.rows_scored, job.rows_rejected) == (5, 1)
+    scored = pd.read_csv(job.output_path, keep_default_na=False)
+    rows = scored["transaction_id"].str.rsplit(":", n=1).str[1].astype(int)
+    flags = dict(zip(rows, scored["out_of_range"], strict=True))
+    assert flags == {0: "", 1: "LoanAmount", 2: "LoanDuration;Age", 4: "", 5: ""}
+    payload = datamart.read_payload(datamart.connect(work=work), deployment.deployment_id).set_index("transaction_id")
+    assert payload.loc[f"{job.job_id}:2", "out_of_range"] == ["LoanDuration", "Age"]
+    assert payload.loc[f"{job.job_id}:0", "out_of_range"] is None
+    rejects = pd.read_csv(job.rejects_path)
+    assert rejects["reject_reason"].tolist() == ["Age = 101 is out of the contract's range [18, 100]"]

@@ -69,6 +69,7 @@ def test_payload_round_trip_with_inputs_as_columns(url):
         "prediction",
         "probability_no_risk",
         "probability_risk",
+        "out_of_range",
     ]
     assert frame["transaction_id"].tolist() == [r["transaction_id"] for r in stored]
     assert frame["Age"].tolist() == [25, 40]

@@ -142,7 +142,7 @@ def test_quality_metrics_match_scikit_learn(logged):
 def test_too_few_records_give_no_verdict(logged):
     small = logged.days[2]
     assert small.gates == {"quality_ok": None, "fairness_ok": None, "drift_detected": None}
-    assert set(small.statuses) == {"quality", "fairness", "drift"}
+    assert set(small.statuses) == {"quality", "fairness", "drift", "data_quality"}
     assert "40 feedback records, 100 needed" in small.statuses["quality"]
     assert small.summary()["status"].eq("no verdict").all()
     assert small.alerts.empty
@@ -232,7 +232,7 @@ def test_fast_and_plain_window_readers_agree(logged, monkeypatch):
     feedback = monitoring.read_window(logged.engine, logged.deployment_id, start, end, feedback=True)
     assert len(feedback) == 300 and set(feedback[LABEL].unique()) == {"No Risk", "Risk"}
     empty = monitoring.read_window(logged.engine, "no-such-deployment")
-    assert empty.empty and list(empty.columns) == [*FEATURES, "prediction", "probability_risk"]
+    assert empty.empty and list(empty.columns) == [*FEATURES, "prediction", "probability_risk", "out_of_range"]
     pd.testing.assert_frame_equal(no_records(), empty)
     pd.testing.assert_frame_equal(no_records(feedback=True), monitoring.read_window(logged.engine, "no", feedback=True))
 
@@ -267,11 +267,13 @@ def test_each_monitor_returns_its_measurements_verdict_and_status(logged):
 
 
 def test_thresholds_are_parameters(logged):
+    measured = logged.days[0].measurements.set_index(["metric", "subject"])["value"]
+    above = min(measured[("disparate_impact", "Sex")] + 0.01, 2.0)  # a threshold the clean day's value is under
     strict = monitoring.DeploymentMonitor(
         logged.deployment_id,
         engine=logged.engine,
         work=logged.work,
-        thresholds=monitoring.Thresholds(min_auc_roc=0.99, min_disparate_impact=0.95, fairness_alpha=None),
+        thresholds=monitoring.Thresholds(min_auc_roc=0.99, min_disparate_impact=above, fairness_alpha=None),
     )
     evaluation = strict.evaluate(
         DAY, DAY + timedelta(days=1), monitors=("quality", "fairness"), store=False, report=False, debias=False

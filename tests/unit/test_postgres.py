@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 
 from utils import datamart
 from utils.data import FEATURES, generate_credit_data
@@ -63,8 +64,10 @@ def test_a_new_postgres_data_mart_is_migrated_to_the_newest_revision(url):
 
 def test_a_postgres_data_mart_made_before_migrations_keeps_its_records(url):
     old = sa.create_engine(url)
-    schema.metadata.create_all(old)  # the tables as the code made them before migrations, no version table
-    datamart.insert_payload(old, _payload("d1", 3))
+    with old.begin() as connection:  # the first revision's tables, as the code made them before migrations
+        command.upgrade(migrations._config(connection), migrations.FIRST_REVISION)
+        connection.execute(sa.text("DROP TABLE alembic_version"))
+        connection.execute(schema.payload_records.insert(), _payload("d1", 3))  # only the first revision's columns
     old.dispose()
     engine = datamart.connect(url)
     assert migrations.current(engine) == migrations.head()

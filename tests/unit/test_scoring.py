@@ -176,7 +176,7 @@ def _with(field: str, value) -> list:
         (list(FEATURES), [EXAMPLE, _with("Age", "46")], "Age", 1, "must be an integer"),
         (list(FEATURES), [_with("Age", True)], "Age", 0, "must be an integer"),
         (list(FEATURES), [_with("LoanAmount", 1343.5)], "LoanAmount", 0, "must be an integer"),
-        (list(FEATURES), [_with("Age", 120)], "Age", 0, "out of range"),
+        (list(FEATURES), [_with("Age", 120)], "Age", 0, "out of the contract.s range \\[18, 100\\]"),
         (list(FEATURES), [_with("Age", None)], "Age", 0, "null"),
         (list(FEATURES), [EXAMPLE, EXAMPLE, _with("Sex", None)], "Sex", 2, "null"),
         (list(FEATURES), [_with("Sex", "other")], "Sex", 0, "unseen category"),
@@ -188,7 +188,9 @@ def test_bad_input_names_field_and_row(fields, values, field, row, message):
     with pytest.raises(InputError, match=message) as error:
         parse_fields_values(fields, values)
     assert (error.value.field, error.value.row, error.value.status) == (field, row, 400)
-    assert error.value.as_dict() == {"error": error.value.message, "field": field, "row": row}
+    body = error.value.as_dict()
+    assert (body["error"], body["field"], body["row"]) == (error.value.message, field, row)
+    assert [(f["field"], f["row"]) for f in body.get("faults", [{"field": field, "row": row}])] == [(field, row)]
 
 
 def test_feedback_needs_a_valid_label():

@@ -1,8 +1,9 @@
 """Scoring one chunk, in the job's process or on a Dask worker: parse, validate, score and render its rows.
 
-A chunk's valid rows become output rows (CSV to CSV: the input records unchanged, plus the fields the job adds),
-its other rows rejects (their input columns, ``input_row`` and every fault in ``reject_reason``), and, when the
-job logs payload, its scored rows payload records.
+A chunk's rows that meet the data contract become output rows (CSV to CSV: the input records unchanged, plus the
+fields the job adds, ``out_of_range`` among them: the fields outside the training data's ranges), its other rows
+rejects (their input columns, ``input_row`` and every fault in ``reject_reason``), and, when the job logs payload,
+its scored rows payload records (flagged like the output rows).
 """
 
 from __future__ import annotations
@@ -20,15 +21,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from utils.batch.inputs import ENCODING, EOL, UNCLOSED, Chunk, CsvInput, ParquetInput, not_utf8
-from utils.batch.spec import FAULT_SEPARATOR, OUTPUT_COLUMNS, REJECT_COLUMNS, BatchJobError, is_parquet
+from utils.batch.spec import (
+    FAULT_SEPARATOR,
+    FIELD_SEPARATOR,
+    OUTPUT_COLUMNS,
+    REJECT_COLUMNS,
+    BatchJobError,
+    is_parquet,
+)
+from utils.contract import contract_faults, faults_by_row, out_of_range
 from utils.data import CATEGORIES, FEATURES, NUMERIC_RANGES
 from utils.registry import load_trusted
-from utils.scoring import InputError, Scorer, records, valid_rows, validate_columns
-
-_PLACEHOLDERS = {
-    **{name: values[0] for name, values in CATEGORIES.items()},
-    **{name: low for name, (low, _) in NUMERIC_RANGES.items()},
-}
+from utils.scoring import InputError, Scorer, records, valid_rows
 
 
 @dataclass(frozen=True)
@@ -43,12 +47,22 @@ class ChunkLayout:
     text: bool  # CSV to CSV: output rows are the input records, unchanged, plus the new fields
     parquet_output: bool
     log_payload: bool
+    #: The numbers' ranges in the training data (name, low, high), by which scored rows are flagged.
+    observed: tuple[tuple[str, int, int], ...] = tuple((name, *bounds) for name, bounds in NUMERIC_RANGES.items())
 
 
 def chunk_layout(
-    source: CsvInput | ParquetInput, output: Path, *, job_id: str, model_id: str, deployment_id, log_payload: bool
+    source: CsvInput | ParquetInput,
+    output: Path,
+    *,
+    job_id: str,
+    model_id: str,
+    deployment_id,
+    log_payload: bool,
+    observed: dict[str, tuple[int, int]] | None = None,
 ) -> ChunkLayout:
-    """The layout of a job's chunks, once its input's columns are checked.
+    """The layout of a job's chunks, once its input's columns are checked; ``observed`` are the training data's
+    ranges (:func:`utils.contract.observed_ranges`; default :data:`utils.data.NUMERIC_RANGES`).
 
     Raises:
         BatchJobError: a feature column is missing, a column is named twice or is one the job adds.
@@ -73,6 +87,7 @@ def chunk_layout(
         text=isinstance(source, CsvInput) and not parquet_output,
         parquet_output=parquet_output,
         log_payload=log_payload,
+        observed=tuple((name, *bounds) for name, bounds in (observed or NUMERIC_RANGES).items()),
     )
 
 
@@ -107,6 +122,7 @@ class _Verdicts:
     proba: np.ndarray
     rejected: dict[int, str]  # chunk position -> every fault of the row
     checked: dict[str, np.ndarray] | None  # the scored rows' contract columns, when output or payload need them
+    flags: list[list[str] | None]  # per scored row, its fields outside the training data's ranges
 
 
 def _malformed(chunk: Chunk, width: int) -> dict[int, str]:
@@ -184,21 +200,12 @@ def _reason(error: InputError) -> str:
     return error.message.replace(f" in row {error.row}", "") if error.row is not None else error.message
 
 
-def _row_faults(row: dict) -> list[str]:
-    """Every fault of one row by utils.scoring's rules: each fault found is replaced by a valid value and the
-    row checked again."""
-    columns = {name: [value] for name, value in row.items()}
-    faults = []
-    for _ in range(len(FEATURES)):
-        try:
-            validate_columns(columns)
-            break
-        except InputError as error:
-            faults.append(_reason(error))
-            if error.field not in _PLACEHOLDERS:
-                break
-            columns[error.field] = [_PLACEHOLDERS[error.field]]
-    return faults
+def _row_faults(rows: pd.DataFrame) -> dict[int, str]:
+    """Every fault of each of ``rows`` by the contract's rules, by position among them (rows without a fault are
+    left out: values of a type only the row by row check vouches for)."""
+    values = {name: rows[name].astype(object).where(rows[name].notna(), None).tolist() for name in FEATURES}
+    _, faults = contract_faults(values)
+    return {row: FAULT_SEPARATOR.join(f.problem for f in found) for row, found in faults_by_row(faults).items()}
 
 
 def _numbers_from_text(frame: pd.DataFrame) -> pd.DataFrame:
@@ -223,12 +230,10 @@ def _check(frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, dict[int, str
     reasons: dict[int, str] = {}
     failed = np.flatnonzero(~valid)
     if failed.size:
-        rows = frame.iloc[failed]
-        values = {name: rows[name].astype(object).where(rows[name].notna(), None).tolist() for name in FEATURES}
+        faults = _row_faults(frame.iloc[failed])
         for i, position in enumerate(failed.tolist()):
-            faults = _row_faults({name: values[name][i] for name in FEATURES})
-            if faults:
-                reasons[position] = FAULT_SEPARATOR.join(faults)
+            if i in faults:
+                reasons[position] = faults[i]
             else:  # a value of a type only the row by row check can vouch for
                 valid[position] = True
     return frame, np.flatnonzero(valid), reasons
@@ -261,7 +266,14 @@ def _texts(values: np.ndarray) -> pa.Array:
     return texts
 
 
-def _scored_lines(lines: list[str], labels: np.ndarray, proba: np.ndarray, prefix: str, rows: np.ndarray) -> bytes:
+def _flag_texts(flags: list[list[str] | None]) -> list[str | None]:
+    """Each row's ``out_of_range`` field: the names joined by :data:`FIELD_SEPARATOR`, None when none."""
+    return [FIELD_SEPARATOR.join(names) if names else None for names in flags]
+
+
+def _scored_lines(
+    lines: list[str], labels: np.ndarray, proba: np.ndarray, prefix: str, rows: np.ndarray, flags
+) -> bytes:
     """The output records, built by Arrow: each input record (its line end dropped), then the fields the job adds."""
     if not lines:
         return b""
@@ -269,8 +281,9 @@ def _scored_lines(lines: list[str], labels: np.ndarray, proba: np.ndarray, prefi
         records = pc.utf8_rtrim(pa.array(lines, pa.large_string()), characters=EOL)
     except (pa.ArrowException, UnicodeEncodeError):  # bytes that are not UTF-8, carried as surrogates
         records = pa.array([line.rstrip(EOL).encode(ENCODING, "surrogateescape") for line in lines], pa.large_binary())
-    ids = pc.binary_join_element_wise(prefix, pc.cast(pa.array(rows, pa.int64()), pa.string()), "\n", "")
-    added = (pa.array(labels, pa.string()), _texts(proba[:, 0]), _texts(proba[:, 1]), ids)
+    ids = pc.binary_join_element_wise(prefix, pc.cast(pa.array(rows, pa.int64()), pa.string()), "")
+    flagged = pc.binary_join_element_wise(pc.fill_null(pa.array(_flag_texts(flags), pa.string()), ""), "\n", "")
+    added = (pa.array(labels, pa.string()), _texts(proba[:, 0]), _texts(proba[:, 1]), ids, flagged)
     joined = pc.binary_join_element_wise(records, *(a.cast(records.type) for a in added), pa.scalar(",", records.type))
     offsets = np.frombuffer(joined.buffers()[1], np.int64, len(joined) + 1, joined.offset * 8)
     return memoryview(joined.buffers()[2])[offsets[0] : offsets[-1]].tobytes()
@@ -295,10 +308,10 @@ def _judge(scorer: Scorer, chunk: Chunk, layout: ChunkLayout, parsed: Parsed) ->
     positions = parsed.positions[good]
     rejected = {int(parsed.positions[p]): reason for p, reason in reasons.items()} | parsed.malformed
     rejected |= parsed.unreadable
-    checked = None
-    if not layout.text or layout.log_payload:
-        checked = _checked_columns(frame if good.size == len(frame) else frame.iloc[good])
-    return _Verdicts(good, positions, positions + chunk.first_row, labels, proba, rejected, checked)
+    scored = frame if good.size == len(frame) else frame.iloc[good]
+    checked = _checked_columns(scored) if not layout.text or layout.log_payload else None
+    flags = out_of_range(scored, {name: (low, high) for name, low, high in layout.observed})
+    return _Verdicts(good, positions, positions + chunk.first_row, labels, proba, rejected, checked, flags)
 
 
 def _output(chunk: Chunk, layout: ChunkLayout, parsed: Parsed, verdicts: _Verdicts) -> bytes | pd.DataFrame:
@@ -307,7 +320,7 @@ def _output(chunk: Chunk, layout: ChunkLayout, parsed: Parsed, verdicts: _Verdic
     if layout.text:
         good = verdicts.positions
         lines = chunk.records if len(verdicts.good) == chunk.size else [chunk.records[p] for p in good.tolist()]
-        return _scored_lines(lines, labels, proba, prefix, verdicts.rows)
+        return _scored_lines(lines, labels, proba, prefix, verdicts.rows, verdicts.flags)
     scored = parsed.frame.iloc[verdicts.good].reset_index(drop=True)
     for name in FEATURES:
         scored[name] = verdicts.checked[name]
@@ -315,6 +328,7 @@ def _output(chunk: Chunk, layout: ChunkLayout, parsed: Parsed, verdicts: _Verdic
     scored["probability_no_risk"] = proba[:, 0]
     scored["probability_risk"] = proba[:, 1]
     scored["transaction_id"] = [f"{prefix}{row}" for row in verdicts.rows.tolist()]
+    scored["out_of_range"] = _flag_texts(verdicts.flags)
     return scored if layout.parquet_output else csv_text(scored).encode(ENCODING, "surrogateescape")
 
 
@@ -349,8 +363,11 @@ def _payload(layout: ChunkLayout, verdicts: _Verdicts) -> list[dict]:
             "prediction": label,
             "probability_no_risk": a,
             "probability_risk": b,
+            "out_of_range": flagged,
         }
-        for row, inputs, label, a, b in zip(verdicts.rows.tolist(), inputs, verdicts.labels.tolist(), no_risk, risk)
+        for row, inputs, label, a, b, flagged in zip(
+            verdicts.rows.tolist(), inputs, verdicts.labels.tolist(), no_risk, risk, verdicts.flags
+        )
     ]
 
 

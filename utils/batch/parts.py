@@ -42,6 +42,7 @@ def output_schema(input_path: Path) -> pa.Schema:
         "probability_no_risk": pa.float64(),
         "probability_risk": pa.float64(),
         "transaction_id": pa.string(),
+        "out_of_range": pa.string(),
     }
     return pa.schema(list(fields.items()))
 

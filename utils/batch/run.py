@@ -22,12 +22,13 @@ from sqlalchemy.exc import IntegrityError
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from utils import datamart
+from utils import config, datamart
 from utils.batch.chunks import ChunkLayout, Scored, chunk_layout
 from utils.batch.engines import results
 from utils.batch.inputs import CsvInput, ParquetInput, fingerprint, open_input
 from utils.batch.parts import OUTPUT, REJECTS, JobFolder
 from utils.batch.spec import COMPLETED, FAILED, RUNNING, BatchJobError, JobResult
+from utils.contract import observed_ranges
 from utils.registry import RegistryError, registry_for
 from utils.times import utc_now
 
@@ -119,6 +120,7 @@ class JobRun:
             model_id=self.record["model_id"],
             deployment_id=self.record["deployment_id"],
             log_payload=self.parameters["log_payload"],
+            observed=observed_ranges(config.layout(self.parameters["work_dir"]).train),
         )
         model_file = registry_for(self.parameters["work_dir"]).get(self.record["model_id"]).model_file
         committed = datamart.read_batch_chunks(self.mart, self.job_id)

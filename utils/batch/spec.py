@@ -11,8 +11,11 @@ from pathlib import Path
 CHUNK_ROWS = 50_000
 #: Largest share of rejected rows a job accepts before it fails.
 MAX_REJECT_SHARE = 0.05
-#: Columns a job adds to the input's in the output file.
-OUTPUT_COLUMNS = ("prediction", "probability_no_risk", "probability_risk", "transaction_id")
+#: Columns a job adds to the input's in the output file; ``out_of_range`` names the fields of a row inside the
+#: contract but outside the training data's ranges (separated by :data:`FIELD_SEPARATOR`; empty when none).
+OUTPUT_COLUMNS = ("prediction", "probability_no_risk", "probability_risk", "transaction_id", "out_of_range")
+#: Separates the field names in ``out_of_range``.
+FIELD_SEPARATOR = ";"
 #: Columns a job adds to the input's in the rejects file.
 REJECT_COLUMNS = ("input_row", "reject_reason")
 #: Job states.

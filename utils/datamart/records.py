@@ -21,14 +21,21 @@ from utils.datamart.schema import feedback_records, payload_records
 from utils.times import as_utc, as_utc_or_none
 
 _PAYLOAD_COLUMNS = ("transaction_id", "deployment_id", "model_id", "scored_at")
-_PAYLOAD_OUTPUTS = ("prediction", "probability_no_risk", "probability_risk")
+_PAYLOAD_OUTPUTS = ("prediction", "probability_no_risk", "probability_risk", "out_of_range")
 _FEEDBACK_COLUMNS = ("feedback_id", "deployment_id", "recorded_at")
 _CHUNK_ROWS = 200_000
+#: Transaction ids looked up per statement: well under every database's limit of bound parameters.
+_IDS_PER_QUERY = 500
+#: The window columns that are not categories: probabilities (floats) and the out-of-range flag (booleans).
+_TYPED_TAIL = ("probability_risk", "logged_probability_risk", "out_of_range")
 
 
 def payload_rows(records: Iterable[Mapping]) -> list[dict]:
-    """Payload records as rows of ``payload_records`` (times in UTC)."""
-    return [{**record, "scored_at": as_utc(record["scored_at"])} for record in records]
+    """Payload records as rows of ``payload_records`` (times in UTC; no ``out_of_range`` fields stored as NULL)."""
+    return [
+        {**record, "scored_at": as_utc(record["scored_at"]), "out_of_range": record.get("out_of_range") or sa.null()}
+        for record in records
+    ]
 
 
 def insert_payload(engine: Engine, records: Iterable[Mapping]) -> int:
@@ -36,7 +43,8 @@ def insert_payload(engine: Engine, records: Iterable[Mapping]) -> int:
 
     Each record holds ``transaction_id``, ``deployment_id``, ``model_id``, ``scored_at``,
     ``inputs`` (a JSON-able mapping of field to value), ``prediction``,
-    ``probability_no_risk`` and ``probability_risk``.
+    ``probability_no_risk`` and ``probability_risk``, and optionally ``out_of_range``: the names of the fields
+    inside the contract but outside the training data's ranges (None or empty: none).
     """
     rows = payload_rows(records)
     if rows:
@@ -48,9 +56,13 @@ def insert_payload(engine: Engine, records: Iterable[Mapping]) -> int:
 def insert_feedback(engine: Engine, records: Iterable[Mapping]) -> int:
     """Store labelled feedback records in one transaction; returns how many.
 
-    Each record holds ``feedback_id``, ``deployment_id``, ``recorded_at``, ``inputs`` and ``label``.
+    Each record holds ``feedback_id``, ``deployment_id``, ``recorded_at``, ``inputs`` and ``label``, and
+    optionally ``transaction_id``: the payload record it labels (:func:`logged_transactions` checks them).
     """
-    rows = [{**record, "recorded_at": as_utc(record["recorded_at"])} for record in records]
+    rows = [
+        {**record, "recorded_at": as_utc(record["recorded_at"]), "transaction_id": record.get("transaction_id")}
+        for record in records
+    ]
     if rows:
         with engine.begin() as connection:
             connection.execute(feedback_records.insert(), rows)
@@ -97,10 +109,26 @@ def read_payload(
 def read_feedback(
     engine: Engine, deployment_id: str | None = None, start: datetime | None = None, end: datetime | None = None
 ) -> pd.DataFrame:
-    """Feedback records, oldest first: ids and time, one column per input field, and ``label``."""
+    """Feedback records, oldest first: ids and time, one column per input field, ``label`` and ``transaction_id``
+    (the payload record it labels, None when it names none)."""
     query = sa.select(feedback_records).order_by(feedback_records.c.record_id)
     query = _in_window(query, feedback_records, "recorded_at", deployment_id, start, end)
-    return _read(engine, query, _FEEDBACK_COLUMNS, ("label",), "recorded_at")
+    return _read(engine, query, _FEEDBACK_COLUMNS, ("label", "transaction_id"), "recorded_at")
+
+
+def logged_transactions(engine: Engine, deployment_id: str, transaction_ids: Iterable[str]) -> set[str]:
+    """Which of ``transaction_ids`` are payload records of the deployment."""
+    wanted = sorted(set(transaction_ids))
+    found: set[str] = set()
+    table = payload_records
+    with engine.connect() as connection:
+        for start in range(0, len(wanted), _IDS_PER_QUERY):
+            piece = wanted[start : start + _IDS_PER_QUERY]
+            query = sa.select(table.c.transaction_id).where(
+                table.c.deployment_id == deployment_id, table.c.transaction_id.in_(piece)
+            )
+            found.update(connection.execute(query).scalars())
+    return found
 
 
 def read_transaction(engine: Engine, transaction_id: str) -> pd.Series:
@@ -171,11 +199,34 @@ def _chunks(connection, query: sa.Select, raw: bool):
         yield from connection.execution_options(yield_per=_CHUNK_ROWS).execute(query).partitions()
 
 
+def _column(name: str, values) -> np.ndarray | Sequence:
+    """A window column as the monitors take it: probabilities as floats (NaN: none), the flag as booleans."""
+    if name.endswith("probability_risk"):
+        return np.asarray(values, dtype=float)
+    return np.asarray(values, dtype=bool) if name == "out_of_range" else values
+
+
 def _empty(names: list[str]) -> pd.DataFrame:
     empty = _typed(pd.DataFrame({name: pd.Series(dtype=object) for name in FEATURES}))
     for name in names:
-        empty[name] = pd.Series(dtype=float) if name == "probability_risk" else pd.Categorical([], list(CLASS_ORDER))
+        empty[name] = _column(name, []) if name in _TYPED_TAIL else pd.Categorical([], list(CLASS_ORDER))
     return empty
+
+
+def _window_tail(feedback: bool) -> tuple[sa.FromClause, list, list[str]]:
+    """What a window read takes besides the inputs: its FROM, the columns, and their names in the frame.
+
+    Feedback carries the logged probability of ``Risk`` of the payload record it names (NaN when it names none);
+    payload carries whether any of its fields was outside the training data's ranges.
+    """
+    if feedback:
+        table, logged = feedback_records, payload_records
+        linked = (logged.c.transaction_id == table.c.transaction_id) & (logged.c.deployment_id == table.c.deployment_id)
+        columns = [table.c.label, logged.c.probability_risk.label("logged_probability_risk")]
+        return table.outerjoin(logged, linked), columns, [LABEL, "logged_probability_risk"]
+    table = payload_records
+    columns = [table.c.prediction, table.c.probability_risk, table.c.out_of_range.is_not(None).label("out_of_range")]
+    return table, columns, ["prediction", "probability_risk", "out_of_range"]
 
 
 def _part(values: tuple, fast: bool) -> pd.DataFrame:
@@ -190,22 +241,23 @@ def _part(values: tuple, fast: bool) -> pd.DataFrame:
 
 def read_window(engine: Engine, deployment_id: str, start=None, end=None, *, feedback: bool = False) -> pd.DataFrame:
     """The payload (or ``feedback``) records of a window, fast: one column per feature (categories as pandas
-    categoricals), then ``prediction`` and ``probability_risk`` (payload) or ``Risk`` (feedback).
+    categoricals), then ``prediction``, ``probability_risk`` and ``out_of_range`` (payload: whether a field lies
+    outside the training data's ranges) or ``Risk`` and ``logged_probability_risk`` (feedback: the probability
+    logged for the transaction it names, NaN when it names none).
 
     On SQLite the 20 values of each record are extracted by the database into one JSON array and parsed by
     pandas' CSV reader, which reads a million records in seconds; other databases and unusual values take the
     plain JSON path. Records are read in chunks to bound memory, in the order of their time.
     """
     table, time_column = _table(feedback)
-    tail = ["label"] if feedback else ["prediction", "probability_risk"]
-    names = [LABEL] if feedback else ["prediction", "probability_risk"]
+    source, tail, names = _window_tail(feedback)
     fast = engine.dialect.name == "sqlite"
     if fast:
         inputs = sa.func.json_extract(table.c.inputs, *[f"$.{name}" for name in FEATURES]).label("values")
     else:
         inputs = table.c.inputs
     # In time order: the (deployment, time) index gives it without sorting (its entries end with the record id).
-    query = sa.select(inputs, *[table.c[c] for c in tail]).order_by(table.c[time_column], table.c.record_id)
+    query = sa.select(inputs, *tail).select_from(source).order_by(table.c[time_column], table.c.record_id)
     query = _in_window(query, table, time_column, deployment_id, as_utc_or_none(start), as_utc_or_none(end))
     parts = []
     with engine.connect() as connection:
@@ -213,7 +265,7 @@ def read_window(engine: Engine, deployment_id: str, start=None, end=None, *, fee
             values, *rest = zip(*chunk, strict=True)
             part = _part(values, fast)
             for name, column in zip(names, rest, strict=True):
-                part[name] = np.asarray(column, dtype=float) if name == "probability_risk" else column
+                part[name] = _column(name, column)
             parts.append(part)
     if not parts:
         return _empty(names)

@@ -1,13 +1,15 @@
 """The records of one evaluation window, as the monitors read them.
 
 A :class:`Window` holds the payload records (the deployed model's logged decisions) and the feedback records
-(labelled), with the feedback scored again by the monitored model through the decision rule (:mod:`utils.decision`).
+(labelled), with the feedback's decisions by the decision rule (:mod:`utils.decision`): from the probability logged
+for the transaction a feedback record names, else from the monitored model scoring the record again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, LABEL
@@ -21,16 +23,25 @@ def no_records(*, feedback: bool = False) -> pd.DataFrame:
         for name in FEATURES
     }
     decided = pd.Categorical([], list(CLASS_ORDER))
-    tail = {LABEL: decided} if feedback else {"prediction": decided, "probability_risk": pd.Series(dtype=float)}
+    if feedback:
+        tail = {LABEL: decided, "logged_probability_risk": pd.Series(dtype=float)}
+    else:
+        tail = {"prediction": decided, "probability_risk": pd.Series(dtype=float)}
+        tail["out_of_range"] = pd.Series(dtype=bool)
     return pd.DataFrame({**columns, **tail})
 
 
 def score_feedback(model, feedback: pd.DataFrame) -> pd.DataFrame:
-    """The decision and probability of ``Risk`` of ``model`` for each feedback record (``prediction``,
-    ``probability_risk``), in the records' order."""
+    """The decision and probability of ``Risk`` for each feedback record (``prediction``, ``probability_risk``),
+    in the records' order: the probability logged for the transaction the record names
+    (``logged_probability_risk``), else that of ``model`` scoring the record again."""
     if not len(feedback):
         return pd.DataFrame({"prediction": [], "probability_risk": []})
-    risk = risk_probability(model, feedback)
+    logged = feedback.get("logged_probability_risk")
+    risk = np.full(len(feedback), np.nan) if logged is None else logged.to_numpy(dtype=float, copy=True)
+    unlinked = np.isnan(risk)
+    if unlinked.any():
+        risk[unlinked] = risk_probability(model, feedback if unlinked.all() else feedback[unlinked])
     return pd.DataFrame({"prediction": decide(risk), "probability_risk": risk})
 
 

@@ -1,8 +1,10 @@
 """Drift of the scored traffic away from the training data, and of the model's accuracy.
 
 - :class:`DataDriftDetector`: per feature, alibi-detect's ``TabularDrift`` (Kolmogorov-Smirnov for numeric
-  columns, chi-square for categorical ones, with a Bonferroni or false-discovery-rate correction over the 20 tests):
-  which features drifted, and by how much.
+  columns, chi-square for categorical ones, with a Bonferroni or false-discovery-rate correction over the 20 tests)
+  for the evidence, and an effect size for how much it moved (the Wasserstein distance in units of the reference's
+  standard deviation for numbers, the Jensen-Shannon distance for categories, as Evidently does): a feature drifted
+  when both speak, so that a tiny shift in a large window does not alert.
 - :class:`MultivariateDriftDetector`: alibi-detect's ``ClassifierDrift`` with its scikit-learn backend: a
   classifier learns to tell reference records from the window's; if it does better than chance on held-out folds,
   the joint distribution moved, even when no single feature did.
@@ -25,6 +27,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
+from scipy.spatial.distance import jensenshannon
+from scipy.stats import wasserstein_distance
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
@@ -32,6 +36,9 @@ from utils.data import CATEGORIES, FEATURES, LABEL
 from utils.decision import RISK_THRESHOLD, model_decisions, risk_probability
 
 _CATEGORICAL_INDEX = [i for i, name in enumerate(FEATURES) if name in CATEGORIES]
+#: The smallest effect size that counts as drift, for both measures (Evidently's default for each).
+MIN_EFFECT = 0.1
+_EFFECT_MEASURES = {"numeric": "Wasserstein / reference std", "categorical": "Jensen-Shannon distance"}
 
 
 @functools.cache
@@ -81,14 +88,17 @@ class DataDrift:
     """Per-feature drift of one window.
 
     ``features`` has one row per feature: ``kind`` (numeric or categorical), ``test`` (Kolmogorov-Smirnov or
-    chi-square), ``statistic`` (the KS distance, or the chi-square statistic), ``effect`` (0 to 1: the KS
-    distance, or Cramér's V of the reference-versus-window table), ``p_value`` and ``drifted`` (p-value under the
-    corrected ``threshold``). ``drifted_share`` is the share of drifted features.
+    chi-square), ``statistic`` (the KS distance, or the chi-square statistic), ``p_value``, ``significant``
+    (p-value under the corrected ``threshold``), ``effect_measure`` and ``effect`` (the Wasserstein distance divided
+    by the reference's standard deviation, or the Jensen-Shannon distance of the category shares, base 2: 0 to 1),
+    and ``drifted``: significant and an effect over ``min_effect``. ``drifted_share`` is the share of drifted
+    features.
     """
 
     features: pd.DataFrame
     threshold: float
     records: int
+    min_effect: float = MIN_EFFECT
 
     @property
     def drifted(self) -> list[str]:
@@ -105,19 +115,56 @@ class DataDrift:
         return bool(self.features["drifted"].any())
 
 
+def _category_shares(codes: np.ndarray, domain_size: int) -> np.ndarray:
+    """Shares of each category code (0 .. size-1) and, last, of values outside the domain (code -1)."""
+    counts = np.bincount(np.where(codes < 0, domain_size, codes).astype(int), minlength=domain_size + 1)
+    return counts / max(counts.sum(), 1)
+
+
 class DataDriftDetector:
     """Per-feature drift tests of windows against reference data (normally the training data)."""
 
-    def __init__(self, reference: pd.DataFrame, *, p_value: float = 0.01, correction: str = "bonferroni"):
-        """``p_value``: the family-wise error rate (Bonferroni) or false discovery rate (``correction="fdr"``)."""
+    def __init__(
+        self,
+        reference: pd.DataFrame,
+        *,
+        p_value: float = 0.01,
+        correction: str = "bonferroni",
+        min_effect: float = MIN_EFFECT,
+    ):
+        """``p_value``: the family-wise error rate (Bonferroni) or false discovery rate (``correction="fdr"``);
+        ``min_effect``: the effect size a significant feature needs to count as drifted."""
+        if not 0 < p_value < 1:
+            raise ValueError(f"p_value must be between 0 and 1, got {p_value}")
+        if not min_effect >= 0:
+            raise ValueError(f"min_effect must be 0 or more, got {min_effect}")
         self.p_value = p_value
+        self.min_effect = min_effect
         self.reference_records = len(reference)
+        self._reference = encode(reference)
+        spread = self._reference.std(axis=0) if len(reference) else np.ones(len(FEATURES))
+        self._scale = np.where(spread > 0, spread, 1.0)  # a constant reference column: plain units
         self._detector = _alibi().TabularDrift(
-            encode(reference),
+            self._reference,
             p_val=p_value,
             categories_per_feature=dict.fromkeys(_CATEGORICAL_INDEX),
             correction=correction,
         )
+
+    def effect_sizes(self, frame: pd.DataFrame) -> np.ndarray:
+        """Per feature, how far ``frame`` moved from the reference, whatever the number of records."""
+        window = encode(frame)
+        effects = np.full(len(FEATURES), np.nan)
+        if not len(window):
+            return effects
+        for i, name in enumerate(FEATURES):
+            if name in CATEGORIES:
+                size = len(CATEGORIES[name])
+                expected, seen = _category_shares(self._reference[:, i], size), _category_shares(window[:, i], size)
+                effects[i] = jensenshannon(expected, seen, base=2)
+            else:
+                effects[i] = wasserstein_distance(self._reference[:, i], window[:, i]) / self._scale[i]
+        return effects
 
     def check(self, frame: pd.DataFrame) -> DataDrift:
         """Test every feature of ``frame`` against the reference."""
@@ -126,22 +173,25 @@ class DataDriftDetector:
             found = self._detector.predict(encode(frame), drift_type="batch", return_p_val=True, return_distance=True)
         data = found["data"]
         p_values = np.asarray(data["p_val"], dtype=float)
-        statistic = np.asarray(data["distance"], dtype=float)
+        threshold = float(data["threshold"])
         categorical = np.isin(np.arange(len(FEATURES)), _CATEGORICAL_INDEX)
-        total = self.reference_records + len(frame)
-        effect = np.where(categorical, np.sqrt(np.clip(statistic / max(total, 1), 0, 1)), statistic)
+        kind = np.where(categorical, "categorical", "numeric")
+        effect = self.effect_sizes(frame)
+        significant = p_values < threshold
         features = pd.DataFrame(
             {
-                "kind": np.where(categorical, "categorical", "numeric"),
+                "kind": kind,
                 "test": np.where(categorical, "chi-square", "Kolmogorov-Smirnov"),
-                "statistic": statistic,
-                "effect": effect,
+                "statistic": np.asarray(data["distance"], dtype=float),
                 "p_value": p_values,
-                "drifted": p_values < float(data["threshold"]),
+                "significant": significant,
+                "effect_measure": [_EFFECT_MEASURES[k] for k in kind],
+                "effect": effect,
+                "drifted": significant & (effect > self.min_effect),
             },
             index=pd.Index(FEATURES, name="feature"),
         )
-        return DataDrift(features, float(data["threshold"]), len(frame))
+        return DataDrift(features, threshold, len(frame), self.min_effect)
 
 
 @dataclass

@@ -1,26 +1,30 @@
 """Simulated production traffic: days of loan applications scored through the deployed HTTP endpoint.
 
-Each simulated day's applicants come from the data generator (:func:`utils.data.generate_credit_data`) and are
-sent to ``POST /ml/v4/deployments/{id}/predictions`` like any client's, so they land in the payload log by the
-real path; a share of them comes back with its true outcome through ``POST /ml/v4/deployments/{id}/feedback``.
-The service stamps records with the time it receives them; the simulation then moves each of that day's records
-to a time within the simulated day (:func:`utils.datamart.restamp`), directly in the data mart. No client can
-set a record's time through the API: only this simulation, which has the data mart itself in hand, does.
+Each simulated day's applicants are drawn from a pool of applicants with known outcomes: the data the model was
+trained and tested on (notebook 05 passes the pipeline's test split), or, without a pool, fresh rows of the data
+generator (:func:`utils.data.generate_credit_data`). They are sent to ``POST /ml/v4/deployments/{id}/predictions``
+like any client's, so they land in the payload log by the real path; a share of them comes back with its true
+outcome through ``POST /ml/v4/deployments/{id}/feedback``. The service stamps records with the time it receives
+them; the simulation then moves each of that day's records to a time within the simulated day
+(:func:`utils.datamart.restamp`), directly in the data mart. No client can set a record's time through the API:
+only this simulation, which has the data mart itself in hand, does.
 
-Three knobs, each one value for all days or one value per day (see :func:`from_day`):
+Three knobs, each one value for all days or one value per day (see :func:`from_day`), shift the drawn applicants
+themselves (:func:`draw_applicants`, :func:`shift_applicants`), so that they mean the same on any data:
 
-- ``drift``: covariate drift of every applicant (the generator's ``drift``: larger, longer loans, younger
-  applicants);
-- ``group_drift``: the same drift for the monitored group of ``bias_group`` only. The model's decisions follow
-  the applications, so this is what lowers the favourable rate of that group, and disparate impact with it;
-- ``label_bias``: the generator's ``bias``: a share of the monitored group's good outcomes turned into ``Risk``.
-  It changes the true outcomes (the feedback), not the model's decisions: the feedback-based metrics see it.
+- ``drift``: covariate drift of every applicant: larger, longer loans, and a share of applicants younger;
+- ``group_drift``: the monitored group of ``bias_group`` applies with riskier profiles: its applicants who turned
+  out ``Risk`` are drawn more often (:func:`draw_applicants`), and its applications drift as ``drift`` would. The
+  model's decisions follow the applications, so this is what lowers the favourable rate of that group, and
+  disparate impact with it, on any data the model ranks well;
+- ``label_bias``: a share of the monitored group's good outcomes turned into ``Risk``. It changes the true
+  outcomes (the feedback), not the model's decisions: the feedback-based metrics see it.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 import httpx
@@ -29,11 +33,26 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from utils import datamart
-from utils.data import FAVOURABLE, FEATURES, LABEL, generate_credit_data, in_monitored_group
+from utils.data import (
+    COLUMNS,
+    FAVOURABLE,
+    FEATURES,
+    LABEL,
+    PROTECTED_GROUPS,
+    UNFAVOURABLE,
+    generate_credit_data,
+    in_monitored_group,
+)
 from utils.scoring import MAX_ROWS, wml_request
 from utils.times import as_utc, utc_now
 
 Knob = float | Sequence[float]
+
+#: Growth of loans on the log scale at drift 1: durations x1.42, amounts x2.34.
+LOAN_GROWTH = {"LoanDuration": 0.35, "LoanAmount": 0.85}
+#: Share of applicants who get a younger age (up to 25) at drift 1.
+YOUNG_SHARE = 0.5
+_YOUNGEST, _YOUNG_UNTIL = PROTECTED_GROUPS["Age"]["monitored"]
 
 
 def from_day(days: int, first: int, value: float) -> list[float]:
@@ -50,6 +69,90 @@ def _per_day(knob: Knob, days: int, name: str) -> list[float]:
     return values
 
 
+def _check_pool(pool: pd.DataFrame) -> None:
+    missing = [column for column in COLUMNS if column not in pool.columns]
+    if missing:
+        raise ValueError(f"the applicant pool lacks the column(s) {missing}")
+    if not len(pool):
+        raise ValueError("the applicant pool has no rows")
+
+
+def shift_applicants(
+    frame: pd.DataFrame,
+    seed: int,
+    *,
+    drift: float = 0.0,
+    group_drift: float = 0.0,
+    label_bias: float = 0.0,
+    bias_group: str = "Sex",
+    source: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Applicants (features and outcome) with the knobs applied; all knobs 0 give them back unchanged.
+
+    With ``d`` = ``drift``, for the monitored group ``max(drift, group_drift)``, loan durations and amounts grow by
+    ``exp(LOAN_GROWTH * d)`` (rounded, kept within the range of ``source``, by default ``frame``), and a share
+    ``YOUNG_SHARE * d`` of the applicants gets an age drawn between the youngest age in that range and 25.
+    Then a share ``label_bias`` of the monitored group's favourable outcomes becomes ``Risk``. The random draws do
+    not depend on the knobs, so the same ``seed`` shifts the same applicants.
+    """
+    for name, value in (("drift", drift), ("group_drift", group_drift), ("label_bias", label_bias)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be between 0 and 1, got {value}")
+    source = frame if source is None else source
+    rng = np.random.default_rng(seed)
+    n, shifted = len(frame), frame.copy()
+    level = np.where(in_monitored_group(frame, bias_group), max(drift, group_drift), drift)
+    for column, growth in LOAN_GROWTH.items():
+        grown = np.round(frame[column].to_numpy(dtype=float) * np.exp(growth * level))
+        shifted[column] = np.clip(grown, source[column].min(), source[column].max()).astype(frame[column].dtype)
+    low, high = max(int(source["Age"].min()), _YOUNGEST), int(source["Age"].max())
+    young_age = rng.integers(low, max(low, min(high, _YOUNG_UNTIL)) + 1, size=n)
+    ages = frame["Age"].to_numpy()
+    younger = (rng.random(n) < YOUNG_SHARE * level) & (ages > young_age)
+    shifted["Age"] = np.where(younger, young_age, ages).astype(frame["Age"].dtype)
+    flipped = in_monitored_group(shifted, bias_group) & (shifted[LABEL] == FAVOURABLE).to_numpy()
+    flipped &= rng.random(n) < label_bias
+    shifted[LABEL] = np.where(flipped, UNFAVOURABLE, shifted[LABEL].to_numpy())
+    return shifted
+
+
+def _draw(rng: np.random.Generator, rows: np.ndarray, size: int) -> np.ndarray:
+    """``size`` of ``rows``: without repeats while there are enough of them, else with."""
+    if size and not len(rows):
+        raise ValueError(f"{size} applicants to draw from none")
+    return rng.choice(rows, size=size, replace=size > len(rows))
+
+
+def draw_applicants(pool: pd.DataFrame, rows: int, seed: int, *, group_drift: float = 0.0, bias_group: str = "Sex"):
+    """``rows`` applicants of ``pool`` (features and label), its monitored group in its share of the pool.
+
+    With ``group_drift`` the monitored group applies with riskier profiles: a share ``group_drift`` of its
+    applicants is drawn from its members who turned out ``Risk``, the rest from all its members. Rows are drawn
+    without repeats while the pool has enough of each kind, else with.
+    """
+    _check_pool(pool)
+    if not 0.0 <= group_drift <= 1.0:
+        raise ValueError(f"group_drift must be between 0 and 1, got {group_drift}")
+    # one random stream each for the group, the others and the order: the group's knob moves only the group
+    group_rng, others_rng, order_rng = (np.random.default_rng([seed, stream]) for stream in range(3))
+    pool = pool[list(COLUMNS)].reset_index(drop=True)
+    monitored = in_monitored_group(pool, bias_group)
+    risky = (pool[LABEL] == UNFAVOURABLE).to_numpy()
+    count = round(rows * monitored.mean())
+    good, bad = np.flatnonzero(monitored & ~risky), np.flatnonzero(monitored & risky)
+    risky_share = group_drift + (1.0 - group_drift) * len(bad) / max(len(bad) + len(good), 1)
+    risky_count = round(count * risky_share)
+    if group_drift > 0 and count and not len(bad):
+        raise ValueError(f"group_drift needs applicants of the monitored {bias_group} group with outcome Risk")
+    order = order_rng.permutation(rows)
+    chosen = np.empty(rows, dtype=int)
+    chosen[order[:count]] = group_rng.permutation(
+        np.concatenate([_draw(group_rng, bad, risky_count), _draw(group_rng, good, count - risky_count)])
+    )
+    chosen[order[count:]] = _draw(others_rng, np.flatnonzero(~monitored), rows - count)
+    return pool.iloc[chosen].reset_index(drop=True)
+
+
 def applicants(
     rows: int,
     seed: int,
@@ -58,23 +161,16 @@ def applicants(
     group_drift: float = 0.0,
     label_bias: float = 0.0,
     bias_group: str = "Sex",
+    pool: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One day's applicants with their true outcome: the generator's rows, with the monitored group's rows
-    replaced by rows drawn with drift ``max(drift, group_drift)`` when ``group_drift`` is set."""
-    frame = generate_credit_data(rows, seed, drift=drift, bias=label_bias, bias_group=bias_group)
-    if group_drift <= 0:
-        return frame
-    monitored = in_monitored_group(frame, bias_group)
-    needed, size, shifted = int(monitored.sum()), max(4 * rows, 100), None
-    while shifted is None or len(shifted) < needed:
-        drawn = generate_credit_data(
-            size, seed + 104_729, drift=max(drift, group_drift), bias=label_bias, bias_group=bias_group
-        )
-        shifted = drawn[in_monitored_group(drawn, bias_group)]
-        size *= 2
-    for column in frame.columns:
-        frame.loc[monitored, column] = shifted[column].to_numpy()[:needed]
-    return frame
+    """One day's ``rows`` applicants with their true outcome, drawn from ``pool`` (:func:`draw_applicants`) and
+    shifted (:func:`shift_applicants`). Without a pool, from three times as many rows of
+    :func:`utils.data.generate_credit_data`. Shifted loans and ages stay within the pool's ranges.
+    """
+    pool = generate_credit_data(3 * rows, seed) if pool is None else pool
+    drawn = draw_applicants(pool, rows, seed, group_drift=group_drift, bias_group=bias_group)
+    settings = {"drift": drift, "group_drift": group_drift, "label_bias": label_bias, "bias_group": bias_group}
+    return shift_applicants(drawn, seed + 104_729, source=pool, **settings)
 
 
 def _post(client: httpx.Client, path: str, body: dict) -> dict:
@@ -133,13 +229,16 @@ def simulate_traffic(
     engine: Engine | None = None,
     work: str | os.PathLike | None = None,
     batch_size: int = 500,
+    pool: pd.DataFrame | None = None,
+    progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
 ) -> pd.DataFrame:
     """Send ``days`` days of applications to the scoring service at ``url`` and feedback for a share of them.
 
     Day ``d`` (from 1) starts at ``start + (d - 1) days`` (default: ``days`` days before today, midnight UTC);
     its ``records_per_day`` records are spread evenly over the day, and their feedback (a seeded
     ``feedback_share`` of them) carries the same times. Everything is seeded by ``seed``. ``engine`` (or the data
-    mart of ``work``) must be the service's data mart. ``api_key`` defaults to ``$CREDIT_API_KEY``.
+    mart of ``work``) must be the service's data mart. ``api_key`` defaults to ``$CREDIT_API_KEY``. Applicants come
+    from ``pool`` (:func:`applicants`); ``progress`` wraps the loop over days (say, a ``tqdm``).
 
     Returns one row per day: its start, the knobs, records and feedback sent, and the share of ``No Risk``
     decisions the service returned.
@@ -162,9 +261,9 @@ def simulate_traffic(
     base = f"/ml/v4/deployments/{deployment_id}"
     rows = []
     with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
-        for day in range(1, days + 1):
+        for day in (progress or iter)(range(1, days + 1)):
             settings = {name: values[day - 1] for name, values in knobs.items()}
-            frame = applicants(records_per_day, seed + day, bias_group=bias_group, **settings)
+            frame = applicants(records_per_day, seed + day, bias_group=bias_group, pool=pool, **settings)
             day_start = (first + pd.Timedelta(days=day - 1)).to_pydatetime()
             chosen = np.random.default_rng(seed + 1000 + day).choice(
                 records_per_day, round(feedback_share * records_per_day), replace=False

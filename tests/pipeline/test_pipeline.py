@@ -5,10 +5,11 @@ import os
 import subprocess
 import sys
 
+import papermill
 import pytest
 
 from utils import config, datamart
-from utils.data import load_credit_csv, write_csv
+from utils.data import generate_credit_data, load_credit_csv, write_csv
 from utils.deployment import get_deployment
 from utils.pipeline import STEPS, PipelineStopped, run_pipeline
 from utils.registry import ModelRegistry
@@ -18,10 +19,28 @@ pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def sample_csv(tmp_path_factory):
-    """A small sample of the bundled data: input and reference of the test runs."""
+    """A sample of the bundled data: input and reference of the test runs (its test split gives 05 300 distinct
+    applicants a day)."""
     path = tmp_path_factory.mktemp("data") / "sample.csv"
-    write_csv(load_credit_csv(config.BUNDLED_DATA).head(800), path)
+    write_csv(load_credit_csv(config.BUNDLED_DATA).drop_duplicates().head(1500), path)
     return path
+
+
+def _scenario() -> dict[str, int]:
+    """The days 05 injects drift and bias from, read from its parameters cell."""
+    parameters = papermill.inspect_notebook(config.NOTEBOOKS_DIR / "05_monitor_model.ipynb")
+    return {name: int(parameters[name]["default"]) for name in ("DAYS", "DRIFT_FROM_DAY", "BIAS_FROM_DAY")}
+
+
+def _assert_alerts_on_the_injected_days(alert_days: dict[str, list[int]], *, fairness: bool) -> None:
+    """No monitor alerts before the drift is injected, and drift alerts every day from then on; with ``fairness``,
+    the fairness monitor alerts too, from the day the bias is injected on."""
+    scenario = _scenario()
+    early = {monitor: [day for day in days if day < scenario["DRIFT_FROM_DAY"]] for monitor, days in alert_days.items()}
+    assert not any(early.values()), f"alerts before the injection: {early}"
+    assert alert_days["drift"] == list(range(scenario["DRIFT_FROM_DAY"], scenario["DAYS"] + 1))
+    if fairness:
+        assert alert_days["fairness"] and min(alert_days["fairness"]) >= scenario["BIAS_FROM_DAY"], alert_days
 
 
 def _settings(csv, **overrides):
@@ -46,13 +65,14 @@ def test_pipeline_trains_and_registers_a_model(sample_csv, tmp_path, capfd):
     registry = ModelRegistry(tmp_path / "registry")
     assert registry.metadata("credit-risk-v1")["model_type"] == "gradient_boosting"
     assert registry.metadata("credit-risk-v1")["metrics"]["auc_roc"] == pytest.approx(outputs["auc_roc"], abs=1e-4)
-    assert len(load_credit_csv(tmp_path / outputs["train_path"])) == 640
+    assert len(load_credit_csv(tmp_path / outputs["train_path"])) == 1200
 
     deployment = get_deployment(outputs["deployment_id"], work=tmp_path)
     assert (deployment.model_id, deployment.space) == ("credit-risk-v1", "dev")
     assert outputs["scoring_url"].endswith(f"/ml/v4/deployments/{deployment.deployment_id}/predictions")
     payload = datamart.read_payload(datamart.connect(work=tmp_path), deployment.deployment_id)
     assert outputs["drift_detected"] is True, "05 injects drift from day 4"
+    _assert_alerts_on_the_injected_days(outputs["alert_days"], fairness=False)  # 300 applicants a day: too few
     assert isinstance(outputs["quality_ok"], bool) and isinstance(outputs["fairness_ok"], bool), "05 gave verdicts"
     assert outputs["rows_rejected"] == 3, "06 spoils three rows of its input"
     online = payload[~payload["transaction_id"].str.startswith(outputs["job_id"])]
@@ -66,6 +86,16 @@ def test_pipeline_trains_and_registers_a_model(sample_csv, tmp_path, capfd):
     assert list(summary["steps"]) == [step.name for step in STEPS]
     for step in summary["steps"]:
         assert (run_dir / f"{step}.ipynb").is_file()
+
+
+def test_monitoring_on_other_data_alerts_only_on_the_injected_days(tmp_path):
+    """05 on a model trained on data generated differently (another seed, a drifted population): its simulated
+    week comes from that model's own test split, so the clean days stay clean."""
+    other = tmp_path / "other.csv"
+    write_csv(generate_credit_data(5000, 11, drift=0.5).drop_duplicates(), other)
+    outputs = run_pipeline(_settings(other), work_dir=tmp_path / "work", steps=STEPS[:5], progress_bar=False)
+    assert outputs["training_done"] is True
+    _assert_alerts_on_the_injected_days(outputs["alert_days"], fairness=True)
 
 
 def test_bad_input_stops_the_pipeline_at_validation(sample_csv, tmp_path):

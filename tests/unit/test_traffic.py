@@ -1,4 +1,5 @@
-"""Simulated traffic: the knobs, and days of records sent through the real server and stamped into their day."""
+"""Simulated traffic: applicants drawn from a pool, the knobs on any data, and days of records sent through the real
+server and stamped into their day."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pandas as pd
 import pytest
 
 from utils import datamart, traffic
-from utils.data import FAVOURABLE, LABEL, generate_credit_data
+from utils.data import COLUMNS, FAVOURABLE, LABEL, UNFAVOURABLE, generate_credit_data
 from utils.serving import start_server
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
@@ -24,20 +25,69 @@ def test_from_day_schedules_a_knob():
         traffic._per_day(1.5, 2, "bias")
 
 
-def test_group_drift_changes_only_the_monitored_group():
-    plain = traffic.applicants(600, 5)
-    shifted = traffic.applicants(600, 5, group_drift=1.0)
+@pytest.fixture(scope="module")
+def pool() -> pd.DataFrame:
+    """Applicants generated unlike the generator's defaults (drifted, biased, other seed), indexed from 100."""
+    frame = generate_credit_data(1200, 77, drift=0.7, bias=0.2).drop_duplicates()
+    return frame.set_index(pd.RangeIndex(100, 100 + len(frame)))
+
+
+def _risky(frame: pd.DataFrame) -> float:
+    return float((frame[LABEL] == UNFAVOURABLE).mean())
+
+
+def test_applicants_are_drawn_from_the_pool_without_repeats(pool):
+    drawn = traffic.applicants(500, 3, pool=pool)
+    assert list(drawn.columns) == list(COLUMNS) and drawn.dtypes.equals(pool[list(COLUMNS)].dtypes)
+    rows = drawn.merge(pool, how="left", indicator=True)
+    assert (rows["_merge"] == "both").all(), "every applicant is one of the pool's, unchanged"
+    assert not drawn.duplicated().any()
+    assert (drawn["Sex"] == "female").mean() == pytest.approx((pool["Sex"] == "female").mean(), abs=0.01)
+    assert drawn.equals(traffic.applicants(500, 3, pool=pool)) and not drawn.equals(
+        traffic.applicants(500, 4, pool=pool)
+    )
+    assert len(traffic.applicants(3000, 3, pool=pool)) == 3000, "more than the pool has: with repeats"
+
+
+def test_drift_shifts_the_pool_within_its_ranges(pool):
+    plain = traffic.applicants(500, 5, pool=pool)
+    drifted = traffic.applicants(500, 5, drift=0.5, pool=pool)
+    assert drifted["LoanAmount"].median() > 1.3 * plain["LoanAmount"].median()
+    assert drifted["LoanDuration"].median() > plain["LoanDuration"].median()
+    assert drifted["Age"].between(18, 25).mean() > plain["Age"].between(18, 25).mean() + 0.1
+    for column in ("LoanAmount", "LoanDuration", "Age"):
+        assert drifted[column].between(pool[column].min(), pool[column].max()).all()
+    pd.testing.assert_frame_equal(
+        drifted.drop(columns=["LoanAmount", "LoanDuration", "Age"]),
+        plain.drop(columns=["LoanAmount", "LoanDuration", "Age"]),
+    )
+
+
+def test_group_drift_changes_only_the_monitored_group(pool):
+    plain = traffic.applicants(500, 5, pool=pool)
+    shifted = traffic.applicants(500, 5, group_drift=0.9, pool=pool)
     women = plain["Sex"] == "female"
-    assert (shifted["Sex"] == "female").sum() == women.sum()
+    assert (shifted["Sex"] == "female").equals(women)
     pd.testing.assert_frame_equal(shifted[~women], plain[~women])
+    assert _risky(shifted[women]) > _risky(plain[women]) + 0.25, "the group applies with riskier profiles"
     assert shifted.loc[women, "LoanAmount"].median() > 1.3 * plain.loc[women, "LoanAmount"].median()
     assert shifted.dtypes.equals(plain.dtypes)
-    assert plain.equals(generate_credit_data(600, 5))
+
+
+def test_knobs_refuse_what_they_cannot_do(pool):
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        traffic.applicants(10, 1, group_drift=1.5, pool=pool)
+    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['Risk'\]"):
+        traffic.applicants(10, 1, pool=pool.drop(columns=LABEL))
+    good_women = pool[(pool["Sex"] == "male") | (pool[LABEL] == FAVOURABLE)]
+    with pytest.raises(ValueError, match="needs applicants of the monitored Sex group with outcome Risk"):
+        traffic.applicants(10, 1, group_drift=1.0, pool=good_women)
 
 
 def test_label_bias_changes_the_outcomes_of_the_monitored_group_only():
     plain = traffic.applicants(2000, 6)
     biased = traffic.applicants(2000, 6, label_bias=0.6)
+    assert traffic.shift_applicants(plain, 1).equals(plain), "no knob, no change"
     women = plain["Sex"] == "female"
     assert (biased.loc[women, LABEL] == FAVOURABLE).mean() < 0.6 * (plain.loc[women, LABEL] == FAVOURABLE).mean()
     pd.testing.assert_frame_equal(biased.drop(columns=LABEL), plain.drop(columns=LABEL))
@@ -66,6 +116,12 @@ def test_days_of_traffic_through_the_real_server(workspace, monkeypatch):
     monkeypatch.delenv("CREDIT_API_KEY", raising=False)
     engine, deployment = workspace.engine, workspace.deployment
     url = workspace.datamart_url
+    days_seen = []
+
+    def progress(days):
+        days_seen.extend(days)
+        return days_seen
+
     with start_server(work=workspace.work, datamart_url=url, api_key="k", access_log=False, timeout=120) as server:
         plan = traffic.simulate_traffic(
             server.url,
@@ -79,8 +135,10 @@ def test_days_of_traffic_through_the_real_server(workspace, monkeypatch):
             api_key="k",
             engine=engine,
             batch_size=25,
+            pool=workspace.test,
+            progress=progress,
         )
-    assert list(plan.index) == [1, 2]
+    assert list(plan.index) == [1, 2] and days_seen == [1, 2]
     assert plan[["records", "feedback"]].to_numpy().tolist() == [[60, 30], [60, 30]]
     assert plan["drift"].tolist() == [0.0, 0.5] and plan.loc[2, "start"] == START + timedelta(days=1)
     for day in (0, 1):
@@ -89,7 +147,7 @@ def test_days_of_traffic_through_the_real_server(workspace, monkeypatch):
         feedback = datamart.read_feedback(engine, deployment.deployment_id, begin, end)
         assert (len(payload), len(feedback)) == (60, 30)
         assert payload["scored_at"].is_monotonic_increasing
-        sent = traffic.applicants(60, 3 + day + 1, drift=[0.0, 0.5][day])
+        sent = traffic.applicants(60, 3 + day + 1, drift=[0.0, 0.5][day], pool=workspace.test)
         assert payload["LoanAmount"].tolist() == sent["LoanAmount"].tolist()  # the day's applicants, in order
         assert np.isclose(plan.loc[day + 1, "favourable_rate"], (payload["prediction"] == FAVOURABLE).mean())
         assert set(feedback["label"]) <= {"No Risk", "Risk"}

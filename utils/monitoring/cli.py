@@ -3,6 +3,7 @@
 Usage::
 
     python -m utils.monitoring --deployment-id ID [--start ISO] [--end ISO] [--work-dir DIR] [--reference CSV]
+        [--min-auc-roc X] [--min-records N] ... (one option per field of ``Thresholds``, with its default)
 
 It prints the window, the monitors without a verdict and why, one line per alert, the gates and the report's path.
 """
@@ -10,10 +11,69 @@ It prints the window, the monitors without a verdict and why, one line per alert
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import sys
 
 from utils.monitoring.monitor import evaluate_all
-from utils.monitoring.results import Evaluation
+from utils.monitoring.results import Evaluation, Thresholds
+
+#: What each threshold option means (docs/monitoring.md, "Thresholds and minimums", explains the defaults).
+_MEANING = {
+    "min_auc_roc": "quality alert when ROC AUC on feedback is below it",
+    "min_feedback": "feedback records needed for a quality verdict and for the debiased companion",
+    "min_disparate_impact": "fairness alert when disparate impact is below it",
+    "fairness_alpha": "evidence level the fairness alert also needs; 'none': the point estimate alone decides",
+    "min_records": "payload records needed for a fairness or drift verdict",
+    "min_group_records": "records each group needs for a disparate-impact verdict",
+    "drift_p_value": "family-wise error rate of the per-feature drift tests",
+    "max_drifted_share": "drift alert when the share of drifted features is above it",
+    "multivariate_p_value": "drift alert when the classifier test's p-value is below it",
+    "max_accuracy_drop": "model-drift alert when the estimated accuracy drop is above it",
+}
+
+
+def _value_type(field: dataclasses.Field):
+    """Parses an option of ``field``: a count for whole-number defaults, else a number (p-values and levels
+    between 0 and 1, others 0 or more), and ``none`` where the field allows None."""
+    counting = isinstance(field.default, int)
+    optional = "None" in str(field.type)
+    share = field.name.endswith(("p_value", "alpha"))
+
+    def parse(text: str):
+        if optional and text.lower() == "none":
+            return None
+        try:
+            value = int(text) if counting else float(text)
+        except ValueError:
+            kind = "a whole number" if counting else "a number"
+            raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
+        if share and not 0 < value < 1:
+            raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+        return value
+
+    return parse
+
+
+def _add_threshold_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("thresholds and minimums (see docs/monitoring.md)")
+    for field in dataclasses.fields(Thresholds):
+        meaning = _MEANING.get(field.name, f"the {field.name.replace('_', ' ')}")
+        group.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            dest=field.name,
+            type=_value_type(field),
+            default=field.default,
+            metavar="N" if isinstance(field.default, int) else "X",
+            help=f"{meaning} (default: {field.default})",
+        )
+
+
+def thresholds_from(args: argparse.Namespace) -> Thresholds:
+    """The :class:`Thresholds` the parsed options ask for (a default for each option not given)."""
+    return Thresholds(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Thresholds)})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--reference", help="training data CSV (default: <work dir>/data/train.csv)")
     parser.add_argument("--no-store", action="store_true", help="do not store the measurements")
     parser.add_argument("--fail-on-alert", action="store_true", help="exit with status 1 when there is an alert")
+    _add_threshold_options(parser)
     return parser
 
 
@@ -45,7 +106,7 @@ def _print(evaluation: Evaluation) -> None:
         subject = f" [{alert.subject}]" if isinstance(alert.subject, str) else ""
         print(f"ALERT {alert.monitor}.{alert.metric}{subject}: {alert.value:.4g} (threshold {alert.threshold:g})")
     print("gates: " + ", ".join(f"{name}={value}" for name, value in evaluation.gates.items()))
-    print(f"report: {evaluation.report_path}")
+    print(f"report: {evaluation.report_path or 'none written (--no-store)'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             args.end,
             work=args.work_dir,
             reference=args.reference,
+            thresholds=thresholds_from(args),
             store=not args.no_store,
         )
     except Exception as error:  # a missing deployment, reference or model: say what, not a traceback

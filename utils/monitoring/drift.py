@@ -1,6 +1,7 @@
 """The drift monitor: a window's payload against the reference (training) data (alibi-detect, scikit-learn).
 
-Per-feature data drift (``p_value`` and ``effect`` per feature, ``drifted_share``), multivariate drift (the
+Per-feature data drift (``p_value`` and ``effect`` per feature, ``drifted_share``: a feature drifted when its
+p-value is under the corrected threshold and its effect size over ``min_effect``), multivariate drift (the
 classifier test) and model drift (the accuracy expected without labels). ``drifted_share``,
 ``classifier_drift_p_value`` and ``estimated_accuracy_drop`` alert (see
 :class:`~utils.monitoring.results.Thresholds`). The detectors themselves are :mod:`utils.drift`, fitted on the
@@ -14,7 +15,7 @@ import functools
 import numpy as np
 import pandas as pd
 
-from utils.drift import DataDriftDetector, ModelDriftEstimator, MultivariateDriftDetector
+from utils.drift import MIN_EFFECT, DataDriftDetector, ModelDriftEstimator, MultivariateDriftDetector
 from utils.monitoring.results import Measurements, MonitorResult, Thresholds
 from utils.monitoring.window import Window
 
@@ -30,21 +31,31 @@ class DriftMonitor:
     """Compares windows with ``reference`` (features and label), for the deployed ``model``.
 
     ``sample_size`` bounds the records of the model-drift estimate, a sample seeded by ``seed`` (also the seed of
-    the classifier test).
+    the classifier test). ``min_effect`` is the effect size a significant feature needs to count as drifted.
     """
 
     name = "drift"
 
-    def __init__(self, model, reference: pd.DataFrame, thresholds: Thresholds, *, sample_size: int, seed: int):
+    def __init__(
+        self,
+        model,
+        reference: pd.DataFrame,
+        thresholds: Thresholds,
+        *,
+        sample_size: int,
+        seed: int,
+        min_effect: float = MIN_EFFECT,
+    ):
         self.model = model
         self.reference = reference
         self.thresholds = thresholds
         self.sample_size = sample_size
         self.seed = seed
+        self.min_effect = min_effect
 
     @functools.cached_property
     def data_drift(self) -> DataDriftDetector:
-        return DataDriftDetector(self.reference, p_value=self.thresholds.drift_p_value)
+        return DataDriftDetector(self.reference, p_value=self.thresholds.drift_p_value, min_effect=self.min_effect)
 
     @functools.cached_property
     def multivariate_drift(self) -> MultivariateDriftDetector:
@@ -75,9 +86,12 @@ class DriftMonitor:
         n = len(payload)
         data = self.data_drift.check(payload)
         for feature, row in data.features.iterrows():
-            drifted = bool(row["drifted"]) if enough else None
-            out.add("p_value", row["p_value"], records=n, subject=feature, threshold=data.threshold, breached=drifted)
-            out.add("effect", row["effect"], records=n, subject=feature)
+            significant = bool(row["significant"]) if enough else None
+            large = bool(row["effect"] > data.min_effect) if enough else None
+            out.add(
+                "p_value", row["p_value"], records=n, subject=feature, threshold=data.threshold, breached=significant
+            )
+            out.add("effect", row["effect"], records=n, subject=feature, threshold=data.min_effect, breached=large)
         out.verdict("drifted_share", data.drifted_share, self.thresholds.max_drifted_share, records=n, enough=enough)
         return data
 

@@ -40,6 +40,27 @@ def relative_to_work(work: Path, path: Path) -> str:
         return str(path)
 
 
+class MissingInputError(FileNotFoundError):
+    """A file or folder that a step reads is not there: the message says where it was looked for, and what makes it."""
+
+
+def require_input(path: str | os.PathLike, made_by: str | None = None, *, work: Path | None = None) -> Path:
+    """``path`` when it exists, else :class:`MissingInputError` naming it and ``made_by`` (the step that writes it).
+
+    A relative ``path`` is taken relative to ``work`` (a working directory) when given, else to the current
+    directory, and the message names that folder: a notebook run from another folder says where it looked.
+    """
+    given = Path(path).expanduser()
+    base = work if work is not None else Path.cwd()
+    found = in_work_dir(base, given)
+    if found.exists():
+        return found
+    folder = "the working directory" if work is not None else "the current directory"
+    where = "" if given.is_absolute() else f" in {folder} {base}"
+    hint = f"; {made_by} makes it: run that first, with the same working directory" if made_by else ""
+    raise MissingInputError(f"{given}: no such file or folder{where}{hint}")
+
+
 @dataclass(frozen=True)
 class WorkLayout:
     """Where each kind of artifact lives in a working directory; every module and notebook asks here."""
@@ -53,6 +74,10 @@ class WorkLayout:
     def relative(self, path: str | os.PathLike) -> str:
         """``path`` relative to the working directory, for portable step outputs."""
         return relative_to_work(self.root, Path(path))
+
+    def require(self, relative: str | os.PathLike, made_by: str | None = None) -> Path:
+        """An input given relative to the working directory that must exist (see :func:`require_input`)."""
+        return require_input(relative, made_by, work=self.root)
 
     @property
     def schema(self) -> Path:

@@ -7,7 +7,8 @@ kept in ``<work dir>/runs/<run id>/`` for inspection, with ``run.json`` summing 
 
 Command line::
 
-    python -m utils.pipeline [--input CSV] [--model-type gradient_boosting] [--work-dir DIR]
+    python -m utils.pipeline [--input CSV] [--duplicates keep|drop|fail] [--model-type gradient_boosting]
+        [--work-dir DIR]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -93,6 +95,7 @@ STEPS: tuple[Step, ...] = (
             "REFERENCE_CSV": s["reference_csv"],
             "TEST_SIZE": s["test_size"],
             "SEED": s["seed"],
+            "DUPLICATES": s["duplicates"],
         },
         _validation_gate,
     ),
@@ -118,7 +121,10 @@ STEPS: tuple[Step, ...] = (
         "04_deploy_model.ipynb",
         lambda s, o: {"MODEL_ID": o["model_id"], "DEPLOYMENT_NAME": s["deployment_name"], "SPACE": s["space"]},
     ),
-    Step("05_monitor_model.ipynb", lambda s, o: {"MODEL_ID": o["model_id"], "SPACE": s["space"]}),
+    Step(
+        "05_monitor_model.ipynb",
+        lambda s, o: {"MODEL_ID": o["model_id"], "SPACE": s["space"], "APPLICANTS_PATH": o["test_path"]},
+    ),
     Step("06_batch_scoring.ipynb", lambda s, o: {"DEPLOYMENT_ID": o["deployment_id"]}),
 )
 
@@ -127,6 +133,7 @@ DEFAULT_SETTINGS = {
     "reference_csv": str(config.BUNDLED_DATA),
     "test_size": 0.2,
     "seed": 42,
+    "duplicates": "keep",
     "model_type": "logistic_regression",
     "hyperparameters": {},
     "min_auc_roc": 0.80,
@@ -153,16 +160,18 @@ def _execute(step: Step, run_dir: Path, parameters: dict, progress_bar: bool) ->
 
     executed, outputs_path = run_dir / step.notebook, run_dir / f"{step.name}.json"
     try:
-        papermill.execute_notebook(
-            config.NOTEBOOKS_DIR / step.notebook,
-            executed,
-            parameters={**parameters, "OUTPUTS_PATH": str(outputs_path)},
-            cwd=config.NOTEBOOKS_DIR,
-            kernel_name="python3",
-            progress_bar=progress_bar,
-            # IPC sockets: a local kernel needs no TCP ports (and ipykernel warns about unencrypted TCP)
-            config=Config(KernelManager={"transport": "ipc"}),
-        )
+        # IPC sockets: a local kernel needs no TCP ports (and ipykernel warns about unencrypted TCP); in a folder
+        # of their own, since by default they are named "kernel-ipc-N" in the notebooks' folder, shared by runs
+        with tempfile.TemporaryDirectory(prefix="kernel-") as sockets:
+            papermill.execute_notebook(
+                config.NOTEBOOKS_DIR / step.notebook,
+                executed,
+                parameters={**parameters, "OUTPUTS_PATH": str(outputs_path)},
+                cwd=config.NOTEBOOKS_DIR,
+                kernel_name="python3",
+                progress_bar=progress_bar,
+                config=Config(KernelManager={"transport": "ipc", "ip": os.path.join(sockets, "ipc")}),
+            )
     except papermill.PapermillExecutionError as error:
         raise PipelineStopped(step.name, f"the notebook raised {error.ename}: {error.evalue}", executed) from None
     return json.loads(outputs_path.read_text())
@@ -213,6 +222,8 @@ def run_pipeline(
 
 
 def main(argv: list[str] | None = None) -> int:
+    from utils.validation import DUPLICATE_POLICIES  # imported here: pandera is slow to import for the notebooks
+
     parser = argparse.ArgumentParser(description="Run the workshop notebooks as a pipeline.")
     parser.add_argument("--input", default=DEFAULT_SETTINGS["input_csv"], help="CSV to validate and train on")
     parser.add_argument(
@@ -224,6 +235,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hyperparameters", default="{}", help="JSON object, e.g. '{\"C\": 0.5}'")
     parser.add_argument("--min-auc-roc", type=float, default=DEFAULT_SETTINGS["min_auc_roc"])
     parser.add_argument("--seed", type=int, default=DEFAULT_SETTINGS["seed"])
+    parser.add_argument(
+        "--duplicates",
+        choices=DUPLICATE_POLICIES,
+        default=DEFAULT_SETTINGS["duplicates"],
+        help="exact duplicate rows in the input: keep them (with a warning), drop the extra copies, or fail",
+    )
     parser.add_argument("--space", default=DEFAULT_SETTINGS["space"], help="deployment space: dev, preprod or prod")
     parser.add_argument(
         "--work-dir", default=None, help=f"working directory (default: ${config.WORK_DIR_ENV} or ./work)"
@@ -240,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         "hyperparameters": hyperparameters,
         "min_auc_roc": args.min_auc_roc,
         "seed": args.seed,
+        "duplicates": args.duplicates,
         "space": args.space,
     }
     try:

@@ -40,6 +40,43 @@ NUMERIC_AXIS_LABELS = {
     "Dependents": "dependents (count)",
 }
 
+#: p-values below this are shown as "< 0.001": more digits would only say "very small".
+SMALLEST_SHOWN_P_VALUE = 0.001
+
+
+def is_p_value(name: object) -> bool:
+    """Whether a metric or column name holds p-values (``p_value``, ``classifier_drift_p_value``, ...)."""
+    return isinstance(name, str) and (name == "p_value" or name.endswith("_p_value"))
+
+
+def format_number(value, decimals: int = 3) -> str:
+    """A measured number to ``decimals`` decimals (``—`` when missing), never in scientific notation."""
+    return "—" if value is None or pd.isna(value) else f"{float(value):.{decimals}f}"
+
+
+def format_p_value(value) -> str:
+    """A p-value to three decimals, ``< 0.001`` below that (``—`` when missing)."""
+    if value is None or pd.isna(value):
+        return "—"
+    return f"< {SMALLEST_SHOWN_P_VALUE:g}" if value < SMALLEST_SHOWN_P_VALUE else format_number(value)
+
+
+def format_measurement(metric: str, value) -> str:
+    """A value of ``metric`` as a table shows it: :func:`format_p_value` for p-values, else three decimals."""
+    return format_p_value(value) if is_p_value(metric) else format_number(value)
+
+
+def readable_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` to show: p-value columns as :func:`format_p_value`, other float columns to three
+    decimals; integer, boolean and text columns as they are."""
+    shown = frame.copy()
+    for column in shown.columns:
+        if is_p_value(column):
+            shown[column] = shown[column].map(format_p_value)
+        elif pd.api.types.is_float_dtype(shown[column]):
+            shown[column] = shown[column].map(format_number)
+    return shown
+
 
 def _figure(width: float = 7.0, height: float = 3.6, **subplots) -> tuple[Figure, np.ndarray]:
     with matplotlib.rc_context(STYLE):
@@ -192,7 +229,8 @@ def monitoring_timeline(history: pd.DataFrame) -> Figure:
 
 
 def drift_p_values(features: pd.DataFrame, threshold: float, title: str = "Data drift per feature") -> Figure:
-    """Per-feature drift test p-values as -log10(p), longest bar most significant; red bars drifted.
+    """Per-feature drift test p-values as -log10(p), longest bar most significant, each with its effect size; red
+    bars drifted (significant, and an effect over the threshold).
 
     ``features`` is :attr:`utils.drift.DataDrift.features`; the dashed line is the corrected threshold.
     """
@@ -202,6 +240,10 @@ def drift_p_values(features: pd.DataFrame, threshold: float, title: str = "Data 
     strength = -np.log10(np.clip(ordered["p_value"].to_numpy(dtype=float), 1e-300, 1.0))
     colours = [ALERT_COLOUR if drifted else LABEL_COLOURS["No Risk"] for drifted in ordered["drifted"]]
     axis.barh(ordered.index.astype(str), strength, color=colours)
+    if "effect" in ordered:  # the effect size beside each bar: a feature drifted when both are large enough
+        for row, (length, effect) in enumerate(zip(strength, ordered["effect"].to_numpy(dtype=float))):
+            axis.text(length, row, f" effect {effect:.2f}", va="center", fontsize=7)
+        axis.set_xlim(right=max(strength.max(), -np.log10(threshold)) * 1.25)
     axis.axvline(
         -np.log10(threshold), color="black", linestyle="--", linewidth=1, label=f"threshold p = {threshold:.2g}"
     )
@@ -230,7 +272,7 @@ def favourable_rates(
             axis.text(bar.get_x() + bar.get_width() / 2, 0.02, name, ha="center", va="bottom", color="white")
     for x, (_, row) in zip(positions, fairness_table.iterrows()):
         top = np.nanmax([row["favourable_rate_monitored"], row["favourable_rate_reference"], 0])
-        axis.text(x, top + 0.03, f"DI {row['disparate_impact']:.2f}", ha="center")
+        axis.text(x, top + 0.03, f"DI {format_number(row['disparate_impact'])}", ha="center")
     axis.set_xticks(positions, fairness_table.index.astype(str))
     axis.set_ylim(0, 1.1)
     axis.set_ylabel("share of No Risk decisions")

@@ -267,7 +267,11 @@ def _table(mapping: dict, header: tuple[str, str]) -> list[str]:
 
 
 def render_factsheet(record: dict) -> str:
-    """The readable model card (Markdown) of a registered version's metadata."""
+    """The readable model card (Markdown) of a registered version's metadata.
+
+    The data sentence is ``training_data.description`` of the metadata, as :func:`utils.data.describe_training_data`
+    computes it from the training data.
+    """
     data = record.get("training_data", {})
     lines = [
         f"# Model factsheet: {record['model_id']}",
@@ -310,9 +314,10 @@ def render_factsheet(record: dict) -> str:
         "",
         "## Fairness and limitations",
         "",
-        "The training data carry the label bias of the public German-credit sample against "
-        "women. Monitor disparate impact for `Sex` (female vs male) and `Age` (18-25 vs 26-75) "
-        "before and after deployment.",
+        f"Training data: {data['description']}"
+        if data.get("description")
+        else "The training data's outcomes by group are not recorded with this model.",
+        "Monitor disparate impact for `Sex` (female vs male) and `Age` (18-25 vs 26-75) before and after deployment.",
         "",
     ]
     return "\n".join(lines)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import inspect
 import io
 import os
 from pathlib import Path
@@ -16,12 +17,17 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from utils import plotting
+from utils.fairness import disparate_impact_test
+
+#: How the report names a measurement without a subject (the quality or drift of the whole window).
+WHOLE_WINDOW = "whole window"
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;max-width:62rem;margin:2rem auto;padding:0 1rem;color:#222}
 h1{margin-bottom:.2rem} h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
 table{border-collapse:collapse;margin:.6rem 0;font-size:.85rem} th,td{border:1px solid #ddd;padding:.25rem .5rem}
 th{background:#f4f4f4;text-align:left} td{text-align:right} img{max-width:100%}
+.table{max-width:100%;overflow-x:auto}
 .gates span{display:inline-block;margin:.2rem .6rem .2rem 0;padding:.35rem .7rem;border-radius:.3rem}
 .ok{background:#e6f4ea} .bad{background:#fdecea} .none{background:#eee} .muted{color:#666;font-size:.85rem}
 """
@@ -39,7 +45,62 @@ def _image(figure: Figure, alt: str) -> str:
 
 
 def _table(frame: pd.DataFrame, index: bool = True) -> str:
-    return frame.to_html(index=index, float_format=lambda v: f"{v:.4g}", na_rep="—", border=0)
+    """A table with its numbers shown plainly, in a box that scrolls sideways rather than leave the page."""
+    shown = plotting.readable_table(frame).to_html(index=index, na_rep="—", border=0)
+    return f'<div class="table">{shown}</div>'
+
+
+def measurement_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Measurements to show (alerts, verdicts): each value formatted for its metric (p-values as ``< 0.001``,
+    others to three decimals), thresholds as set, and no subject shown as :data:`WHOLE_WINDOW`."""
+    shown = frame.copy()
+    if "value" in shown:
+        shown["value"] = [plotting.format_measurement(m, v) for m, v in zip(shown["metric"], shown["value"])]
+    if "threshold" in shown:
+        shown["threshold"] = shown["threshold"].map(lambda t: "—" if pd.isna(t) else f"{t:g}")
+    if "subject" in shown:
+        shown["subject"] = shown["subject"].map(lambda s: s if isinstance(s, str) and s else WHOLE_WINDOW)
+    return shown
+
+
+def _p_text(p_value) -> str:
+    shown = plotting.format_p_value(p_value)
+    return f"p {shown}" if shown.startswith("<") else f"p = {shown}"
+
+
+def _fairness_verdict(e, row, thresholds) -> str:
+    """A disparate impact verdict with what decided it: the value, its interval, the p-value and the rule."""
+    rows = e.measurements[(e.measurements["monitor"] == "fairness") & (e.measurements["subject"] == row.subject)]
+    measured = rows.set_index("metric")["value"]
+    # The fairness monitor calls the test with its default confidence level.
+    level = inspect.signature(disparate_impact_test).parameters["confidence"].default
+    low, high = (plotting.format_number(measured.get(f"disparate_impact_{end}")) for end in ("low", "high"))
+    text = (
+        f"{row.status}: DI {plotting.format_number(row.value)}, {level:.0%} interval [{low}, {high}], "
+        f"{_p_text(measured.get('disparate_impact_p_value'))}"
+    )
+    if thresholds is None:
+        return text
+    rule = f"alert when DI < {row.threshold:g}"
+    if thresholds.fairness_alpha is not None:
+        rule += f" and p < {thresholds.fairness_alpha:g}"
+    return f"{text}; {rule}"
+
+
+def verdict_table(e, thresholds=None) -> pd.DataFrame:
+    """One row per alerting metric of an evaluation, to show: its value, threshold, records and verdict.
+
+    A disparate impact verdict also gives its interval, its p-value and, with the :class:`Thresholds
+    <utils.monitoring.Thresholds>` the evaluation used, the rule that turned them into the verdict.
+    """
+    summary = e.summary()
+    verdicts = [
+        _fairness_verdict(e, row, thresholds)
+        if row.metric == "disparate_impact" and row.status != "no verdict"
+        else row.status
+        for row in summary.itertuples()
+    ]
+    return measurement_table(summary.drop(columns="status").assign(verdict=verdicts))
 
 
 def _gate(name: str, value: bool | None, good: bool) -> str:
@@ -48,7 +109,7 @@ def _gate(name: str, value: bool | None, good: bool) -> str:
     return f'<span class="{css}">{html.escape(name)}: <strong>{shown}</strong></span>'
 
 
-def _overview(e, history: pd.DataFrame | None) -> list[str]:
+def _overview(e, history: pd.DataFrame | None, thresholds) -> list[str]:
     """The header, gates, alerts, why a monitor gave no verdict, the verdicts and the metrics over time."""
     gates = e.gates
     parts = [
@@ -62,11 +123,16 @@ def _overview(e, history: pd.DataFrame | None) -> list[str]:
         + _gate("drift_detected", gates["drift_detected"], False)
         + "</div>",
         "<h2>Alerts</h2>",
-        _table(e.alerts, index=False) if not e.alerts.empty else "<p>No threshold was breached.</p>",
+        _table(measurement_table(e.alerts), index=False) if not e.alerts.empty else "<p>No threshold was breached.</p>",
     ]
     for monitor, status in e.statuses.items():
         parts.append(f"<p>{html.escape(monitor)}: no verdict — {html.escape(status)}.</p>")
-    parts += ["<h2>Verdicts</h2>", _table(e.summary(), index=False)]
+    parts += [
+        "<h2>Verdicts</h2>",
+        _table(verdict_table(e, thresholds), index=False),
+        '<p class="muted">DI: disparate impact; p: the one-sided test that it is below the threshold, small when '
+        "the window holds evidence of it rather than the noise of a few records.</p>",
+    ]
     if history is not None and history["window_start"].notna().any():
         parts += ["<h2>Over time</h2>", _image(plotting.monitoring_timeline(history), "metrics over time")]
     quality = e.details.get("quality")
@@ -105,7 +171,7 @@ def _fairness(e) -> list[str]:
     parts = [
         "<h2>Fairness</h2>",
         _image(plotting.favourable_rates(fairness), "favourable rates per group"),
-        _table(fairness.T),
+        _table(plotting.readable_table(fairness).T),
     ]
     perturbation = e.details.get("perturbation")
     if perturbation is not None and not perturbation.empty:
@@ -131,7 +197,7 @@ def _drift(e) -> list[str]:
     joint = e.details.get("multivariate_drift")
     if joint is not None:
         parts.append(
-            f"<p>Multivariate (classifier) drift: p-value {joint.p_value:.3g}, distance {joint.distance:.3f} "
+            f"<p>Multivariate (classifier) drift: {html.escape(_p_text(joint.p_value))}, distance {joint.distance:.3f} "
             f"({joint.records} window and {joint.reference_records} reference records).</p>"
         )
     model_drift = e.details.get("model_drift")
@@ -140,13 +206,14 @@ def _drift(e) -> list[str]:
     return parts
 
 
-def render_report(evaluation, history: pd.DataFrame | None = None) -> str:
-    """The HTML of the report of an :class:`utils.monitoring.Evaluation` (``history``: stored measurements).
+def render_report(evaluation, history: pd.DataFrame | None = None, *, thresholds=None) -> str:
+    """The HTML of the report of an :class:`utils.monitoring.Evaluation` (``history``: stored measurements;
+    ``thresholds``: the :class:`~utils.monitoring.Thresholds` it was judged by, whose rules the verdicts state).
 
     A monitor that gave no verdict says why, from the evaluation's ``statuses`` (each monitor's own status).
     """
     e = evaluation
-    parts = [*_overview(e, history), *_fairness(e), *_drift(e)]
+    parts = [*_overview(e, history, thresholds), *_fairness(e), *_drift(e)]
     parts.append(
         '<p class="muted">How to read this report: docs/monitoring.md. Drift detection uses alibi-detect, under the '
         "Business Source License 1.1: free for this workshop's educational use, not for most production use.</p>"
@@ -157,11 +224,11 @@ def render_report(evaluation, history: pd.DataFrame | None = None) -> str:
     return f'<!doctype html>\n<html lang="en"><head>{head}</head><body>\n{body}\n</body></html>\n'
 
 
-def write_report(evaluation, path: str | os.PathLike, *, history: pd.DataFrame | None = None) -> Path:
-    """Write the report of ``evaluation`` to ``path`` atomically; returns the path."""
+def write_report(evaluation, path: str | os.PathLike, *, history: pd.DataFrame | None = None, thresholds=None) -> Path:
+    """Write the report of ``evaluation`` to ``path`` atomically (see :func:`render_report`); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_report(evaluation, history), encoding="utf-8")
+    tmp.write_text(render_report(evaluation, history, thresholds=thresholds), encoding="utf-8")
     tmp.replace(path)
     return path

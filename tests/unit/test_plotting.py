@@ -124,3 +124,63 @@ def test_roc_and_confusion_accepts_plain_lists(pyplot_untouched):
     figure = plotting.roc_and_confusion(y_true, [0.1, 0.2, 0.3, 0.6, 0.4, 0.7, 0.8], matrix)
     assert len(visible_axes(figure)) == 2
     render(figure)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (3.274e-41, "< 0.001"),
+        (0.0, "< 0.001"),
+        (0.000999, "< 0.001"),
+        (0.001, "0.001"),
+        (0.01234, "0.012"),
+        (0.5, "0.500"),
+        (float("nan"), "—"),
+        (None, "—"),
+    ],
+)
+def test_p_values_read_plainly(value, shown):
+    assert plotting.format_p_value(value) == shown
+
+
+def test_measurements_show_three_decimals_never_scientific_notation():
+    assert plotting.format_number(0.6771234) == "0.677"
+    assert plotting.format_number(6.771e-05) == "0.000"
+    assert plotting.format_number(float("nan")) == "—"
+    assert plotting.format_measurement("disparate_impact", 0.6771234) == "0.677"
+    assert plotting.format_measurement("classifier_drift_p_value", 4.165e-31) == "< 0.001"
+
+
+def test_readable_table_formats_floats_and_p_values_and_leaves_the_rest():
+    frame = pd.DataFrame(
+        {
+            "records": [775, 1225],
+            "disparate_impact": [0.67712, 1.0],
+            "p_value": [3.2e-41, 0.2],
+            "verdict": ["ALERT", "ok"],
+        }
+    )
+    shown = plotting.readable_table(frame)
+    assert shown.to_dict("list") == {
+        "records": [775, 1225],
+        "disparate_impact": ["0.677", "1.000"],
+        "p_value": ["< 0.001", "0.200"],
+        "verdict": ["ALERT", "ok"],
+    }
+    assert frame["p_value"].iloc[0] == 3.2e-41, "the table given is left as it was"
+
+
+def test_favourable_rates_label_disparate_impact_to_three_decimals(pyplot_untouched):
+    table = pd.DataFrame(
+        {
+            "monitored": ["female"],
+            "reference": ["male"],
+            "favourable_rate_monitored": [0.4829],
+            "favourable_rate_reference": [0.6761],
+            "disparate_impact": [0.71426],
+        },
+        index=pd.Index(["Sex"], name="attribute"),
+    )
+    figure = plotting.favourable_rates(table)
+    assert "DI 0.714" in [text.get_text() for text in figure.axes[0].texts]
+    render(figure)

@@ -16,7 +16,13 @@ from utils.datamart.batch_jobs import (
     read_batch_jobs,
     update_batch_job,
 )
-from utils.datamart.deployments import read_deployment, read_deployments, remove_deployment, upsert_deployment
+from utils.datamart.deployments import (
+    read_deployment,
+    read_deployment_history,
+    read_deployments,
+    remove_deployment,
+    upsert_deployment,
+)
 from utils.datamart.engine import DATAMART_URL_ENV, SQLITE_BUSY_TIMEOUT, check, connect, datamart_url, new_id
 from utils.datamart.measurements import insert_measurements, read_measurements
 from utils.datamart.migrations import SchemaError
@@ -66,3 +72,24 @@ __all__ += ["PAYLOAD_COMMIT_ROWS", "store_batch_payload"]
 from utils.datamart.engine import DatamartUnavailable, check_identity  # noqa: E402
 
 __all__ += ["DatamartUnavailable", "check_identity"]
+
+from utils.datamart.lifecycle import (  # noqa: E402
+    insert_approval,
+    insert_evaluation,
+    read_approvals,
+    read_evaluation,
+    read_evaluations,
+    read_monitor_config,
+    write_monitor_config,
+)
+
+__all__ += [
+    "insert_approval",
+    "insert_evaluation",
+    "read_approvals",
+    "read_deployment_history",
+    "read_evaluation",
+    "read_evaluations",
+    "read_monitor_config",
+    "write_monitor_config",
+]

@@ -119,3 +119,69 @@ measurements = sa.Table(
     sa.Column("evaluated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Index("ix_measurements_deployment_window", "deployment_id", "window_start"),
 )
+
+# The model's life across spaces (revision 0003). One row per period during which a model version served a
+# deployment: replacing the deployment's model closes the open period (``ended_at``) and opens the next; removing
+# the deployment closes it. ``deployed_by`` and ``reason`` say who opened the period and why, when known.
+deployment_history = sa.Table(
+    "deployment_history",
+    metadata,
+    sa.Column("history_id", sa.String(64), primary_key=True),
+    sa.Column("deployment_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("space", sa.String(20), nullable=False),
+    sa.Column("model_id", sa.String(200), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ended_at", sa.DateTime(timezone=True)),
+    sa.Column("deployed_by", sa.String(64)),
+    sa.Column("reason", sa.Text),
+    sa.Index("ix_history_deployment_start", "deployment_id", "started_at"),
+    sa.Index("ix_history_model", "model_id"),
+)
+
+# The monitors' configuration of one deployment (thresholds, minimum records, protected groups), a JSON document
+# validated by ``utils.lifecycle`` before it is written. A deployment without a row uses the monitors' defaults.
+monitor_configs = sa.Table(
+    "monitor_configs",
+    metadata,
+    sa.Column("deployment_id", sa.String(64), primary_key=True),
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("updated_by", sa.String(64)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# A risk evaluation of the model version a deployment served, optionally against a baseline (a challenger or the
+# champion): its verdict, its summary and its reports (paths relative to the working directory, named by its id).
+evaluations = sa.Table(
+    "evaluations",
+    metadata,
+    sa.Column("evaluation_id", sa.String(64), primary_key=True),
+    sa.Column("model_id", sa.String(200), nullable=False),
+    sa.Column("deployment_id", sa.String(64), nullable=False),
+    sa.Column("space", sa.String(20), nullable=False),
+    sa.Column("baseline_model_id", sa.String(200)),
+    sa.Column("verdict", sa.String(10), nullable=False),
+    sa.Column("summary", sa.JSON, nullable=False),
+    sa.Column("report_html", sa.String(300), nullable=False),
+    sa.Column("report_json", sa.String(300), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_evaluations_model", "model_id", "created_at"),
+    sa.Index("ix_evaluations_deployment", "deployment_id", "created_at"),
+)
+
+# A decision on one evaluation of one model version. Rows are never changed or deleted: a newer decision on the
+# same evaluation supersedes the older ones (the highest ``record_id`` counts).
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("record_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("approval_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("model_id", sa.String(200), nullable=False),
+    sa.Column("evaluation_id", sa.String(64), nullable=False),
+    sa.Column("approver", sa.String(64), nullable=False),
+    sa.Column("decision", sa.String(10), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_approvals_evaluation", "evaluation_id"),
+    sa.Index("ix_approvals_model", "model_id"),
+)

@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 from utils import config, datamart
 from utils.data import load_credit_csv
 from utils.deployment import get_deployment, is_valid_name
+from utils.monitoring.data_quality import DataQualityMonitor
 from utils.monitoring.drift import DriftMonitor
 from utils.monitoring.fairness import FairnessMonitor
 from utils.monitoring.quality import QualityMonitor
@@ -29,7 +30,7 @@ from utils.report import write_report
 from utils.times import as_utc, as_utc_or_none, utc_now
 
 #: The records each monitor reads: payload, feedback.
-_READS = {"payload": {"fairness", "drift"}, "feedback": {"quality", "fairness"}}
+_READS = {"payload": {"fairness", "drift", "data_quality"}, "feedback": {"quality", "fairness"}}
 #: A report file name: no path separator, no ``..``, no line end or NUL (matched whole).
 _SAFE_FILE_NAME = re.compile(r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -86,6 +87,7 @@ class DeploymentMonitor:
             self.model, self.thresholds, self.attributes, sample_size=sample_size, seed=seed
         )
         self.drift = DriftMonitor(self.model, self.reference, self.thresholds, sample_size=sample_size, seed=seed)
+        self.data_quality = DataQualityMonitor(self.thresholds)
 
     def records(self, start=None, end=None, *, feedback: bool = False, monitors: tuple[str, ...] = MONITORS):
         """The payload (or ``feedback``) records of the window [``start``, ``end``), read when one of ``monitors``
@@ -97,7 +99,7 @@ class DeploymentMonitor:
     def run(
         self, payload: pd.DataFrame, feedback: pd.DataFrame, *, monitors: tuple[str, ...] = MONITORS, debias=True
     ) -> list[MonitorResult]:
-        """Run ``monitors`` on a window's records, in the order quality, fairness, drift."""
+        """Run ``monitors`` on a window's records, in the order quality, fairness, drift, data quality."""
         results: list[MonitorResult] = []
         with threadpool_limits(limits=1):
             window = Window.of(self.model, payload, feedback)
@@ -108,6 +110,8 @@ class DeploymentMonitor:
             if "drift" in monitors:
                 measured = [r.details["quality"].get("accuracy", np.nan) for r in results if r.monitor == "quality"]
                 results.append(self.drift.run(window, measured_accuracy=measured[0] if measured else np.nan))
+            if "data_quality" in monitors:
+                results.append(self.data_quality.run(window))
         return results
 
     def evaluate(
@@ -143,7 +147,7 @@ class DeploymentMonitor:
         if report:
             path = self.report_path(evaluation) if report is True else Path(report)
             history = self.history(end=end) if store else None
-            evaluation.report_path = write_report(evaluation, path, history=history)
+            evaluation.report_path = write_report(evaluation, path, history=history, thresholds=self.thresholds)
         return evaluation
 
     def _evaluation(self, start, end, payload_records: int, feedback_records: int, results) -> Evaluation:
@@ -163,10 +167,13 @@ class DeploymentMonitor:
             statuses={result.monitor: result.status for result in results if result.status is not None},
         )
 
-    def evaluate_days(self, first_day: str | datetime, days: int, **options) -> list[Evaluation]:
-        """Evaluate one window per day, ``days`` days from ``first_day`` (midnight UTC), oldest first."""
+    def evaluate_days(self, first_day: str | datetime, days: int, *, progress=None, **options) -> list[Evaluation]:
+        """Evaluate one window per day, ``days`` days from ``first_day`` (midnight UTC), oldest first.
+
+        ``progress`` wraps the loop over days (for example a ``tqdm``)."""
         first = pd.Timestamp(as_utc(first_day)).normalize().to_pydatetime()
-        return [self.evaluate(first + timedelta(days=i), first + timedelta(days=i + 1), **options) for i in range(days)]
+        starts = [first + timedelta(days=i) for i in range(days)]
+        return [self.evaluate(start, start + timedelta(days=1), **options) for start in (progress or iter)(starts)]
 
     def store(self, evaluation: Evaluation) -> int:
         """Write the evaluation's measurements to the data mart; returns how many."""
@@ -235,8 +242,12 @@ def evaluate_all(
     reference: pd.DataFrame | str | os.PathLike | None = None,
     thresholds: Thresholds | None = None,
     store: bool = True,
-    report: bool | str | os.PathLike = True,
+    report: bool | str | os.PathLike | None = None,
 ) -> Evaluation:
-    """Evaluate every monitor of a deployment over the window [``start``, ``end``): the one-call entry point."""
+    """Evaluate every monitor of a deployment over the window [``start``, ``end``): the one-call entry point.
+
+    ``report`` as for :meth:`DeploymentMonitor.evaluate`; None (the default) writes the window's report when the
+    measurements are stored, and none when they are not: a trial run overwrites no stored window's report.
+    """
     monitor = DeploymentMonitor(deployment_id, reference=reference, thresholds=thresholds, engine=engine, work=work)
-    return monitor.evaluate(start, end, store=store, report=report)
+    return monitor.evaluate(start, end, store=store, report=store if report is None else report)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-MONITORS: tuple[str, ...] = ("quality", "fairness", "drift")
+MONITORS: tuple[str, ...] = ("quality", "fairness", "drift", "data_quality")
 #: The metrics that raise alerts, and in which direction their threshold is crossed.
 ALERT_METRICS: dict[tuple[str, str], str] = {
     ("quality", "auc_roc"): "below",
@@ -23,6 +23,7 @@ ALERT_METRICS: dict[tuple[str, str], str] = {
     ("drift", "drifted_share"): "above",
     ("drift", "classifier_drift_p_value"): "below",
     ("drift", "estimated_accuracy_drop"): "above",
+    ("data_quality", "out_of_range_share"): "above",
 }
 GATES: tuple[str, ...] = ("quality_ok", "fairness_ok", "drift_detected")
 MEASUREMENT_COLUMNS: tuple[str, ...] = (
@@ -62,6 +63,8 @@ class Thresholds:
     multivariate_p_value: float = 0.01
     #: Alert when the estimated accuracy drop (without labels) is above this.
     max_accuracy_drop: float = 0.10
+    #: Alert when the share of scored records with a value outside the training data's ranges is above this.
+    max_out_of_range_share: float = 0.05
 
 
 def _missing(value) -> bool:
@@ -181,7 +184,7 @@ class Evaluation:
     @property
     def gates(self) -> dict[str, bool | None]:
         """``quality_ok``, ``fairness_ok`` (no alert) and ``drift_detected`` (an alert); None: no verdict."""
-        quality, fair, drifted = (self._monitor_verdict(m) for m in MONITORS)
+        quality, fair, drifted = (self._monitor_verdict(m) for m in ("quality", "fairness", "drift"))
         return {
             "quality_ok": None if quality is None else not quality,
             "fairness_ok": None if fair is None else not fair,

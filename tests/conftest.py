@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 from threadpoolctl import threadpool_limits
 
-from utils import lifecycle
+from utils import datamart, lifecycle
+from utils.config import layout
 from utils.deployment import delete_deployment, deploy
 from utils.workspace import Workspace, prepare_workspace
 
@@ -33,3 +37,14 @@ def workspace(tmp_path_factory) -> Workspace:
         )
     _approve_for_production(prepared, "credit-risk-v1")
     return prepared
+
+
+@pytest.fixture
+def work(workspace, tmp_path, monkeypatch) -> Path:
+    """A working directory of this test only (its own data mart and job folders, ``$CREDIT_WORKDIR``), with the
+    workspace's models: credit-risk-v1 (logistic regression) and credit-risk-v2 (gradient boosting, the latest)."""
+    folder = tmp_path / "work"
+    shutil.copytree(layout(workspace.work).registry, layout(folder).registry)
+    monkeypatch.setenv("CREDIT_WORKDIR", str(folder))
+    monkeypatch.delenv(datamart.DATAMART_URL_ENV, raising=False)
+    return folder

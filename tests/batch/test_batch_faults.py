@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from utils import batch, datamart
+from utils import batch
 from utils.batch import BatchJobError, UnusableModel, create_batch_job, list_jobs, resume_batch_job, run_batch_job
 from utils.config import layout
 from utils.data import generate_credit_data
 
 ROWS = 20_000
-
-
-@pytest.fixture
-def work(workspace, tmp_path, monkeypatch) -> Path:
-    """A working directory of this test only, with the workspace's models (credit-risk-v1 and -v2)."""
-    folder = tmp_path / "work"
-    shutil.copytree(layout(workspace.work).registry, layout(folder).registry)
-    monkeypatch.setenv("CREDIT_WORKDIR", str(folder))
-    monkeypatch.delenv(datamart.DATAMART_URL_ENV, raising=False)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -3,31 +3,16 @@ bytes that are not UTF-8 are covered there): a file cut off in its last row, and
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-from utils import datamart
 from utils.batch import run_batch_job
-from utils.config import layout
 from utils.data import generate_credit_data
 
 pytestmark = pytest.mark.slow
 
 ROWS = 3_000
 CHUNK_ROWS = 700  # several chunks, the last one short
-
-
-@pytest.fixture
-def work(workspace, tmp_path, monkeypatch) -> Path:
-    """A working directory of this test only, with the workspace's models."""
-    folder = tmp_path / "work"
-    shutil.copytree(layout(workspace.work).registry, layout(folder).registry)
-    monkeypatch.setenv("CREDIT_WORKDIR", str(folder))
-    monkeypatch.delenv(datamart.DATAMART_URL_ENV, raising=False)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -29,17 +28,6 @@ from utils.data import CLASS_ORDER, FEATURES, generate_credit_data
 from utils.datamart import batch_jobs
 from utils.deployment import deploy
 from utils.times import utc_now
-
-
-@pytest.fixture
-def work(workspace, tmp_path, monkeypatch) -> Path:
-    """A working directory of this test only (its own data mart and job folders), with the workspace's models:
-    credit-risk-v1 (logistic regression) and credit-risk-v2 (gradient boosting, the latest)."""
-    folder = tmp_path / "work"
-    shutil.copytree(layout(workspace.work).registry, layout(folder).registry)
-    monkeypatch.setenv("CREDIT_WORKDIR", str(folder))
-    monkeypatch.delenv(datamart.DATAMART_URL_ENV, raising=False)
-    return folder
 
 
 @pytest.fixture

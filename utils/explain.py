@@ -95,6 +95,28 @@ def _split(model) -> tuple[ColumnTransformer, object, float]:
     return steps[0][1], classifier, sign
 
 
+def _permutation_explainer(shap, classifier, z_background: np.ndarray, seed: int):
+    def log_odds(matrix: np.ndarray) -> np.ndarray:
+        p = np.clip(classifier.predict_proba(matrix)[:, 1], 1e-12, 1 - 1e-12)
+        return np.log(p / (1 - p))
+
+    masker = shap.maskers.Independent(z_background, max_samples=len(z_background))
+    return shap.explainers.Permutation(log_odds, masker, seed=seed), "shap.PermutationExplainer"
+
+
+def _explainer(shap, classifier, z_background: np.ndarray, seed: int):
+    """shap's exact explainer for the classifier's kind (on the log-odds scale), and its name."""
+    if isinstance(classifier, LogisticRegression):
+        masker = shap.maskers.Independent(z_background, max_samples=len(z_background))
+        return shap.LinearExplainer(classifier, masker), "shap.LinearExplainer"
+    if hasattr(classifier, "n_iter_") or hasattr(classifier, "estimators_"):
+        explainer = shap.TreeExplainer(
+            classifier, data=z_background, feature_perturbation="interventional", model_output="raw"
+        )
+        return explainer, "shap.TreeExplainer"
+    return _permutation_explainer(shap, classifier, z_background, seed)
+
+
 def feature_contributions(
     model, record: pd.DataFrame, background: pd.DataFrame, *, max_background: int = 200, seed: int = 0
 ) -> Explanation:
@@ -110,26 +132,14 @@ def feature_contributions(
     z = preprocess.transform(record[list(FEATURES)])
     with warnings.catch_warnings(), threadpool_limits(limits=1):
         warnings.simplefilter("ignore")
-        if isinstance(classifier, LogisticRegression):
-            explainer = shap.LinearExplainer(
-                classifier, shap.maskers.Independent(z_background, max_samples=len(z_background))
-            )
-            name = "shap.LinearExplainer"
-        elif hasattr(classifier, "n_iter_") or hasattr(classifier, "estimators_"):
-            explainer = shap.TreeExplainer(
-                classifier, data=z_background, feature_perturbation="interventional", model_output="raw"
-            )
-            name = "shap.TreeExplainer"
-        else:
-
-            def log_odds(matrix: np.ndarray) -> np.ndarray:
-                p = np.clip(classifier.predict_proba(matrix)[:, 1], 1e-12, 1 - 1e-12)
-                return np.log(p / (1 - p))
-
-            masker = shap.maskers.Independent(z_background, max_samples=len(z_background))
-            explainer = shap.explainers.Permutation(log_odds, masker, seed=seed)
-            name = "shap.PermutationExplainer"
-        values = explainer(z)
+        explainer, name = _explainer(shap, classifier, z_background, seed)
+        try:
+            values = explainer(z)
+        except shap.utils._exceptions.ExplainerError:
+            # shap's tree walk can differ from the fitted model for a value on a split threshold (its additivity
+            # check then fails): the permutation explainer calls the model itself, so its values add up exactly.
+            explainer, name = _permutation_explainer(shap, classifier, z_background, seed)
+            values = explainer(z)
         probability = classifier.predict_proba(z)[0, list(classifier.classes_).index(UNFAVOURABLE)]
         prediction = str(decide(probability))
     shap_values = sign * np.asarray(values.values, dtype=float).reshape(-1)

@@ -47,6 +47,27 @@ def test_tree_contributions_add_up_to_the_model_output(trained, train_test, appl
     assert found.output == pytest.approx(_log_odds_of_risk(model, record), abs=1e-2)
 
 
+def test_a_tree_walk_that_does_not_add_up_falls_back_to_the_permutation_explainer(
+    trained, train_test, applicants, monkeypatch
+):
+    import shap
+
+    class DisagreeingTreeExplainer:  # what shap raises when its walk of the trees differs from the model's own
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __call__(self, z):
+            raise shap.utils._exceptions.ExplainerError("Additivity check failed in TreeExplainer!")
+
+    monkeypatch.setattr(shap, "TreeExplainer", DisagreeingTreeExplainer)
+    model = trained["gradient_boosting"].model
+    record = applicants.iloc[[0]]
+    found = explain.feature_contributions(model, record, train_test[0], max_background=50, seed=1)
+    assert found.explainer == "shap.PermutationExplainer"
+    assert found.base_value + found.contributions["contribution"].sum() == pytest.approx(found.output)
+    assert found.output == pytest.approx(_log_odds_of_risk(model, record), abs=1e-6)
+
+
 def test_the_counterfactual_flips_the_decision(trained, applicants):
     model = trained["logistic_regression"].model
     for i in range(len(applicants)):

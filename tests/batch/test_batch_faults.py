@@ -45,6 +45,11 @@ def _check_all_but(job, frame: pd.DataFrame, spoiled: list[int]) -> pd.DataFrame
     return rejects
 
 
+def _reasons(rejects: pd.DataFrame) -> dict[int, str]:
+    """The rejects' reasons by input row."""
+    return dict(zip(rejects["input_row"].astype(int), rejects["reject_reason"]))
+
+
 @pytest.mark.parametrize(("row", "chunk_rows"), [(12_345, 5_000), (4_999, 5_000), (12_345, 50_000)])
 def test_an_unclosed_quote_costs_its_own_row_only(work, applicants, tmp_path, row, chunk_rows):
     lines = _lines(applicants)
@@ -188,3 +193,50 @@ def test_a_model_damaged_after_the_job_was_made_fails_it_without_a_traceback(
     assert batch.main(["--resume", job.job_id, "--no-progress"]) == 1
     printed = capsys.readouterr().err
     assert printed.startswith("error: ") and "Traceback" not in printed and "--resume" in printed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cut", ["mid_field", "after_a_comma", "inside_a_quote"])
+def test_a_file_cut_off_in_its_last_row_rejects_that_row_only(work, applicants, tmp_path, cut):
+    text = applicants.to_csv(index=False)
+    last_start = text.rstrip("\n").rindex("\n") + 1
+    last = text[last_start:].rstrip("\n")
+    ends = {
+        "mid_field": last[: last.index(",", 20) - 1],
+        "after_a_comma": last[: last.index(",", 20) + 1],
+        "inside_a_quote": last[: last.index(",", 20) + 1] + '"car_n',
+    }
+    source = tmp_path / "cut.csv"
+    source.write_text(text[:last_start] + ends[cut])  # no line end: the copy stopped there
+
+    job = run_batch_job(source, tmp_path / "scored.csv", model_id="credit-risk-v1", chunk_rows=5_000)
+
+    reasons = _reasons(_check_all_but(job, applicants, [ROWS - 1]))
+    assert reasons[ROWS - 1].startswith("malformed row"), reasons
+
+
+@pytest.mark.slow
+def test_one_row_in_ten_bad_costs_those_rows_each_named_and_the_job_completes(work, applicants, tmp_path):
+    frame = applicants.astype(object)
+    bad = list(range(3, ROWS, 10))  # in every chunk, across chunk borders
+    faults = {
+        "Age": "old",  # not an integer
+        "LoanPurpose": "spaceship",  # an unseen category
+        "LoanAmount": -5,  # out of range
+        "Housing": "",  # missing
+    }
+    columns = list(faults)
+    for number, row in enumerate(bad):
+        column = columns[number % len(columns)]
+        frame.loc[row, column] = faults[column]
+    source = tmp_path / "tenth.csv"
+    frame.to_csv(source, index=False)
+
+    job = run_batch_job(
+        source, tmp_path / "scored.csv", model_id="credit-risk-v1", chunk_rows=5_000, max_reject_share=0.15
+    )
+
+    reasons = _reasons(_check_all_but(job, applicants, bad))
+    for number, row in enumerate(bad):
+        assert reasons[row].startswith(columns[number % len(columns)]), (row, reasons[row])
+    print(f"{job.rows_read} rows read, {job.rows_scored} scored, {job.rows_rejected} rejected")

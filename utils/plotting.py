@@ -348,5 +348,5 @@ def evaluation_comparison(roc: dict[str, pd.DataFrame], figures: dict[str, dict[
     right.set_yticks(np.arange(len(groups)), [g[len("favourable_rate[") : -1] for g in groups])
     right.set(title="Favourable (No Risk) rate per group", xlabel="share of applicants", xlim=(0, 1))
     right.invert_yaxis()
-    right.legend(loc="lower right")
+    right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=len(figures))  # below the axes: covers no bar
     return figure

@@ -42,3 +42,11 @@ def test_criteria_can_be_overridden_and_added():
     assert chosen["f1"] == MetricThreshold("f1", threshold=0.5)
     with pytest.raises(ValueError, match="criterion 'auc_roc': unknown field"):
         criteria_from({"auc_roc": {"minimum": 0.9}})
+
+
+def test_a_challenger_is_shown_but_only_a_champion_is_a_bar():
+    candidate, baseline = {"auc_roc": 0.82}, {"auc_roc": 0.90}
+    as_champion = compare(candidate, baseline, DEFAULT_CRITERIA[:1])
+    as_challenger = compare(candidate, baseline, DEFAULT_CRITERIA[:1], judge_change=False)
+    assert not as_champion.loc[0, "passed"] and "against the baseline's 0.900" in as_champion.loc[0, "reason"]
+    assert as_challenger.loc[0, "passed"] and as_challenger.loc[0, "baseline"] == 0.90

@@ -8,6 +8,10 @@ Each criterion names one figure of :mod:`utils.evaluation.figures` and sets two 
   how much nearer the ideal the candidate is), must be at least it. A negative ``min_change`` is a tolerance: ``-0.02``
   lets the candidate be at most 0.02 worse than the baseline; ``0.0`` asks for no loss; a positive value asks for
   a gain. Without a baseline, only the absolute bound is judged.
+
+The change is judged against a **champion** only: a new version must not be worse than the one it would replace. A
+**challenger** is a what-if: its figures stand beside the candidate's for the model validator to weigh, and the
+verdict does not depend on them (as the per-group regression check is judged against a champion only).
 """
 
 from __future__ import annotations
@@ -79,14 +83,21 @@ def criteria_from(overrides: Mapping[str, Mapping] | None) -> tuple[MetricThresh
 
 
 def compare(
-    candidate: Mapping[str, float], baseline: Mapping[str, float] | None, criteria: Sequence[MetricThreshold]
+    candidate: Mapping[str, float],
+    baseline: Mapping[str, float] | None,
+    criteria: Sequence[MetricThreshold],
+    *,
+    judge_change: bool = True,
 ) -> pd.DataFrame:
-    """One row per criterion: the metric, both figures, the change, the bars, ``passed`` and the reason."""
+    """One row per criterion: the metric, both figures, the change, the bars, ``passed`` and the reason.
+
+    With ``judge_change`` False the baseline's figures are shown but only the absolute bounds are judged (a
+    challenger is compared with for information; only a champion's figures are bars to clear)."""
     rows = []
     for criterion in criteria:
         mine = candidate.get(criterion.metric)
         theirs = None if baseline is None else baseline.get(criterion.metric)
-        passed, reason = criterion.judge(mine, theirs)
+        passed, reason = criterion.judge(mine, theirs if judge_change else None)
         rows.append(
             {
                 "metric": criterion.metric,

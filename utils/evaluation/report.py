@@ -40,8 +40,9 @@ def _comparison(result) -> list[str]:
     )
     return [
         "<h2>Candidate against baseline</h2>",
-        "<p>Each figure must clear its absolute bound and must not change against the baseline by less than "
-        "<em>min change</em> (negative: the loss tolerated), both counted in the direction in which it is better.</p>",
+        "<p>Each figure must clear its absolute bound and, against a champion, must not change by less than "
+        "<em>min change</em> (negative: the loss tolerated), counted in the direction in which it is better. A "
+        "challenger's figures are shown for comparison; they are not bars.</p>",
         table_html(table, index=False),
         image_html(plotting.evaluation_comparison(result.roc, result.figures), "ROC curves and favourable rates"),
     ]

@@ -182,8 +182,10 @@ def evaluate_deployment(
     """Evaluate the model that ``deployment_id`` serves, through the service at ``url``; see the module's text.
 
     ``test`` holds labelled applicants the model has not seen (default: the working directory's test split);
-    ``baseline_model_id`` the challenger or champion (``baseline_role``) measured on the same rows; ``explain`` how
-    many decisions to explain. The monitors use the deployment's monitor configuration.
+    ``baseline_model_id`` the champion (the default ``baseline_role``) or a challenger, measured on the same rows:
+    the candidate must not be worse than a champion (:mod:`utils.evaluation.criteria`), while a challenger's figures
+    are shown beside the candidate's without being bars; ``explain`` how many decisions to explain. The monitors use
+    the deployment's monitor configuration.
 
     Raises:
         DataError: test data without the contract's columns or with rows that break it.
@@ -207,13 +209,15 @@ def evaluate_deployment(
     if baseline:
         probabilities[baseline] = risk_probability(registry.load(baseline), frame[list(FEATURES)])
     figures = {model: model_figures(frame, risk) for model, risk in probabilities.items()}
-    comparison = compare(figures[deployment.model_id], figures.get(baseline), criteria)
-    checks = check_model(deployment.model_id, champion_id=baseline, test=frame, registry=registry, work=layout.root)
+    role = (baseline_role or "champion") if baseline else None
+    champion = baseline if role == "champion" else None
+    comparison = compare(figures[deployment.model_id], figures.get(baseline), criteria, judge_change=bool(champion))
+    checks = check_model(deployment.model_id, champion_id=champion, test=frame, registry=registry, work=layout.root)
     result = RiskEvaluation(
         evaluation_id=evaluation_id,
         deployment=deployment,
         baseline_model_id=baseline,
-        baseline_role=(baseline_role or "challenger") if baseline else None,
+        baseline_role=role,
         window=(start, end),
         comparison=comparison,
         checks=checks,

@@ -150,7 +150,10 @@ def feature_contributions(
         raise TypeError("the preprocessing's output columns could not be traced back to features")
     per_feature = pd.Series(shap_values).groupby(pd.Series(owners)).sum()
     frame = pd.DataFrame(
-        {"value": record[list(FEATURES)].iloc[0].astype(object), "contribution": per_feature.reindex(FEATURES, fill_value=0.0)}
+        {
+            "value": record[list(FEATURES)].iloc[0].astype(object),
+            "contribution": per_feature.reindex(FEATURES, fill_value=0.0),
+        }
     )
     frame.index.name = "feature"
     frame = frame.reindex(frame["contribution"].abs().sort_values(ascending=False, kind="stable").index)

@@ -39,7 +39,7 @@ _MEASURED = ("monitor", "metric", "subject", "value", "threshold", "breached", "
 
 
 def _plain(row: dict, leave_out: tuple[str, ...] = ()) -> dict:
-    """A data mart row as JSON values: times in ISO 8601 ."""
+    """A data mart row as JSON values: times in ISO 8601 (UTC)."""
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items() if k not in leave_out}
 
 
@@ -50,7 +50,7 @@ def _monitoring_status(engine: Engine, period: dict) -> dict:
     status = NOT_MONITORED if not rows else ALERT if any(verdicts) else OK if verdicts else NO_VERDICT
     newest = rows[0] if rows else {}
     return {
-        **_plain({k: period[k] for k in ("deployment_id", "name", "space")}),
+        **{k: period[k] for k in ("deployment_id", "name", "space")},
         "serving_since": period["started_at"].isoformat(),
         "status": status,
         **_plain({k: newest.get(k) for k in ("evaluation_id", "evaluated_at", "window_start", "window_end")}),
@@ -145,7 +145,7 @@ def _cell(value) -> str:
 
 
 def _code(value) -> str:
-    """An id, hash or file name as code (–  for none)."""
+    """An id, hash or file name as code (– for none)."""
     if value is None:
         return "–"
     return _Raw("`" + " ".join(str(value).replace("`", "'").replace("|", "\\|").split()) + "`")
@@ -195,7 +195,9 @@ def _evaluations(evaluations: list[dict]) -> list[str]:
     for e in evaluations:
         summary = _Raw(
             ", ".join(
-                f"{name} {_cell(value)}" for name, value in e["summary"].items() if isinstance(value, int | float | str)
+                f"{_cell(name)} {_cell(value)}"
+                for name, value in e["summary"].items()
+                if isinstance(value, int | float | str)
             )
         )
         rows.append(

@@ -15,6 +15,7 @@ from utils.data import FEATURES, FOUR_FIFTHS_RULE, LABEL, file_sha256, write_csv
 from utils.deployment import delete_deployment, deploy
 from utils.factsheet import ALERT, NOT_MONITORED, OK, build_factsheet, limitations, render_factsheet
 from utils.lifecycle import approve, record_evaluation, reject
+from utils.lifecycle.cli import main
 from utils.monitoring import DeploymentMonitor, Thresholds
 from utils.registry import ModelRegistry, RegistryError
 from utils.training import fairness_at_training
@@ -23,22 +24,18 @@ VALIDATOR = "Grace Hopper"
 
 
 @pytest.fixture
-def work(tmp_path, monkeypatch):
+def engine(tmp_path, monkeypatch):
+    """The data mart of this test's working directory (``tmp_path``), whatever ``$CREDIT_DATAMART_URL`` says."""
     monkeypatch.delenv(datamart.DATAMART_URL_ENV, raising=False)
-    return tmp_path
+    return datamart.connect(f"sqlite:///{tmp_path / 'datamart.sqlite'}")
 
 
 @pytest.fixture
-def engine(work):
-    return datamart.connect(f"sqlite:///{work / 'datamart.sqlite'}")
-
-
-@pytest.fixture
-def registry(work, trained, train_test) -> ModelRegistry:
-    """credit-risk-v1 (logistic regression, with its training data and fairness recorded) and -v2."""
+def registry(tmp_path, trained, train_test) -> ModelRegistry:
+    """credit-risk-v1 and -v2 (logistic regression, gradient boosting), with their training data and fairness."""
     train, test = train_test
-    train_file = write_csv(train, work / "data" / "train.csv")
-    registry = ModelRegistry(work / "registry")
+    train_file = write_csv(train, tmp_path / "data" / "train.csv")
+    registry = ModelRegistry(tmp_path / "registry")
     for model_type in ("logistic_regression", "gradient_boosting"):
         model = trained[model_type].model
         metadata = {
@@ -77,7 +74,7 @@ def test_a_new_version_states_its_use_limits_data_and_fairness_and_has_no_life_y
     assert _section(markdown, "Deployments").strip() == "Never deployed."
 
 
-def test_the_factsheet_follows_deployments_evaluations_and_decisions(engine, registry, work):
+def test_the_factsheet_follows_deployments_evaluations_and_decisions(engine, registry):
     where = {"engine": engine, "registry": registry}
     dev = deploy("credit-risk-v1", space="dev", deployed_by="alice", reason="first try", **where)
     facts, markdown = _files(registry)
@@ -134,7 +131,7 @@ def _labelled(engine, deployment_id: str, frame) -> None:
     datamart.insert_feedback(engine, feedback)
 
 
-def test_each_stored_monitoring_evaluation_updates_the_latest_status(engine, registry, work, train_test):
+def test_each_stored_monitoring_evaluation_updates_the_latest_status(engine, registry, tmp_path, train_test):
     train, test = train_test
     deployed = deploy("credit-risk-v1", space="dev", engine=engine, registry=registry)
     _labelled(engine, deployed.deployment_id, test.head(150))
@@ -142,7 +139,7 @@ def test_each_stored_monitoring_evaluation_updates_the_latest_status(engine, reg
     def evaluate(min_auc_roc: float):
         thresholds = Thresholds(min_auc_roc=min_auc_roc, min_feedback=100)
         monitor = DeploymentMonitor(
-            deployed.deployment_id, reference=train, thresholds=thresholds, engine=engine, work=work
+            deployed.deployment_id, reference=train, thresholds=thresholds, engine=engine, work=tmp_path
         )
         return monitor.evaluate(monitors=("quality",), report=False)
 
@@ -221,3 +218,27 @@ def test_limitations_are_computed_from_the_recorded_figures():
     assert not any("four-fifths" in item for item in limitations({"fairness": fair}))
     assert any("not recorded" in item for item in limitations({}))
     assert "## Limitations" in render_factsheet(build_factsheet({"model_id": "x-v1"}))
+
+
+def test_the_command_line_prints_the_factsheet_and_rewrites_it(engine, registry, tmp_path, capsys):
+    deployed = deploy("credit-risk-v1", space="dev", engine=engine, registry=registry)
+    run = ["--work-dir", str(tmp_path), "factsheet", "--model-id", "credit-risk-v1"]
+    assert main(run) == 0
+    assert capsys.readouterr().out.startswith("# Model factsheet: credit-risk-v1")
+    assert main([*run, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["deployments"][0]["deployment_id"] == deployed.deployment_id
+    stale = registry.get("credit-risk-v1").factsheet_json_file
+    stale.write_text("{}")  # a factsheet written before this version's records changed
+    assert main([*run, "--write"]) == 0 and json.loads(stale.read_text())["deployments"]
+    assert main(["--work-dir", str(tmp_path), "factsheet", "--model-id", "credit-risk-v9"]) == 2
+    assert "credit-risk-v9" in capsys.readouterr().err
+
+
+def test_measurements_taken_before_a_version_served_are_not_its_status(engine, registry):
+    deployed = deploy("credit-risk-v1", space="dev", engine=engine, registry=registry)
+    measured = {"deployment_id": deployed.deployment_id, "evaluation_id": datamart.new_id(), "records": 100}
+    measured |= {"monitor": "quality", "metric": "auc_roc", "value": 0.6, "threshold": 0.8, "breached": True}
+    datamart.insert_measurements(engine, [{**measured, "evaluated_at": deployed.updated_at}])
+    assert [s["status"] for s in registry.factsheet("credit-risk-v1", engine=engine)["monitoring"]] == [ALERT]
+    deploy("credit-risk-v2", space="dev", engine=engine, registry=registry)
+    assert [s["status"] for s in _files(registry, "credit-risk-v2")[0]["monitoring"]] == [NOT_MONITORED]

@@ -170,8 +170,7 @@ def _fairness(fairness: dict) -> list[str]:
         return ["Not recorded with this version (it was registered without its training and test splits)."]
     lines = []
     for source, what in _FIGURES.items():
-        if source not in fairness:
-            continue
+        labelled = source == "test_decisions"  # decisions beside true outcomes: equal opportunity too
         rows = [
             (
                 attribute,
@@ -179,12 +178,13 @@ def _fairness(fairness: dict) -> list[str]:
                 _Raw(f"{_cell(f['favourable_rate_monitored'])} vs {_cell(f['favourable_rate_reference'])}"),
                 f.get("disparate_impact"),
                 f.get("statistical_parity_difference"),
-                f.get("equal_opportunity_difference"),
             )
-            for attribute, f in fairness[source].items()
+            + ((f.get("equal_opportunity_difference"),) if labelled else ())
+            for attribute, f in fairness.get(source, {}).items()
         ]
         header = ("attribute", "groups", "favourable rates", "disparate impact", "parity difference")
-        lines += [f"Of {what}:", "", *_table((*header, "equal opportunity difference"), rows), ""]
+        header += ("equal opportunity difference",) if labelled else ()
+        lines += [f"Of {what}:", "", *_table(header, rows), ""] if rows else []
     return lines + [f"Disparate impact below {FOUR_FIFTHS_RULE:.2f} breaks the four-fifths rule."]
 
 

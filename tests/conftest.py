@@ -20,7 +20,7 @@ def _approve_for_production(workspace: Workspace, model_id: str) -> None:
     candidate = deploy(model_id, name="credit-risk-candidate", space="preprod", registry=workspace.registry, **where)
     evaluated = lifecycle.record_evaluation(candidate.deployment_id, verdict="passed", summary={}, **where)
     lifecycle.approve(model_id, evaluated.evaluation_id, approver="test-fixture", reason="fixture", **where)
-    delete_deployment(candidate.deployment_id, engine=workspace.engine)
+    delete_deployment(candidate.deployment_id, engine=workspace.engine, registry=workspace.registry)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +125,9 @@ PROTECTED_GROUPS = {
     "Sex": {"monitored": "female", "reference": "male"},
     "Age": {"monitored": (18, 25), "reference": (26, 75)},
 }
+#: The four-fifths rule: a monitored group's favourable rate below this share of the reference group's (disparate
+#: impact) is adverse.
+FOUR_FIFTHS_RULE = 0.80
 
 
 class DataError(ValueError):
@@ -157,6 +161,22 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:
     tmp = path.with_name(f".{path.name}.tmp")
     frame.to_csv(tmp, index=False)
     tmp.replace(path)
+    return path
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file of its own in the same folder: a reader sees the
+    old file or the whole new one, also when two writers write at once."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -185,6 +185,7 @@ def deploy(
     digits, ``-``, ``_`` and ``.``, starting with a letter or digit, never ``..`` (so no path separator, line end
     or NUL byte); it names the deployment's monitoring report files. ``deployed_by`` and ``reason``, when given,
     are kept in the deployment's history. A version goes into ``prod`` only with an approved pre-prod evaluation.
+    The factsheets of the deployed version and of the one it replaces are regenerated.
 
     Raises:
         DeploymentError: unknown space, or a name that breaks :data:`NAME_RULE`.
@@ -204,11 +205,15 @@ def deploy(
     engine = engine or datamart.connect(work=work)
     if space == PRODUCTION:
         approved_evaluation(model_id, engine=engine)
+    replaced = [row["model_id"] for row in datamart.read_deployments(engine, name=name, space=space)]
     record = {"deployed_by": deployed_by, "reason": reason}
     try:
-        return _from_row(datamart.upsert_deployment(engine, name, space, model_id, READY, **record))
+        row = datamart.upsert_deployment(engine, name, space, model_id, READY, **record)
     except sa.exc.IntegrityError:  # a concurrent deploy inserted the same name and space first
-        return _from_row(datamart.upsert_deployment(engine, name, space, model_id, READY, **record))
+        row = datamart.upsert_deployment(engine, name, space, model_id, READY, **record)
+    for changed in dict.fromkeys([model_id, *replaced]):  # the new version's factsheet, and the replaced one's
+        registry.write_factsheet(changed, engine=engine)
+    return _from_row(row)
 
 
 def get_deployment(
@@ -248,12 +253,20 @@ def list_deployments(
 
 
 def delete_deployment(
-    deployment_id: str, *, engine: Engine | None = None, work: str | os.PathLike | None = None
+    deployment_id: str,
+    *,
+    engine: Engine | None = None,
+    registry: ModelRegistry | None = None,
+    work: str | os.PathLike | None = None,
 ) -> None:
-    """Remove a deployment; its payload and feedback records stay in the data mart.
+    """Remove a deployment; its payload and feedback records stay in the data mart, and the factsheet of the
+    version it served says until when it did.
 
     Raises:
         DeploymentError: no such deployment.
     """
-    if not datamart.remove_deployment(engine or datamart.connect(work=work), deployment_id):
+    engine = engine or datamart.connect(work=work)
+    row = datamart.read_deployment(engine, deployment_id)
+    if row is None or not datamart.remove_deployment(engine, deployment_id):
         raise DeploymentError(f"no deployment with id {deployment_id!r}")
+    (registry or registry_for(work)).write_factsheet(row["model_id"], engine=engine)

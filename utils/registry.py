@@ -4,8 +4,9 @@ Layout under the registry root::
 
     <name>/v<version>/model.skops      the fitted pipeline, in skops format
                       metadata.json    id, parameters, metrics, lineage, the model file's SHA-256
-                      factsheet.md     the readable model card
-                      factsheet.json   the same facts for machines
+                      factsheet.md     the readable model card (utils.factsheet)
+                      factsheet.json   the same facts for machines; both regenerated whenever the
+                                       version's records in the data mart change
 
 Models are stored with skops, never as bare pickles, and loaded only when every
 type in the file is on :data:`TRUSTED_TYPES` and the file's SHA-256 is the one recorded at registration
@@ -17,6 +18,7 @@ two writers never get the same version number.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -26,9 +28,11 @@ from pathlib import Path
 
 import pandas as pd
 import skops.io as sio
+from sqlalchemy.engine import Engine
 
 from utils import config
-from utils.data import file_sha256
+from utils.data import file_sha256, write_text_atomically
+from utils.factsheet import build_factsheet, lifecycle_records, render_factsheet
 from utils.times import utc_now
 
 #: Types beyond skops' own defaults that a registered model may contain.
@@ -42,6 +46,9 @@ _ID_PATTERN = re.compile(r"(?P<name>[a-z0-9][a-z0-9_-]*)-v(?P<version>[1-9][0-9]
 _SHOWN = 60  # characters of a refused id that its error message shows
 #: Key of ``metadata.json`` holding the SHA-256 (hex) of ``model.skops``, recorded at registration.
 MODEL_SHA256 = "model_sha256"
+
+
+_log = logging.getLogger(__name__)
 
 
 class RegistryError(LookupError):
@@ -68,6 +75,16 @@ class ModelVersion:
     @property
     def factsheet_file(self) -> Path:
         return self.path / "factsheet.md"
+
+    @property
+    def factsheet_json_file(self) -> Path:
+        return self.path / "factsheet.json"
+
+
+def _write_factsheet(folder: Path, document: dict) -> None:
+    """Write a factsheet's JSON and Markdown into a version's folder, each file atomically."""
+    write_text_atomically(folder / "factsheet.json", json.dumps(document, indent=2, default=str))
+    write_text_atomically(folder / "factsheet.md", render_factsheet(document))
 
 
 def save_skops(obj, path: str | os.PathLike) -> Path:
@@ -164,10 +181,8 @@ class ModelRegistry:
                     "created_at": utc_now().isoformat(timespec="seconds"),
                     MODEL_SHA256: model_sha256,
                 }
-                as_json = json.dumps(record, indent=2, default=str)
-                (staging / "metadata.json").write_text(as_json)
-                (staging / "factsheet.json").write_text(as_json)
-                (staging / "factsheet.md").write_text(render_factsheet(record))
+                (staging / "metadata.json").write_text(json.dumps(record, indent=2, default=str))
+                _write_factsheet(staging, build_factsheet(record))
                 try:
                     os.rename(staging, version.path)  # atomic; fails if another writer took the number
                     return version
@@ -241,6 +256,37 @@ class ModelRegistry:
                 "(its SHA-256 differs from the one recorded)"
             )
 
+    def factsheet(self, model_id: str, *, engine: Engine) -> dict:
+        """The factsheet of ``model_id`` as it stands now: its metadata and the data mart's records of its life
+        (:func:`utils.factsheet.build_factsheet`); Markdown with :func:`utils.factsheet.render_factsheet`.
+
+        Raises:
+            RegistryError: a malformed id or one not in the registry.
+        """
+        version = self.get(model_id)
+        return build_factsheet(self.metadata(version.model_id), lifecycle_records(engine, version.model_id))
+
+    def write_factsheet(self, model_id: str, *, engine: Engine) -> ModelVersion | None:
+        """Regenerate ``factsheet.json`` and ``factsheet.md`` of ``model_id`` from its metadata and the data mart.
+
+        Called after every change of the records a factsheet shows (a deployment, a removal, an evaluation, a
+        decision, stored monitor measurements), once that change has committed. Returns None, writing nothing, for
+        a version this registry does not hold (there is no factsheet to follow it) or when the files cannot be
+        written (logged as a warning: the change itself stands, and ``GET /ml/v4/models/{id}/factsheet`` renders
+        the factsheet fresh).
+        """
+        try:
+            version = self.get(model_id)
+        except RegistryError:
+            return None
+        document = self.factsheet(version.model_id, engine=engine)
+        try:
+            _write_factsheet(version.path, document)
+        except OSError as error:
+            _log.warning("the factsheet of %s was not written: %s", version.model_id, error)
+            return None
+        return version
+
     def list(self) -> pd.DataFrame:
         """One row per registered version: id, model type, ROC AUC and creation time."""
         rows = []
@@ -256,71 +302,6 @@ class ModelRegistry:
                     }
                 )
         return pd.DataFrame(rows, columns=["model_id", "model_type", "auc_roc", "created_at"])
-
-
-def _table(mapping: dict, header: tuple[str, str]) -> list[str]:
-    lines = [f"| {header[0]} | {header[1]} |", "| --- | --- |"]
-    for key, value in mapping.items():
-        shown = f"{value:.3f}" if isinstance(value, float) else value
-        lines.append(f"| {key} | {shown} |")
-    return lines
-
-
-def render_factsheet(record: dict) -> str:
-    """The readable model card (Markdown) of a registered version's metadata.
-
-    The data sentence is ``training_data.description`` of the metadata, as :func:`utils.data.describe_training_data`
-    computes it from the training data.
-    """
-    data = record.get("training_data", {})
-    lines = [
-        f"# Model factsheet: {record['model_id']}",
-        "",
-        *_table(
-            {
-                "model type": record.get("model_type"),
-                "created (UTC)": record.get("created_at"),
-                "predicts": "probability of `Risk` (classes in the order `No Risk`, `Risk`)",
-            },
-            ("", ""),
-        ),
-        "",
-        "## Intended use",
-        "",
-        "Scores loan applicants described by the 20 German-credit features. Made for teaching "
-        "trusted-AI practice; not validated for real lending decisions.",
-        "",
-        "## Training data and lineage",
-        "",
-        *_table(
-            {
-                "training rows": data.get("rows"),
-                "training data SHA-256": f"`{data.get('sha256')}`",
-                "schema SHA-256": f"`{record.get('schema', {}).get('sha256')}`",
-                "preprocessing SHA-256": f"`{record.get('preprocessing', {}).get('sha256')}`",
-            },
-            ("what", "value"),
-        ),
-        "",
-        "## Hyperparameters",
-        "",
-        *_table(record.get("hyperparameters", {}), ("name", "value")),
-        "",
-        "## Evaluation on the held-out test split",
-        "",
-        *_table(record.get("metrics", {}), ("metric", "value")),
-        "",
-        f"Training: {record.get('convergence_note', 'not recorded')}.",
-        "",
-        "## Fairness and limitations",
-        "",
-        f"Training data: {data['description']}"
-        if data.get("description")
-        else "The training data's outcomes by group are not recorded with this model.",
-        "Monitor disparate impact for `Sex` (female vs male) and `Age` (18-25 vs 26-75) before and after deployment.",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 def registry_for(work: str | os.PathLike | None = None) -> ModelRegistry:

@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from utils import plotting
+from utils.data import write_text_atomically
 from utils.fairness import disparate_impact_test
 
 #: How the report names a measurement without a subject (the quality or drift of the whole window).
@@ -234,13 +235,3 @@ def html_page(title: str, parts: list[str]) -> str:
 def write_report(evaluation, path: str | os.PathLike, *, history: pd.DataFrame | None = None, thresholds=None) -> Path:
     """Write the report of ``evaluation`` to ``path`` atomically (see :func:`render_report`); returns the path."""
     return write_text_atomically(path, render_report(evaluation, history, thresholds=thresholds))
-
-
-def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file beside it, so no reader sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path

@@ -31,8 +31,18 @@ from sklearn.metrics import (
 )
 from sklearn.pipeline import Pipeline
 
-from utils.data import CLASS_ORDER, FEATURES, RISK_RISES_WITH, UNFAVOURABLE, file_sha256
-from utils.decision import decide, risk_probability
+from utils.data import (
+    CLASS_ORDER,
+    FEATURES,
+    LABEL,
+    PROTECTED_GROUPS,
+    RISK_RISES_WITH,
+    UNFAVOURABLE,
+    describe_training_data,
+    file_sha256,
+)
+from utils.decision import decide, model_decisions, risk_probability
+from utils.fairness import fairness_metrics
 from utils.features import split_features_label, stratified_split
 
 #: Model types and their default hyperparameters.
@@ -210,6 +220,37 @@ def evaluate(model, test: pd.DataFrame) -> tuple[dict[str, float], pd.DataFrame]
     )
 
 
+def _plain(figures: dict) -> dict:
+    """Figures as JSON values: NumPy numbers as Python numbers, NaN (a figure that cannot be computed) as None."""
+    plain = {}
+    for name, value in figures.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        plain[name] = None if isinstance(value, float) and not np.isfinite(value) else value
+    return plain
+
+
+def fairness_at_training(model, train: pd.DataFrame | None = None, test: pd.DataFrame | None = None) -> dict:
+    """Fairness towards each protected group (:data:`utils.data.PROTECTED_GROUPS`) when the model was made.
+
+    ``training_data``: favourable rate per group, disparate impact and statistical parity difference of the training
+    data's outcomes (what the model learnt from). ``test_decisions``: the same of the model's decisions on the test
+    split, with equal opportunity and average odds differences against its labels. Each is left out when its data
+    are not given; a figure that cannot be computed (an empty group) is None.
+    """
+    figures = {}
+    if train is not None:
+        figures["training_data"] = {
+            attribute: _plain(fairness_metrics(train, attribute, prediction=LABEL)) for attribute in PROTECTED_GROUPS
+        }
+    if test is not None:
+        decided = test.assign(prediction=model_decisions(model, test))
+        figures["test_decisions"] = {
+            attribute: _plain(fairness_metrics(decided, attribute, label=LABEL)) for attribute in PROTECTED_GROUPS
+        }
+    return figures
+
+
 def training_metadata(
     result: TrainingResult,
     metrics: dict[str, float],
@@ -217,8 +258,18 @@ def training_metadata(
     train_path: Path,
     schema_path: Path,
     preprocessor_path: Path,
+    train: pd.DataFrame | None = None,
+    test: pd.DataFrame | None = None,
 ) -> dict:
-    """What the registry records with a model: parameters, metrics and lineage (file hashes)."""
+    """What the registry records with a model: parameters, metrics, lineage (file names and hashes) and, given the
+    ``train`` and ``test`` splits, a computed description of the training data and :func:`fairness_at_training`."""
+    training_data = {
+        "file": Path(train_path).name,
+        "sha256": file_sha256(train_path),
+        "rows": result.fit_rows + result.validation_rows,
+    }
+    if train is not None:
+        training_data["description"] = describe_training_data(train)
     return {
         "model_type": result.model_type,
         "hyperparameters": result.hyperparameters,
@@ -226,7 +277,8 @@ def training_metadata(
         "convergence_note": result.convergence_note,
         "classes": list(result.model.classes_),
         "features": list(FEATURES),
-        "training_data": {"sha256": file_sha256(train_path), "rows": result.fit_rows + result.validation_rows},
+        "training_data": training_data,
+        "fairness": fairness_at_training(result.model, train, test),
         "schema": {"sha256": file_sha256(schema_path)},
         "preprocessing": {"sha256": file_sha256(preprocessor_path)},
         "library_versions": {"scikit-learn": sklearn.__version__, "skops": skops.__version__},

@@ -123,6 +123,10 @@ def test_prod_promotes_only_the_approved_version_and_retrains_nothing(sample_csv
     )
     spaces = [period.space for period in lifecycle.deployment_history(model_id="credit-risk-v1", engine=engine)]
     assert spaces == ["preprod", "prod"]
+    factsheet = json.loads((registry.get("credit-risk-v1").model_file.parent / "factsheet.json").read_text())
+    assert [e["evaluation_id"] for e in factsheet["evaluations"]] == [preprod["evaluation_id"]]
+    assert [a["approver"] for a in factsheet["approvals"]] == ["Grace Hopper"]
+    assert [d["space"] for d in factsheet["deployments"]] == ["preprod", "prod"]
 
 
 def test_monitoring_on_other_data_alerts_only_on_the_injected_days(tmp_path):

@@ -89,3 +89,18 @@ def test_records_round_trip_on_postgres(url):
     assert replaced["deployment_id"] == deployment["deployment_id"]
     assert [d["model_id"] for d in datamart.read_deployments(engine)] == ["credit-risk-v2"]
     engine.dispose()
+
+
+def test_the_newest_evaluations_measurements_on_postgres(url):
+    engine = datamart.connect(url)
+    measured = [
+        {"evaluation_id": evaluation, "deployment_id": "d-1", "monitor": "quality", "metric": "auc_roc"}
+        | {"value": value, "records": 100, "evaluated_at": T0 + timedelta(hours=hours)}
+        for evaluation, value, hours in (("older", 0.8, 1), ("newer", 0.7, 2))
+    ]
+    datamart.insert_measurements(engine, measured)
+    assert [(m["evaluation_id"], m["value"]) for m in datamart.read_latest_measurements(engine, "d-1")] == [
+        ("newer", 0.7)
+    ]
+    assert datamart.read_latest_measurements(engine, "d-1", since=T0 + timedelta(hours=3)) == []
+    engine.dispose()

@@ -84,7 +84,11 @@ def test_metadata_and_factsheets_are_written(registry, lr_result, metadata):
     }
     record = registry.metadata(version.model_id)
     assert record == json.loads(version.metadata_file.read_text())
-    assert record == json.loads((version.path / "factsheet.json").read_text())
+    factsheet = json.loads(version.factsheet_json_file.read_text())
+    assert {key: factsheet[key] for key in record} == record  # the metadata, and the version's life: none yet
+    assert {key: factsheet[key] for key in ("evaluations", "approvals", "deployments", "monitoring")} == dict.fromkeys(
+        ("evaluations", "approvals", "deployments", "monitoring"), []
+    )
     assert record["model_id"] == "credit-risk-v1"
     assert record["name"] == NAME
     assert record["version"] == 1

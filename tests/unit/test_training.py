@@ -18,12 +18,13 @@ from sklearn.metrics import (
 )
 
 from utils.data import CLASS_ORDER, FAVOURABLE, LABEL, UNFAVOURABLE, file_sha256
-from utils.decision import risk_probability
+from utils.decision import model_decisions, risk_probability
 from utils.features import fit_preprocessor
 from utils.training import (
     MODEL_TYPES,
     classification_metrics,
     evaluate,
+    fairness_at_training,
     make_classifier,
     train_model,
     training_metadata,
@@ -252,9 +253,44 @@ def test_training_metadata_records_lineage(trained, tmp_path):
     assert record["metrics"] == metrics
     assert record["classes"] == list(CLASS_ORDER)
     assert record["training_data"] == {
+        "file": "train_path.bin",
         "sha256": file_sha256(files["train_path"]),
         "rows": result.fit_rows + result.validation_rows,
     }
+    assert record["fairness"] == {}  # recorded only when the splits are given
     assert record["schema"]["sha256"] == file_sha256(files["schema_path"])
     assert record["preprocessing"]["sha256"] == file_sha256(files["preprocessor_path"])
     json.dumps(record)  # plain JSON, as the registry writes it
+
+
+def test_training_metadata_records_the_fairness_of_the_data_and_of_the_models_test_decisions(
+    trained, train_test, tmp_path
+):
+    train, test = train_test
+    result = trained["logistic_regression"]
+    files = {name: tmp_path / name for name in ("train_path", "schema_path", "preprocessor_path")}
+    for path in files.values():
+        path.write_text("x")
+    record = training_metadata(result, {"auc_roc": 0.85}, **files, train=train, test=test)
+    assert record["training_data"]["description"].startswith(f"{len(train):,} rows")
+    women = train[train["Sex"] == "female"]
+    data_sex = record["fairness"]["training_data"]["Sex"]
+    assert data_sex["monitored"] == "female" and data_sex["records_monitored"] == len(women)
+    assert data_sex["favourable_rate_monitored"] == pytest.approx((women[LABEL] == FAVOURABLE).mean())
+    assert data_sex["disparate_impact"] == pytest.approx(
+        data_sex["favourable_rate_monitored"] / data_sex["favourable_rate_reference"]
+    )
+    decided = model_decisions(result.model, test) == FAVOURABLE
+    young = test["Age"].between(18, 25).to_numpy()
+    model_age = record["fairness"]["test_decisions"]["Age"]
+    assert model_age["favourable_rate_monitored"] == pytest.approx(decided[young].mean())
+    assert model_age["equal_opportunity_difference"] is not None
+    json.dumps(record, allow_nan=False)  # plain JSON: NumPy numbers and NaN converted
+
+
+def test_fairness_figures_that_cannot_be_computed_are_none(trained, train_test):
+    _, test = train_test
+    older = test[test["Age"] > 25]  # nobody in the monitored age group
+    figures = fairness_at_training(trained["logistic_regression"].model, test=older)["test_decisions"]["Age"]
+    assert figures["records_monitored"] == 0
+    assert figures["disparate_impact"] is None and figures["favourable_rate_monitored"] is None

@@ -93,3 +93,7 @@ __all__ += [
     "read_monitor_config",
     "write_monitor_config",
 ]
+
+from utils.datamart.measurements import read_latest_measurements  # noqa: E402
+
+__all__ += ["read_latest_measurements"]

@@ -62,15 +62,20 @@ def insert_approval(engine: Engine, record: dict) -> dict:
 
 
 def read_approvals(engine: Engine, *, model_id: str | None = None, evaluation_id: str | None = None) -> list[dict]:
-    """Approval decisions in the order they were made, optionally only of a model version and/or an evaluation."""
+    """Approval decisions in the order they were made, optionally only of a model version and/or an evaluation;
+    each with ``superseded``: True when a newer decision on the same evaluation exists (and counts instead)."""
     table = approvals
     query = sa.select(table).order_by(table.c.record_id)
     for column, value in (("model_id", model_id), ("evaluation_id", evaluation_id)):
         if value is not None:
             query = query.where(table.c[column] == value)
     with engine.connect() as connection:
-        rows = connection.execute(query).mappings().all()
-    return [{k: v for k, v in _row(row).items() if k != "record_id"} for row in rows]
+        rows = [
+            {k: v for k, v in _row(row).items() if k != "record_id"} for row in connection.execute(query).mappings()
+        ]
+    # The decisions on one evaluation are all of its version: a filter by version keeps all of them.
+    latest = {row["evaluation_id"]: row["approval_id"] for row in rows}
+    return [{**row, "superseded": latest[row["evaluation_id"]] != row["approval_id"]} for row in rows]
 
 
 def write_monitor_config(engine: Engine, deployment_id: str, config: dict, updated_by: str | None = None) -> dict:

@@ -66,3 +66,20 @@ def read_measurements(
         frame[name] = pd.to_datetime(frame[name], utc=True)
     frame["breached"] = frame["breached"].astype("boolean")
     return frame
+
+
+def read_latest_measurements(engine: Engine, deployment_id: str, *, since: datetime | None = None) -> list[dict]:
+    """The measurements of a deployment's newest evaluation (latest ``evaluated_at``; of those evaluated at or after
+    ``since`` when given), as stored; none when it has none."""
+    table = measurements
+    newest = sa.select(table.c.evaluation_id).where(table.c.deployment_id == deployment_id)
+    if since is not None:
+        newest = newest.where(table.c.evaluated_at >= as_utc(since))
+    newest = newest.order_by(table.c.evaluated_at.desc(), table.c.measurement_id.desc()).limit(1)
+    query = (
+        sa.select(table)
+        .where(table.c.deployment_id == deployment_id, table.c.evaluation_id == newest.scalar_subquery())
+        .order_by(table.c.measurement_id)
+    )
+    with engine.connect() as connection:
+        return [_measurement_row(row) for row in connection.execute(query).mappings()]

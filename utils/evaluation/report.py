@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from utils import plotting
-from utils.report import html_page, image_html, measurement_table, table_html, verdict_table, write_text_atomically
+from utils.data import write_text_atomically
+from utils.report import html_page, image_html, measurement_table, table_html, verdict_table
 
 
 def _heading(result) -> list[str]:

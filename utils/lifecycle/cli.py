@@ -1,4 +1,4 @@
-"""Command line: ``python -m utils.lifecycle {approve,reject,approvals,evaluations,history,promote,config}``.
+"""Command line: ``python -m utils.lifecycle {approve,reject,approvals,evaluations,history,promote,config,factsheet}``.
 
 Exit status 0 on success; 1 when "Checks for Model Production" refuse a promotion (the message says what is
 missing); 2 for bad input (an unknown evaluation, deployment or model, a name or reason that breaks the rules).
@@ -11,11 +11,13 @@ import argparse
 import json
 import sys
 
+from utils import datamart
 from utils.deployment import PERSON_RULE, SPACES, DeploymentError, ProductionCheckError
+from utils.factsheet import render_factsheet
 from utils.lifecycle.monitor_config import monitor_config, set_monitor_config
 from utils.lifecycle.promotion import deployment_history, promote
 from utils.lifecycle.records import LifecycleError, decide, list_approvals, list_evaluations
-from utils.registry import RegistryError
+from utils.registry import RegistryError, registry_for
 
 
 def _decision_parser(commands, decision: str) -> None:
@@ -53,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     config.add_argument("--deployment-id", required=True)
     config.add_argument("--set", metavar="JSON", help="the configuration document, as JSON text")
     config.add_argument("--by", help=f"who sets it ({PERSON_RULE})")
+    sheet = commands.add_parser("factsheet", help="print a version's factsheet as it stands now (Markdown)")
+    sheet.add_argument("--model-id", required=True)
+    sheet.add_argument("--json", action="store_true", help="print the JSON document instead")
+    sheet.add_argument("--write", action="store_true", help="also rewrite factsheet.md and factsheet.json")
     return parser
 
 
@@ -89,8 +95,18 @@ def _run(args: argparse.Namespace) -> None:
             f"promoted {done.deployment.model_id} to {done.deployment.space} as {done.deployment.name} "
             f"({done.deployment.deployment_id}); monitor configuration copied from {done.source_deployment_id}"
         )
+    elif args.command == "factsheet":
+        _factsheet(args)
     else:
         _config(args, work)
+
+
+def _factsheet(args: argparse.Namespace) -> None:
+    registry, engine = registry_for(args.work_dir), datamart.connect(work=args.work_dir)
+    document = registry.factsheet(args.model_id, engine=engine)
+    if args.write:
+        registry.write_factsheet(args.model_id, engine=engine)
+    print(json.dumps(document, indent=1) if args.json else render_factsheet(document))
 
 
 def _config(args: argparse.Namespace, work: dict) -> None:

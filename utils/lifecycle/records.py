@@ -151,20 +151,21 @@ def record_evaluation(
 
     ``summary`` is a JSON object (the figures and checks behind the verdict); ``evaluation_id`` is the id the run
     stored its measurements under (a new one by default). Write the reports to :meth:`EvaluationRecord.report_paths`.
+    The version's factsheet is regenerated.
 
     Raises:
         LifecycleError: unknown deployment, bad verdict, summary or id, or a baseline not in the registry.
     """
     if verdict not in VERDICTS:
         raise LifecycleError(f"unknown verdict {verdict!r}; an evaluation is {' or '.join(VERDICTS)}", field="verdict")
-    engine = _engine(engine, work)
+    engine, registry = _engine(engine, work), registry or registry_for(work)
     try:
         deployment = get_deployment(deployment_id, engine=engine)
     except DeploymentError as error:
         raise LifecycleError(str(error), field="deployment_id", missing=True) from None
     if baseline_model_id is not None:
         try:
-            baseline_model_id = (registry or registry_for(work)).get(baseline_model_id).model_id
+            baseline_model_id = registry.get(baseline_model_id).model_id
         except Exception as error:  # RegistryError or a malformed id: say which baseline
             raise LifecycleError(f"baseline: {error}", field="baseline_model_id") from None
     evaluation_id = datamart.new_id() if evaluation_id is None else _check_evaluation_id(evaluation_id)
@@ -183,6 +184,7 @@ def record_evaluation(
             "report_json": as_json,
         },
     )
+    registry.write_factsheet(deployment.model_id, engine=engine)
     return _of(EvaluationRecord, row)
 
 
@@ -246,9 +248,11 @@ def decide(
     approver: str,
     reason: str,
     engine: Engine | None = None,
+    registry: ModelRegistry | None = None,
     work: str | os.PathLike | None = None,
 ) -> ApprovalRecord:
-    """Record ``approver``'s ``decision`` (approved or rejected) on evaluation ``evaluation_id`` of ``model_id``.
+    """Record ``approver``'s ``decision`` (approved or rejected) on evaluation ``evaluation_id`` of ``model_id``;
+    the version's factsheet is regenerated.
 
     Raises:
         LifecycleError: unknown decision or evaluation, an evaluation of another version or space, approving a
@@ -274,6 +278,7 @@ def decide(
             "reason": reason,
         },
     )
+    (registry or registry_for(work)).write_factsheet(model_id, engine=engine)
     return _of(ApprovalRecord, row)
 
 
@@ -297,7 +302,4 @@ def list_approvals(
     """Decisions in the order they were made, of a model version and/or an evaluation; each marked superseded
     when a newer decision on the same evaluation exists."""
     rows = datamart.read_approvals(_engine(engine, work), model_id=model_id, evaluation_id=evaluation_id)
-    latest = {row["evaluation_id"]: row["approval_id"] for row in rows}
-    return [
-        _of(ApprovalRecord, {**row, "superseded": latest[row["evaluation_id"]] != row["approval_id"]}) for row in rows
-    ]
+    return [_of(ApprovalRecord, row) for row in rows]

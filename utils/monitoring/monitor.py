@@ -176,7 +176,8 @@ class DeploymentMonitor:
         return [self.evaluate(start, start + timedelta(days=1), **options) for start in (progress or iter)(starts)]
 
     def store(self, evaluation: Evaluation) -> int:
-        """Write the evaluation's measurements to the data mart; returns how many."""
+        """Write the evaluation's measurements to the data mart and regenerate the model's factsheet (its latest
+        monitoring status); returns how many."""
         common = {
             "evaluation_id": evaluation.evaluation_id,
             "deployment_id": evaluation.deployment_id,
@@ -185,13 +186,15 @@ class DeploymentMonitor:
             "evaluated_at": evaluation.evaluated_at,
         }
         rows = evaluation.measurements.drop(columns="alerting").to_dict("records")
-        return datamart.insert_measurements(
+        stored = datamart.insert_measurements(
             self.engine,
             [
                 {**common, **row, "breached": None if pd.isna(row["breached"]) else bool(row["breached"])}
                 for row in rows
             ],
         )
+        self.registry.write_factsheet(evaluation.model_id, engine=self.engine)
+        return stored
 
     def history(self, start=None, end=None) -> pd.DataFrame:
         """The stored measurements of this deployment whose window starts in [start, end), oldest first."""

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from utils.data import FOUR_FIFTHS_RULE
+
 MONITORS: tuple[str, ...] = ("quality", "fairness", "drift", "data_quality")
 #: The metrics that raise alerts, and in which direction their threshold is crossed.
 ALERT_METRICS: dict[tuple[str, str], str] = {
@@ -47,7 +49,7 @@ class Thresholds:
     #: Feedback records a window needs before quality (and feedback-based fairness) gets a verdict.
     min_feedback: int = 100
     #: Alert when disparate impact is below this (the four-fifths rule).
-    min_disparate_impact: float = 0.80
+    min_disparate_impact: float = FOUR_FIFTHS_RULE
     #: Alert only when the window gives evidence at this level that disparate impact is below the threshold
     #: (one-sided test); None alerts on the point estimate alone, as the original service did.
     fairness_alpha: float | None = 0.05

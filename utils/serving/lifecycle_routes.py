@@ -8,7 +8,8 @@ Protected by the API key like the deployments API, under the same ``/ml/v4`` pre
 - ``POST /ml/v4/deployments/{id}/approvals``: approve or reject an evaluation run on the (pre-prod) deployment;
 - ``GET /ml/v4/deployments/{id}/approvals``: the decisions on the deployment's evaluations;
 - ``GET /ml/v4/models/{model_id}/evaluations`` and ``.../approvals``: those of a model version;
-- ``POST /ml/v4/promotions``: deploy an approved version to the next space with its monitor configuration.
+- ``POST /ml/v4/promotions``: deploy an approved version to the next space with its monitor configuration;
+- ``GET /ml/v4/models/{model_id}/factsheet``: the version's factsheet, rendered now (JSON, or Markdown).
 
 Handlers are a few lines calling :mod:`utils.lifecycle`; its errors become :class:`utils.scoring.InputError` (404
 for an unknown record, 409 when "Checks for Model Production" refuse, else 400 naming the field).
@@ -19,12 +20,14 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from utils import lifecycle
 from utils.deployment import SPACES, DeploymentError, ProductionCheckError
-from utils.registry import RegistryError
+from utils.factsheet import render_factsheet
+from utils.registry import RegistryError, parse_model_id
 from utils.scoring import InputError
 from utils.serving.routes import ServiceDep, require_key
 from utils.serving.schemas import DeploymentInfo, ErrorBody
@@ -186,6 +189,7 @@ def decide(deployment_id: str, body: ApprovalRequest, service: ServiceDep) -> Ap
             approver=body.approver,
             reason=body.reason,
             engine=service.engine,
+            registry=service.registry,
         )
     return ApprovalInfo(**made.as_dict())
 
@@ -235,3 +239,57 @@ def promote(body: PromotionRequest, service: ServiceDep) -> PromotionInfo:
         evaluation_id=done.evaluation_id,
         approval_id=done.approval_id,
     )
+
+
+MARKDOWN = "text/markdown"
+#: The answer of the docs' example (shortened: a real factsheet holds every key of the version's metadata).
+FACTSHEET_EXAMPLE = {
+    "model_id": "credit-risk-v1",
+    "model_type": "logistic_regression",
+    "created_at": "2026-01-05T09:12:44+00:00",
+    "metrics": {"auc_roc": 0.861, "accuracy": 0.8},
+    "training_data": {"file": "train.csv", "sha256": "9f2c…", "rows": 3750, "description": "3,750 rows (…)"},
+    "fairness": {
+        "training_data": {"Sex": {"monitored": "female", "reference": "male", "disparate_impact": 0.93}},
+        "test_decisions": {"Sex": {"monitored": "female", "reference": "male", "disparate_impact": 0.91}},
+    },
+    "intended_use": "Scores loan applicants described by the 20 German-credit features: …",
+    "limitations": ["Trained and evaluated on German-credit-style data for teaching; …"],
+    "evaluations": [{"evaluation_id": "6f1c…", "space": "preprod", "verdict": "passed", "summary": {}}],
+    "approvals": [{"evaluation_id": "6f1c…", "decision": "approved", "approver": "Grace Hopper", "superseded": False}],
+    "deployments": [
+        {"name": "credit-risk", "space": "preprod", "started_at": "2026-01-05T09:20:01+00:00", "ended_at": None}
+    ],
+    "monitoring": [{"name": "credit-risk", "space": "preprod", "status": "ok", "alerts": [], "measurements": []}],
+    "factsheet_generated_at": "2026-01-06T08:00:00+00:00",
+}
+_FACTSHEET_ANSWERS = {
+    200: {
+        "description": "The factsheet as JSON, or as Markdown when asked for",
+        "content": {
+            "application/json": {"example": FACTSHEET_EXAMPLE},
+            MARKDOWN: {"schema": {"type": "string"}, "example": "# Model factsheet: credit-risk-v1\n\n…"},
+        },
+    },
+    **_errors(400, 404),
+}
+
+
+@router.get("/models/{model_id}/factsheet", response_model=dict[str, Any], responses=_FACTSHEET_ANSWERS)
+def factsheet(
+    model_id: str,
+    request: Request,
+    service: ServiceDep,
+    format: Literal["json", "markdown"] | None = Query(None, description="markdown, or send Accept: text/markdown"),
+) -> Any:
+    """The version's factsheet, rendered now from its metadata and the data mart: intended use and limitations,
+    training data, fairness at training time, evaluations, approval decisions, deployments, monitoring status."""
+    with _answers("model_id"):
+        parse_model_id(model_id)  # a malformed id: 400
+    try:
+        document = service.registry.factsheet(model_id, engine=service.engine)
+    except RegistryError:
+        raise InputError(f"no model version {model_id!r} in the registry", field="model_id", status=404) from None
+    if format == "markdown" or (format is None and MARKDOWN in request.headers.get("accept", "")):
+        return Response(render_factsheet(document), media_type=f"{MARKDOWN}; charset=utf-8")
+    return document

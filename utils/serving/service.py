@@ -433,7 +433,7 @@ def remove_deployment(service: Service, deployment_id: str) -> None:
     """Delete a deployment (its payload and feedback records stay in the data mart)."""
     check_identifier(deployment_id, "deployment_id", status=404)
     try:
-        delete_deployment(deployment_id, engine=service.engine)
+        delete_deployment(deployment_id, engine=service.engine, registry=service.registry)
     except DeploymentError as error:
         raise InputError(str(error), field="deployment_id", status=404) from None
     service.forget_deployments()

@@ -161,7 +161,7 @@ def run_pipeline(
         (run_dir / "run.json").write_text(json.dumps(summary, indent=2, default=str))
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     from utils.validation import DUPLICATE_POLICIES  # imported here: pandera is slow to import for the notebooks
 
     parser = argparse.ArgumentParser(description="Run the workshop notebooks as a pipeline.")
@@ -197,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--work-dir", default=None, help=f"working directory (default: ${config.WORK_DIR_ENV} or ./work)"
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     try:
         hyperparameters = json.loads(args.hyperparameters)

@@ -111,6 +111,19 @@ def _logged_risk(engine: Engine, deployment_id: str, start, end, ids: Sequence[s
     return logged.loc[list(ids), "probability_risk"].to_numpy(dtype=float)
 
 
+def _baseline_risk(registry, baseline: str | None, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The baseline's probability of ``Risk`` on the rows, scored from the registry (nothing without one)."""
+    return {baseline: risk_probability(registry.load(baseline), frame[list(FEATURES)])} if baseline else {}
+
+
+def _judge(model_id: str, baseline: str | None, role: str | None, figures: dict, criteria, frame, registry):
+    """The criteria compared and the model checks run: a champion's figures are bars and the reference of the
+    per-group regression; a challenger's are shown beside the candidate's."""
+    champion = baseline if role == "champion" else None
+    comparison = compare(figures[model_id], figures.get(baseline), criteria, judge_change=champion is not None)
+    return comparison, check_model(model_id, champion_id=champion, test=frame, registry=registry)
+
+
 def _verdict(comparison: pd.DataFrame, checks: CheckReport, monitoring: Evaluation) -> list[str]:
     """Why the candidate fails (nothing: it passes)."""
     reasons = [f"{row.metric}: {row.reason}" for row in comparison.itertuples() if row.passed is False]
@@ -181,11 +194,10 @@ def evaluate_deployment(
 ) -> RiskEvaluation:
     """Evaluate the model that ``deployment_id`` serves, through the service at ``url``; see the module's text.
 
-    ``test`` holds labelled applicants the model has not seen (default: the working directory's test split);
-    ``baseline_model_id`` the champion (the default ``baseline_role``) or a challenger, measured on the same rows:
-    the candidate must not be worse than a champion (:mod:`utils.evaluation.criteria`), while a challenger's figures
-    are shown beside the candidate's without being bars; ``explain`` how many decisions to explain. The monitors use
-    the deployment's monitor configuration.
+    ``test``: labelled applicants the model has not seen (default: the test split); ``baseline_model_id``: the
+    champion (the default ``baseline_role``, whose figures are bars) or a challenger (shown, not judged; see
+    :mod:`utils.evaluation.criteria`); ``explain``: how many decisions to explain. The monitors use the
+    deployment's monitor configuration.
 
     Raises:
         DataError: test data without the contract's columns or with rows that break it.
@@ -206,13 +218,10 @@ def evaluate_deployment(
     evaluation_id = datamart.new_id()
     monitoring = replace(monitor.evaluate(start, end, store=False, report=False), evaluation_id=evaluation_id)
     probabilities = {deployment.model_id: _logged_risk(engine, deployment_id, start, end, ids)}
-    if baseline:
-        probabilities[baseline] = risk_probability(registry.load(baseline), frame[list(FEATURES)])
+    probabilities |= _baseline_risk(registry, baseline, frame)
     figures = {model: model_figures(frame, risk) for model, risk in probabilities.items()}
     role = (baseline_role or "champion") if baseline else None
-    champion = baseline if role == "champion" else None
-    comparison = compare(figures[deployment.model_id], figures.get(baseline), criteria, judge_change=bool(champion))
-    checks = check_model(deployment.model_id, champion_id=champion, test=frame, registry=registry, work=layout.root)
+    comparison, checks = _judge(deployment.model_id, baseline, role, figures, criteria, frame, registry)
     result = RiskEvaluation(
         evaluation_id=evaluation_id,
         deployment=deployment,

@@ -29,7 +29,7 @@ FIELD_WORDS: dict[str, FieldWords] = {
     "LoanAmount": FieldWords("Loan amount", "DM"),
     "ExistingSavings": FieldWords("Savings", "DM"),
     "EmploymentDuration": FieldWords("Employed for", "years"),
-    "InstallmentPercent": FieldWords("Instalment rate", "% of disposable income, 1 (low) to 4+ (high)"),
+    "InstallmentPercent": FieldWords("Instalment rate", "class: 1 = smallest share of income"),
     "Sex": FieldWords("Sex"),
     "OthersOnLoan": FieldWords("Other parties on the loan"),
     "CurrentResidenceDuration": FieldWords("At current address for", "years"),
@@ -44,6 +44,8 @@ FIELD_WORDS: dict[str, FieldWords] = {
     "ForeignWorker": FieldWords("Foreign worker"),
 }
 
+#: Units written after a value (a count or a class reads best as the number alone).
+_VALUE_UNITS = ("DM", "months", "years")
 #: Category values that read badly with underscores alone.
 _VALUE_WORDS = {
     "no_checking": "no checking account",
@@ -61,6 +63,8 @@ _VALUE_WORDS = {
     "car_other": "car or other",
     "management_self-employed": "management or self-employed",
     "radio_tv": "radio or TV",
+    "car_new": "new car",
+    "car_used": "used car",
 }
 
 
@@ -77,8 +81,7 @@ def shown_value(field: str, value: object) -> str:
         text = _VALUE_WORDS.get(str(value), str(value).replace("_", " "))
         ranged = any(ch.isdigit() for ch in text) and words.unit
         return f"{text} {words.unit}" if ranged else text
-    unit = "" if words.unit in ("", "count") or words.unit.startswith("%") else f" {words.unit}"
-    return f"{value}{unit}"
+    return f"{value} {words.unit}" if words.unit in _VALUE_UNITS else str(value)
 
 
 def value_words() -> dict[str, dict[str, str]]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from utils import datamart
@@ -14,21 +12,7 @@ from utils.deployment import deploy
 from utils.scoring import Scorer, frame_columns
 from utils.serving import start_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium)"
-    ),
-]
+pytestmark = pytest.mark.slow  # a real server and a browser (the fixture skips where chromium is absent)
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +24,6 @@ def site(workspace):
         work=workspace.work, datamart_url=workspace.datamart_url, api_key="", access_log=False, timeout=120
     ) as server:
         yield server, workspace.engine, deployment, scorer, workspace.test
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def test_a_loan_officer_scores_one_applicant(site, browser):

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from utils import config, datamart
 from utils.times import utc_now
@@ -127,6 +128,9 @@ STEPS: tuple[Step, ...] = (
     ),
     Step("06_batch_scoring.ipynb", lambda s, o: {"DEPLOYMENT_ID": o["deployment_id"]}),
 )
+
+#: Where the closing summary tells the operator to serve the model (``python -m utils.serving --port 8000``).
+SERVICE_URL = "http://127.0.0.1:8000"
 
 DEFAULT_SETTINGS = {
     "input_csv": str(config.BUNDLED_DATA),
@@ -277,9 +281,11 @@ def _print_summary(outputs: dict, work: Path, space: str) -> None:
     print(f"\npipeline completed: model {outputs['model_id']} (test ROC AUC {outputs['auc_roc']:.3f})")
     print(f"model factsheet: {outputs['factsheet_path']} (in the working directory {work})")
     print(f"deployed in space {space} as {outputs['deployment_id']}; serve it with")
-    print(f"  python -m utils.serving --port 8000 --work-dir {work}")
+    print(f"  python -m utils.serving --port {urlsplit(SERVICE_URL).port} --work-dir {work}")
+    print(f"and open its dashboard at {config.dashboard_url(SERVICE_URL)}")
     gates = ", ".join(f"{name}={outputs[name]}" for name in ("quality_ok", "fairness_ok", "drift_detected"))
     print(f"monitoring of the simulated week: {gates}; reports in {config.WorkLayout(work).reports}")
+    print(f"  the week's measurements and alerts on the dashboard: {outputs['dashboard_url']}")
     scored, rejected = outputs["rows_scored"], outputs["rows_rejected"]
     print(f"batch job: {scored} rows scored, {rejected} rejected -> {outputs['output_path']}")
 

@@ -73,6 +73,7 @@ def test_pipeline_trains_and_registers_a_model(sample_csv, tmp_path, capfd):
     payload = datamart.read_payload(datamart.connect(work=tmp_path), deployment.deployment_id)
     assert outputs["drift_detected"] is True, "05 injects drift from day 4"
     _assert_alerts_on_the_injected_days(outputs["alert_days"], fairness=False)  # 300 applicants a day: too few
+    assert outputs["dashboard_url"].startswith("http://127.0.0.1:8000/dashboard/deployments/"), "05 ends with it"
     assert isinstance(outputs["quality_ok"], bool) and isinstance(outputs["fairness_ok"], bool), "05 gave verdicts"
     assert outputs["rows_rejected"] == 3, "06 spoils three rows of its input"
     online = payload[~payload["transaction_id"].str.startswith(outputs["job_id"])]

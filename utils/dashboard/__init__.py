@@ -6,6 +6,7 @@ charts) → ``pages`` (the HTML pages, Jinja2 templates in ``templates/``). The 
 ``/dashboard`` (:mod:`utils.serving.insights_routes`).
 """
 
-from utils.dashboard.pages import PREFIX, dashboard_url
+from utils.config import dashboard_url
+from utils.dashboard.pages import PREFIX
 
 __all__ = ["PREFIX", "dashboard_url"]

@@ -14,7 +14,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy.engine import Engine
 
-from utils import datamart, lifecycle
+from utils import config, datamart, lifecycle
 from utils.contract import InputError
 from utils.dashboard import details, figures, status
 from utils.dashboard.transactions import ModelLoader, TransactionFilter, explain, group_choices, list_transactions
@@ -24,7 +24,7 @@ from utils.monitoring.results import ALERT_METRICS, MONITORS
 from utils.plain_words import label
 
 #: Where the dashboard lives in the scoring service.
-PREFIX = "/dashboard"
+PREFIX = config.DASHBOARD_PATH
 
 
 @functools.cache
@@ -41,12 +41,6 @@ def _environment() -> Environment:
 
 def _render(template: str, **values) -> str:
     return _environment().get_template(template).render(**values)
-
-
-def dashboard_url(base: str, deployment_id: str | None = None) -> str:
-    """The dashboard's address at the service ``base`` (``http://127.0.0.1:8000``), of one deployment if given."""
-    path = f"{PREFIX}/deployments/{deployment_id}" if deployment_id else PREFIX
-    return base.rstrip("/") + path
 
 
 def overview(engine: Engine) -> str:

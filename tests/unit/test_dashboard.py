@@ -3,6 +3,8 @@ REST endpoints and pages in-process, and the plain words of the form."""
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -246,3 +248,12 @@ def test_every_page_renders(monitored, client):
         answer = client.get(path)
         assert answer.status_code == 200, (path, answer.text[:300])
     assert client.get(f"{base}/evaluations/not-one/fairness").status_code == 404
+
+
+def test_a_windows_transactions_link_lists_that_windows_transactions(monitored, client):
+    workspace, _ = monitored
+    page = client.get(f"/dashboard/deployments/{workspace.deployment.deployment_id}").text
+    links = re.findall(r'href="([^"]+/transactions\?start=[^"]+)"', page)
+    assert len(links) == DAYS
+    listed = client.get(html.unescape(links[-1]))  # the table lists the newest window first
+    assert listed.status_code == 200 and "<strong>150</strong> transactions match" in listed.text

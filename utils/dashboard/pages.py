@@ -21,7 +21,7 @@ from utils.dashboard.transactions import ModelLoader, TransactionFilter, explain
 from utils.data import CLASS_ORDER, load_credit_csv
 from utils.lifecycle import LifecycleError
 from utils.monitoring.results import ALERT_METRICS, MONITORS
-from utils.plain_words import label
+from utils.plain_words import label, shown_value
 
 #: Where the dashboard lives in the scoring service.
 PREFIX = config.DASHBOARD_PATH
@@ -35,6 +35,8 @@ def _environment() -> Environment:
         "–" if v is None or pd.isna(v) else pd.Timestamp(v).strftime("%Y-%m-%d %H:%M")
     )
     environment.filters["field_label"] = label
+    environment.filters["field_value"] = lambda value, field: shown_value(field, value)
+    environment.filters["iso"] = lambda v: "" if v is None or pd.isna(v) else pd.Timestamp(v).isoformat()
     environment.globals.update(prefix=PREFIX, monitors=MONITORS)
     return environment
 

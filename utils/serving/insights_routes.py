@@ -15,7 +15,7 @@ from __future__ import annotations
 import hmac
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import plotly
@@ -27,7 +27,8 @@ from utils import config, datamart
 from utils.contract import InputError
 from utils.dashboard import pages
 from utils.dashboard.status import alerts, windows
-from utils.dashboard.transactions import MAX_LIMIT, TransactionFilter, explain, list_transactions
+from utils.dashboard.transactions import MAX_LIMIT, TransactionFilter, explain, group_choices, list_transactions
+from utils.data import CLASS_ORDER
 from utils.monitoring.results import MONITORS
 from utils.serving.routes import CredentialsDep, ServiceDep, _authorised, _errors, require_key
 from utils.serving.service import Service
@@ -125,42 +126,44 @@ def drift_page(deployment_id: str, evaluation_id: str, service: ServiceDep) -> s
     return pages.drift_page(service.engine, deployment.deployment_id, evaluation_id, _training(service))
 
 
+Moment = Annotated[datetime | None, Query(description="ISO 8601, UTC unless it names a zone", examples=["2026-01-05"])]
+Decision = Literal[CLASS_ORDER]  # type: ignore[valid-type]
+Group = Literal[tuple(group_choices())]  # type: ignore[valid-type]
+
+
 def transaction_filter(
-    start: Annotated[str | None, Query(description="first moment, ISO 8601 (UTC)", examples=["2026-01-05"])] = None,
-    end: Annotated[str | None, Query(description="end, excluded, ISO 8601 (UTC)", examples=["2026-01-06"])] = None,
-    prediction: Annotated[str | None, Query(description="'Risk' or 'No Risk'", examples=["Risk"])] = None,
-    group: Annotated[str | None, Query(description="a protected group", examples=["Sex=female"])] = None,
+    start: Moment = None,
+    end: Annotated[datetime | None, Query(description="excluded, ISO 8601", examples=["2026-01-06"])] = None,
+    prediction: Annotated[Decision | None, Query(description="the decision", examples=["Risk"])] = None,
+    group: Annotated[Group | None, Query(description="a protected group", examples=["Sex=female"])] = None,
     flips: Annotated[bool | None, Query(description="the decision changes with the protected attribute")] = None,
     out_of_range: Annotated[bool | None, Query(description="a value outside the training data's ranges")] = None,
-    limit: Annotated[int, Query(description=f"at most {MAX_LIMIT}")] = 100,
-    offset: int = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="transactions per page")] = 100,
+    offset: Annotated[int, Query(ge=0, description="transactions skipped, newest first")] = 0,
 ) -> TransactionFilter:
-    """The filter a request's query names (empty values leave a criterion out, as an HTML form sends them)."""
-    return TransactionFilter(
-        start=parse_moment(start, "start"),
-        end=parse_moment(end, "end"),
-        prediction=prediction or None,
-        group=group or None,
-        flips=flips,
-        out_of_range=out_of_range,
-        limit=limit,
-        offset=offset,
-    )
+    """The filter a REST request's query names."""
+    window = None if start is None else as_utc(start), None if end is None else as_utc(end)
+    return TransactionFilter(*window, prediction, group, flips, out_of_range, limit, offset)
 
 
 FilterDep = Annotated[TransactionFilter, Depends(transaction_filter)]
 
 
 async def form_filter(request: Request) -> TransactionFilter:
-    """:func:`transaction_filter` from an HTML form's query, where an unchosen list sends an empty value."""
+    """The filter an HTML form's query names, where an unchosen list sends an empty value."""
     values = {k: v for k, v in request.query_params.items() if v != ""}
-    flags = {k: values[k] == "true" for k in ("flips", "out_of_range") if k in values}
     try:
-        numbers = {"limit": 50} | {k: int(values[k]) for k in ("limit", "offset") if k in values}
+        numbers = {k: int(values[k]) for k in ("limit", "offset") if k in values}
     except ValueError:
         raise InputError("limit and offset must be whole numbers", field="offset") from None
-    known = {k: values.get(k) for k in ("start", "end", "prediction", "group")}
-    return transaction_filter(**known, **flags, **numbers)
+    return TransactionFilter(
+        start=parse_moment(values.get("start"), "start"),
+        end=parse_moment(values.get("end"), "end"),
+        prediction=values.get("prediction"),
+        group=values.get("group"),
+        **{k: values[k] == "true" for k in ("flips", "out_of_range") if k in values},
+        **({"limit": 50} | numbers),
+    )
 
 
 @dashboard_pages.get("/deployments/{deployment_id}/transactions", response_class=HTMLResponse)
@@ -179,8 +182,8 @@ def explain_page(service: ServiceDep, transaction_id: str | None = None) -> str:
 # ---------------------------------------------------------------- REST
 
 api = APIRouter(prefix="/ml/v4", tags=["Insights"], dependencies=[Depends(require_key)])
-Start = Annotated[str | None, Query(description="windows starting from, ISO 8601 (UTC)", examples=["2026-01-05"])]
-End = Annotated[str | None, Query(description="windows starting before, ISO 8601 (UTC)", examples=["2026-01-12"])]
+Start = Annotated[datetime | None, Query(description="windows starting from, ISO 8601", examples=["2026-01-05"])]
+End = Annotated[datetime | None, Query(description="windows starting before, ISO 8601", examples=["2026-01-12"])]
 
 
 class Measurement(BaseModel):
@@ -244,10 +247,9 @@ def _iso(value) -> str | None:
     return None if value is None or value != value else value.isoformat()
 
 
-def _measured(service: Service, deployment_id: str, start: str | None, end: str | None):
+def _measured(service: Service, deployment_id: str, start: datetime | None, end: datetime | None):
     deployment = service.deployment(deployment_id, fresh=True)
-    window = parse_moment(start, "start"), parse_moment(end, "end")
-    return datamart.read_measurements(service.engine, deployment.deployment_id, start=window[0], end=window[1])
+    return datamart.read_measurements(service.engine, deployment.deployment_id, start=start, end=end)
 
 
 def _measurements(frame) -> list[Measurement]:

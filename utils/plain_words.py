@@ -84,11 +84,6 @@ def shown_value(field: str, value: object) -> str:
     return f"{value} {words.unit}" if words.unit in _VALUE_UNITS else str(value)
 
 
-def value_words() -> dict[str, dict[str, str]]:
-    """Every category value in words, per field (for the form's drop-down lists)."""
-    return {field: {value: shown_value(field, value) for value in values} for field, values in CATEGORIES.items()}
-
-
 def reasons(contributions: pd.DataFrame, decision: str, *, top: int = 3) -> list[dict]:
     """The ``top`` features that pushed most towards ``decision``, as plain sentences.
 

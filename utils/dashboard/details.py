@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from utils import datamart
 from utils.contract import InputError, check_identifier
-from utils.data import FAVOURABLE, NUMERIC_RANGES, PROTECTED_GROUPS
+from utils.data import FAVOURABLE, NUMERIC_RANGES
 from utils.decision import model_decisions
 from utils.fairness import group_masks, group_names, perturb
 
@@ -155,8 +155,3 @@ def distributions(drift: pd.DataFrame, payload: pd.DataFrame, reference: pd.Data
         shares = {name: (c / c.sum() if c.sum() else c.astype(float)).tolist() for name, c in counts.items()}
         found.append({"feature": feature, "bins": labels, **shares})
     return found
-
-
-def protected_attributes() -> tuple[str, ...]:
-    """The protected attributes a transaction list can filter on."""
-    return tuple(PROTECTED_GROUPS)

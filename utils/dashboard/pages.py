@@ -20,7 +20,7 @@ from utils.dashboard import details, figures, status
 from utils.dashboard.transactions import ModelLoader, TransactionFilter, explain, group_choices, list_transactions
 from utils.data import CLASS_ORDER, load_credit_csv
 from utils.lifecycle import LifecycleError
-from utils.monitoring.results import ALERT_METRICS, MONITORS
+from utils.monitoring.results import ALERT_METRICS, MONITORS, window_text
 from utils.plain_words import label, shown_value
 
 #: Where the dashboard lives in the scoring service.
@@ -86,7 +86,7 @@ def deployment_page(engine: Engine, deployment_id: str, start: datetime | None, 
         windows=status.windows(measured).iloc[::-1].to_dict("records"),
         alerts=status.alerts(measured).iloc[::-1].to_dict("records"),
         span=(everything["window_start"].min(), everything["window_end"].max()) if len(everything) else None,
-        window_text=status.window_text,
+        window_text=window_text,
         **_lifecycle(engine, deployment_id),
     )
 
@@ -106,7 +106,7 @@ def fairness_page(engine: Engine, deployment_id: str, evaluation_id: str, load_m
         title=f"Fairness: {deployment['name']} ({deployment['space']})",
         deployment=deployment,
         window=window,
-        window_label=status.window_text(window.start, window.end),
+        window_label=window_text(window.start, window.end),
         attributes=attributes,
         charts=charts,
         records=len(payload),
@@ -126,7 +126,7 @@ def drift_page(engine: Engine, deployment_id: str, evaluation_id: str, training:
         title=f"Drift: {deployment['name']} ({deployment['space']})",
         deployment=deployment,
         window=window,
-        window_label=status.window_text(window.start, window.end),
+        window_label=window_text(window.start, window.end),
         table=table.to_dict("records"),
         charts=charts,
     )

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from utils import datamart, lifecycle
 from utils.deployment import SPACES
-from utils.monitoring.results import ALERT_METRICS, MONITORS
+from utils.monitoring.results import ALERT_METRICS, MONITORS, window_text
 
 #: A monitor's status in a window: an alert, all ok, or no verdict (too few records, or not run).
 ALERT, OK, NO_VERDICT = "alert", "ok", "no verdict"
@@ -97,23 +97,6 @@ class Tile:
         """Sort key: open alerts first (most first), then deployments never evaluated, then past alerts, prod first."""
         space_rank = -SPACES.index(self.space) if self.space in SPACES else 0
         return (-self.open_alerts, self.windows > 0, -self.alerts, space_rank, self.name)
-
-    def as_dict(self) -> dict:
-        found = dict(self.__dict__)
-        found["last_evaluated_at"] = None if self.last_evaluated_at is None else self.last_evaluated_at.isoformat()
-        return found
-
-
-def window_text(start, end) -> str:
-    """A window as text: dates at midnight, else minutes; ``...`` for an open end."""
-
-    def shown(moment) -> str:
-        if moment is None or pd.isna(moment):
-            return "..."
-        stamp = pd.Timestamp(moment)
-        return stamp.strftime("%Y-%m-%d") if stamp == stamp.normalize() else stamp.strftime("%Y-%m-%d %H:%M")
-
-    return f"{shown(start)} .. {shown(end)}"
 
 
 def _risk_evaluation(engine: Engine, deployment_id: str) -> str | None:

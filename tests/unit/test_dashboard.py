@@ -247,7 +247,12 @@ def test_every_page_renders(monitored, client):
     ):
         answer = client.get(path)
         assert answer.status_code == 200, (path, answer.text[:300])
-    assert client.get(f"{base}/evaluations/not-one/fairness").status_code == 404
+    missing = client.get(f"{base}/evaluations/not-one/fairness")  # a page that says why, in HTML
+    assert missing.status_code == 404 and "text/html" in missing.headers["content-type"]
+    assert "no evaluation &#39;not-one&#39;" in missing.text and 'href="/dashboard"' in missing.text
+    wrong = client.get(f"{base}?start=yesterday")
+    assert wrong.status_code == 400 and "start must be an ISO 8601 date" in wrong.text
+    assert client.get("/ml/v4/transactions/unknown/explanation").headers["content-type"] == "application/json"
 
 
 def test_a_windows_transactions_link_lists_that_windows_transactions(monitored, client):

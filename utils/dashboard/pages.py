@@ -169,3 +169,9 @@ def explain_page(engine: Engine, transaction_id: str | None, training: Path, loa
 
 def login_page(target: str) -> str:
     return _render("login.html", title="Sign in", target=target)
+
+
+def error_page(message: str, status_code: int) -> str:
+    """What a page that cannot be shown says instead (404: what is missing; 400: what is wrong)."""
+    title = "Not found" if status_code == 404 else "Cannot show this page"
+    return _render("error.html", title=title, message=message)

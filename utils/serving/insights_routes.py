@@ -19,8 +19,8 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import plotly
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from utils import config, datamart
@@ -177,6 +177,19 @@ def transactions_page(
 @dashboard_pages.get("/explain", response_class=HTMLResponse)
 def explain_page(service: ServiceDep, transaction_id: str | None = None) -> str:
     return pages.explain_page(service.engine, transaction_id, _training(service), _models(service))
+
+
+def install_page_errors(app: FastAPI) -> None:
+    """A page that cannot be shown (an unknown deployment, a bad date) answers an HTML page that says why, with its
+    status; the API keeps its JSON error bodies."""
+    answer_json = app.exception_handlers[InputError]
+
+    async def answer(request: Request, error: InputError) -> Response:
+        if request.url.path.startswith(pages.PREFIX):
+            return HTMLResponse(pages.error_page(str(error), error.status), status_code=error.status)
+        return await answer_json(request, error)
+
+    app.add_exception_handler(InputError, answer)
 
 
 # ---------------------------------------------------------------- REST

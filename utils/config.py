@@ -13,6 +13,8 @@ BUNDLED_DATA = DATA_DIR / "german_credit.csv"
 
 #: Environment variable that moves the working directory (all generated artifacts).
 WORK_DIR_ENV = "CREDIT_WORKDIR"
+#: Where the scoring service serves the insights dashboard.
+DASHBOARD_PATH = "/dashboard"
 
 
 def work_dir(path: str | os.PathLike | None = None) -> Path:
@@ -127,3 +129,10 @@ class WorkLayout:
 def layout(path: str | os.PathLike | None = None) -> WorkLayout:
     """The layout of the working directory that :func:`work_dir` resolves ``path`` to."""
     return WorkLayout(work_dir(path))
+
+
+def dashboard_url(service: str, deployment_id: str | None = None) -> str:
+    """The dashboard's address at the scoring service ``service`` (``http://127.0.0.1:8000``): the overview, or
+    the page of one deployment."""
+    path = f"{DASHBOARD_PATH}/deployments/{deployment_id}" if deployment_id else DASHBOARD_PATH
+    return service.rstrip("/") + path

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -170,12 +171,13 @@ def explain_transaction(
     registry: ModelRegistry | None = None,
     work: str | os.PathLike | None = None,
     seed: int = 0,
+    load_model: Callable[[str], object] | None = None,
 ) -> tuple[Explanation, Counterfactual]:
-    """The shap contributions and the counterfactual of a logged transaction, with the model that scored it."""
+    """The shap contributions and the counterfactual of a logged transaction, with the model that scored it
+    (loaded from the registry, or by ``load_model(model_id)``: a server passes the models it keeps loaded)."""
     engine = engine or datamart.connect(work=work)
-    registry = registry or registry_for(work)
     stored = datamart.read_transaction(engine, transaction_id)
-    model = registry.load(stored["model_id"])
+    model = (load_model or (registry or registry_for(work)).load)(stored["model_id"])
     record = pd.DataFrame([stored[list(FEATURES)].to_dict()])
     explanation = feature_contributions(model, record, background, seed=seed)
     explanation.transaction_id = transaction_id

@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from utils import config, datamart
 from utils.stages import STAGES, Step
@@ -61,6 +62,9 @@ def record_outputs(outputs: dict, path: str | os.PathLike | None) -> dict:
 
 #: The default stage's steps (the workshop's story end to end).
 STEPS: tuple[Step, ...] = STAGES["all"]
+
+#: Where the closing summary tells the operator to serve the model (``python -m utils.serving --port 8000``).
+SERVICE_URL = "http://127.0.0.1:8000"
 
 DEFAULT_SETTINGS = {
     "input_csv": str(config.BUNDLED_DATA),
@@ -255,12 +259,14 @@ def _print_summary(outputs: dict, work: Path, stage: str) -> None:
         print(
             f"monitoring of the {where} over the simulated week: {gates}; reports in {config.WorkLayout(work).reports}"
         )
+        print(f"  the week's measurements and alerts on the dashboard: {outputs['dashboard_url']}")
     if "rows_scored" in outputs:
         print(
             f"batch job with the {where}: {outputs['rows_scored']} rows scored, {outputs['rows_rejected']} "
             f"rejected -> {outputs['output_path']}"
         )
-    print(f"serve it: python -m utils.serving --port 8000 --work-dir {work}")
+    print(f"serve it: python -m utils.serving --port {urlsplit(SERVICE_URL).port} --work-dir {work}")
+    print(f"and open its dashboard at {config.dashboard_url(SERVICE_URL)}")
 
 
 if __name__ == "__main__":

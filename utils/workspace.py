@@ -19,7 +19,9 @@ from utils import config, datamart
 from utils.data import generate_credit_data, write_csv
 from utils.deployment import Deployment, deploy
 from utils.features import fit_preprocessor, stratified_split
+from utils.monitoring import DeploymentMonitor
 from utils.registry import ModelRegistry, registry_for
+from utils.traffic import simulate_traffic
 from utils.training import train_model
 
 
@@ -78,3 +80,35 @@ def prepare_workspace(
     return Workspace(
         layout.root, registry, engine, deployment, train.reset_index(drop=True), test.reset_index(drop=True), model_ids
     )
+
+
+def monitor_workspace(
+    workspace: Workspace,
+    url: str,
+    *,
+    first_day: str = "2026-01-05",
+    days: int = 3,
+    records_per_day: int = 200,
+    drift: float | list[float] = 0.0,
+    group_drift: float | list[float] = 0.0,
+    api_key: str | None = None,
+) -> list:
+    """Send ``days`` days of simulated traffic with feedback to the scoring service at ``url`` (serving the
+    workspace's data mart) and evaluate every monitor of the workspace's deployment once per day, stored in the
+    data mart (no reports); returns the evaluations, oldest first. What notebook 05 leaves, in seconds."""
+    deployment_id = workspace.deployment.deployment_id
+    simulate_traffic(
+        url,
+        deployment_id,
+        days=days,
+        records_per_day=records_per_day,
+        start=first_day,
+        drift=drift,
+        group_drift=group_drift,
+        engine=workspace.engine,
+        work=workspace.work,
+        api_key=api_key,
+        pool=workspace.test,
+    )
+    monitor = DeploymentMonitor(deployment_id, engine=workspace.engine, work=workspace.work, sample_size=2_000)
+    return monitor.evaluate_days(first_day, days, report=False, debias=False)

@@ -84,6 +84,7 @@ def test_the_whole_story_runs_from_dev_to_prod_monitoring(sample_csv, tmp_path, 
     assert [period.space for period in history] == ["dev", "preprod", "prod"]
     assert outputs["drift_detected"] is True, "05 injects drift from day 4 into the prod deployment's traffic"
     _assert_alerts_on_the_injected_days(outputs["alert_days"], fairness=False)  # 300 applicants a day: too few
+    assert outputs["dashboard_url"].startswith("http://127.0.0.1:8000/dashboard/deployments/"), "05 ends with it"
     assert isinstance(outputs["quality_ok"], bool) and isinstance(outputs["fairness_ok"], bool), "05 gave verdicts"
     payload = datamart.read_payload(engine, prod.deployment_id)
     batch = payload[payload["transaction_id"].str.startswith(outputs["job_id"])]

@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from utils import datamart
+from utils.config import layout
+from utils.dashboard.transactions import explain
 from utils.data import CATEGORIES, CONTRACT_RANGES, FEATURES
 from utils.deployment import deploy
 from utils.scoring import Scorer, frame_columns
 from utils.serving import start_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent: install Debian's chromium (apt-get install -y chromium)"
-    ),
-]
+pytestmark = pytest.mark.slow  # a real server and a browser (the fixture skips where chromium is absent)
 
 
 @pytest.fixture(scope="module")
@@ -38,16 +24,6 @@ def site(workspace):
         work=workspace.work, datamart_url=workspace.datamart_url, api_key="", access_log=False, timeout=120
     ) as server:
         yield server, workspace.engine, deployment, scorer, workspace.test
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def test_a_loan_officer_scores_one_applicant(site, browser):
@@ -86,9 +62,52 @@ def test_the_form_shows_errors_with_their_field(site, browser):
     low, _ = CONTRACT_RANGES["Age"]  # 12 is outside the contract, not only the training data
     page.eval_on_selector("#Age", "input => { input.removeAttribute('min'); input.value = '12'; }")
     page.click("#submit")
+    page.wait_for_selector("#error-Age", state="visible")  # beside the field it names
+    beside = page.inner_text("#error-Age")
+    assert f"range [{low}," in beside and "row 0" in beside
+    assert page.get_attribute("#Age", "aria-invalid") == "true"
+    assert "correct the field" in page.inner_text("#message")
+    assert not page.is_visible("#result")
+    page.close()
+
+
+def test_the_form_gives_the_top_reasons_and_what_would_change_the_decision(site, browser, workspace):
+    server, engine, deployment, *_ = site
+    page = browser.new_page()
+    page.goto(server.url)
+    page.wait_for_selector(f'#deployment option[value="{deployment.deployment_id}"]', state="attached")
+    page.select_option("#deployment", deployment.deployment_id)
+    assert page.inner_text('label[for="LoanDuration"]') == "Loan duration (months)"  # plain words with units
+    page.click("#submit")
+    page.wait_for_selector("#explanation", state="visible")
+    reasons = page.eval_on_selector_all("#reasons li", "items => items.map(i => i.textContent)")
+    transaction_id = page.inner_text("#transaction")
+    decision = page.inner_text("#decision")
+    explained = explain(engine, transaction_id, layout(workspace.work).train, workspace.registry.load)
+    assert reasons == [reason["text"] for reason in explained["reasons"]] and 1 <= len(reasons) <= 3
+    effect = "raised the risk" if decision == "Risk" else "lowered the risk"
+    assert all(effect in reason for reason in reasons)
+    assert page.inner_text("#change").startswith(explained["counterfactual"]["text"] or "No change")
+    page.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (lambda route: route.abort("connectionrefused"), "does not answer"),
+        (lambda route: route.fulfill(status=502, body="<html>Bad Gateway</html>"), "HTTP 502"),
+    ],
+    ids=["down", "not-json"],
+)
+def test_the_form_says_when_the_service_is_down_or_answers_something_else(site, browser, answer, expected):
+    server, *_ = site
+    page = browser.new_page()
+    page.goto(server.url)
+    page.wait_for_selector("#deployment option", state="attached")
+    page.route("**/ml/v4/deployments/*/predictions", answer)
+    page.click("#submit")
     page.wait_for_selector("#message", state="visible")
-    message = page.inner_text("#message")
-    assert f"range [{low}," in message and "field Age" in message and "row 0" in message
+    assert expected in page.inner_text("#message")
     assert not page.is_visible("#result")
     page.close()
 

@@ -134,6 +134,18 @@ def measurement_frame(results: list[MonitorResult]) -> pd.DataFrame:
     return frame
 
 
+def window_text(start, end) -> str:
+    """A window as text: ``2026-01-05 .. 2026-01-06`` (dates when at midnight, else times; open ends as ...)."""
+
+    def shown(moment) -> str:
+        if moment is None or pd.isna(moment):
+            return "..."
+        stamp = pd.Timestamp(moment)
+        return stamp.strftime("%Y-%m-%d") if stamp == stamp.normalize() else stamp.strftime("%Y-%m-%d %H:%M")
+
+    return f"{shown(start)} .. {shown(end)}"
+
+
 @dataclass(repr=False)
 class Evaluation:
     """The result of evaluating the monitors of a deployment over one window.
@@ -159,15 +171,8 @@ class Evaluation:
 
     @property
     def window(self) -> str:
-        """The window as text: ``2026-01-05 .. 2026-01-06`` (dates when at midnight, else times; open ends as ...)."""
-
-        def shown(moment: datetime | None) -> str:
-            if moment is None:
-                return "..."
-            stamp = pd.Timestamp(moment)
-            return stamp.strftime("%Y-%m-%d") if stamp == stamp.normalize() else stamp.strftime("%Y-%m-%d %H:%M")
-
-        return f"{shown(self.window_start)} .. {shown(self.window_end)}"
+        """The window as text: ``2026-01-05 .. 2026-01-06`` (:func:`window_text`)."""
+        return window_text(self.window_start, self.window_end)
 
     @property
     def alerts(self) -> pd.DataFrame:

@@ -12,6 +12,8 @@ from fastapi.staticfiles import StaticFiles
 
 from utils.data import CLASS_ORDER
 from utils.serving.errors import BodyLimit, install_error_handlers
+from utils.serving.insights_routes import ROUTERS as INSIGHTS_ROUTERS
+from utils.serving.insights_routes import install_page_errors
 from utils.serving.lifecycle_routes import router as lifecycle_router
 from utils.serving.routes import ROUTERS
 from utils.serving.schemas import InferenceRequest
@@ -87,4 +89,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(lifecycle_router)
+    for router in INSIGHTS_ROUTERS:
+        app.include_router(router)
+    install_page_errors(app)
     return app

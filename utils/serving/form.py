@@ -1,8 +1,10 @@
 """The loan officer's web form: ``templates/form.html`` filled in with the contract's fields.
 
-The page holds one applicant: category fields as drop-down lists, numbers limited to the contract's ranges, the
-example applicant of the docs as defaults. It calls the WML v4 scoring endpoint and shows the decision, its
-probability and the transaction id, or the error with its field and row.
+The page holds one applicant: fields named in plain words with their units (:mod:`utils.plain_words`), category
+fields as drop-down lists, numbers limited to the contract's ranges, the example applicant of the docs as
+defaults. It calls the WML v4 scoring endpoint and shows the decision, its probability and the transaction id, then
+the top reasons and what would change the decision (the transaction's explanation); an error from the server
+beside the field it names; a clear message when the service is down or answers something other than JSON.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from importlib import resources
 from string import Template
 
 from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, NUMERIC_RANGES
+from utils.plain_words import label, shown_value
 from utils.serving.schemas import EXAMPLE_ROW
 
 
@@ -26,7 +29,8 @@ def _form_field(name: str) -> str:
     default = EXAMPLE_ROW[FEATURES.index(name)]
     if name in CATEGORIES:
         options = "".join(
-            f'<option value="{html.escape(v)}"{" selected" if v == default else ""}>{html.escape(v)}</option>'
+            f'<option value="{html.escape(v)}"{" selected" if v == default else ""}>'
+            f"{html.escape(shown_value(name, v))}</option>"
             for v in CATEGORIES[name]
         )
         control = f'<select id="{name}" name="{name}">{options}</select>'
@@ -34,7 +38,8 @@ def _form_field(name: str) -> str:
         low, high = NUMERIC_RANGES[name]
         limits = f'min="{low}" max="{high}" step="1" value="{default}" required'
         control = f'<input id="{name}" name="{name}" type="number" {limits}>'
-    return f'<label for="{name}">{name}</label>{control}'
+    error = f'<span class="field-error" id="error-{name}" role="alert" hidden></span>'
+    return f'<label for="{name}">{html.escape(label(name))}</label><div class="control">{control}{error}</div>'
 
 
 @cache

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import html
 import re
+import warnings
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
-from fastapi.testclient import TestClient
 from threadpoolctl import threadpool_limits
 
 from utils import datamart
@@ -26,6 +26,10 @@ from utils.scoring import InputError, Scorer, frame_columns
 from utils.serving import ServiceSettings, create_app
 from utils.serving.service import score
 from utils.traffic import applicants
+
+with warnings.catch_warnings():  # Starlette's test client announces that it will move to httpx2
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
 
 API_KEY = "dashboard-test-key"
 FIRST_DAY = datetime(2026, 1, 5, tzinfo=UTC)

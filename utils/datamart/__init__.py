@@ -93,3 +93,23 @@ __all__ += [
     "read_monitor_config",
     "write_monitor_config",
 ]
+
+from utils.datamart.alerting import (  # noqa: E402
+    WindowAlreadyRan,
+    insert_notification,
+    read_monitor_runs,
+    read_notifications,
+    read_verdicts,
+    store_scheduled_window,
+    update_notification,
+)
+
+__all__ += [
+    "WindowAlreadyRan",
+    "insert_notification",
+    "read_monitor_runs",
+    "read_notifications",
+    "read_verdicts",
+    "store_scheduled_window",
+    "update_notification",
+]

@@ -22,6 +22,7 @@ from utils.deployment import get_deployment, is_valid_name
 from utils.monitoring.data_quality import DataQualityMonitor
 from utils.monitoring.drift import DriftMonitor
 from utils.monitoring.fairness import FairnessMonitor
+from utils.monitoring.notifications import notify_changes
 from utils.monitoring.quality import QualityMonitor
 from utils.monitoring.results import MONITORS, Evaluation, MonitorResult, Thresholds, measurement_frame
 from utils.monitoring.window import Window, no_records
@@ -125,12 +126,16 @@ class DeploymentMonitor:
         report: bool | str | os.PathLike = True,
         payload: pd.DataFrame | None = None,
         feedback: pd.DataFrame | None = None,
+        scheduled: bool = False,
     ) -> Evaluation:
         """Run ``monitors`` on the window [``start``, ``end``) (None: open), store the measurements (``store``) and
         write the HTML report (``report``: True for ``<work dir>/reports/<default name>``, or a path).
 
         ``payload`` and ``feedback`` are the window's records as :func:`utils.datamart.read_window` returns them,
-        when they have been read already; by default the monitors that need them read them.
+        when they have been read already; by default the monitors that need them read them. ``scheduled`` records
+        the window of each of ``monitors`` as run, with the measurements (:func:`utils.datamart.store_scheduled_window`
+        raises ``WindowAlreadyRan`` when one is recorded already). Stored measurements notify the deployment's
+        receivers of the alerts that began or recovered (:mod:`utils.monitoring.notifications`), in the background.
         """
         unknown = sorted(set(monitors) - set(MONITORS))
         if unknown:
@@ -143,11 +148,13 @@ class DeploymentMonitor:
         results = self.run(payload, feedback, monitors=monitors, debias=debias)
         evaluation = self._evaluation(start, end, len(payload), len(feedback), results)
         if store:
-            self.store(evaluation)
+            self.store(evaluation, runs=monitors if scheduled else ())
         if report:
             path = self.report_path(evaluation) if report is True else Path(report)
             history = self.history(end=end) if store else None
             evaluation.report_path = write_report(evaluation, path, history=history, thresholds=self.thresholds)
+        if store:
+            notify_changes(self.engine, evaluation, self.deployment, self.layout.logs / "alerts.log")
         return evaluation
 
     def _evaluation(self, start, end, payload_records: int, feedback_records: int, results) -> Evaluation:
@@ -175,8 +182,9 @@ class DeploymentMonitor:
         starts = [first + timedelta(days=i) for i in range(days)]
         return [self.evaluate(start, start + timedelta(days=1), **options) for start in (progress or iter)(starts)]
 
-    def store(self, evaluation: Evaluation) -> int:
-        """Write the evaluation's measurements to the data mart; returns how many."""
+    def store(self, evaluation: Evaluation, *, runs: tuple[str, ...] = ()) -> int:
+        """Write the evaluation's measurements to the data mart, with its window recorded as run by each monitor
+        of ``runs`` in the same transaction; returns how many measurements."""
         common = {
             "evaluation_id": evaluation.evaluation_id,
             "deployment_id": evaluation.deployment_id,
@@ -185,13 +193,13 @@ class DeploymentMonitor:
             "evaluated_at": evaluation.evaluated_at,
         }
         rows = evaluation.measurements.drop(columns="alerting").to_dict("records")
-        return datamart.insert_measurements(
-            self.engine,
-            [
-                {**common, **row, "breached": None if pd.isna(row["breached"]) else bool(row["breached"])}
-                for row in rows
-            ],
-        )
+        records = [
+            {**common, **row, "breached": None if pd.isna(row["breached"]) else bool(row["breached"])} for row in rows
+        ]
+        if runs:
+            ran = [{**common, "monitor": monitor} for monitor in runs]
+            return datamart.store_scheduled_window(self.engine, ran, records)
+        return datamart.insert_measurements(self.engine, records)
 
     def history(self, start=None, end=None) -> pd.DataFrame:
         """The stored measurements of this deployment whose window starts in [start, end), oldest first."""

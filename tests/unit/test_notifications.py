@@ -1,0 +1,202 @@
+"""Alerts that reach people: one notification per alert and recovery, delivered to a local webhook and the log,
+retried with back-off and recorded, without holding up monitoring or scoring."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from utils import config, datamart, lifecycle
+from utils.data import FEATURES, LABEL
+from utils.deployment import deploy
+from utils.monitoring import DeploymentMonitor, Thresholds
+from utils.monitoring.notifications import notifier_for
+from utils.scoring import wml_request
+from utils.serving import ScoringRequest, Service, ServiceSettings
+from utils.serving import service as ops
+
+HOUR = timedelta(hours=1)
+START = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+class Receiver:
+    """A webhook on 127.0.0.1 that keeps what it receives; it can fail its first requests or hold them."""
+
+    def __init__(self):
+        self.bodies: list[dict] = []
+        self.fail_first = 0
+        self.release = threading.Event()
+        self.release.set()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                receiver.release.wait(30)
+                receiver.bodies.append(body)
+                failing = receiver.fail_first > 0
+                receiver.fail_first -= failing
+                self.send_response(500 if failing else 204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/credit-risk"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def receiver():
+    served = Receiver()
+    yield served
+    served.release.set()
+    served.server.shutdown()
+    served.server.server_close()
+
+
+def _deployment(workspace, name: str, receiver_url: str, **delivery) -> str:
+    where = {"engine": workspace.engine, "work": workspace.work}
+    deployment = deploy("credit-risk-v1", name=name, space="dev", registry=workspace.registry, **where)
+    receivers = [{"type": "webhook", "url": receiver_url}, {"type": "log"}]
+    document = {"notifications": {"receivers": receivers, "backoff_seconds": 0.05, **delivery}}
+    lifecycle.set_monitor_config(deployment.deployment_id, document, **where)
+    return deployment.deployment_id
+
+
+def _label_hours(workspace, deployment_id: str, hours: int, rows: int = 45) -> None:
+    """Labelled feedback of ``rows`` test applicants in each of ``hours`` hours from ``START``."""
+    records = []
+    for hour in range(hours):
+        frame = workspace.test.iloc[hour * rows : (hour + 1) * rows]
+        for i, row in enumerate(frame.to_dict("records")):
+            records.append(
+                {
+                    "feedback_id": datamart.new_id(),
+                    "deployment_id": deployment_id,
+                    "recorded_at": START + hour * HOUR + timedelta(seconds=i),
+                    "inputs": {name: row[name] for name in FEATURES},
+                    "label": row[LABEL],
+                }
+            )
+    datamart.insert_feedback(workspace.engine, records)
+
+
+def _monitor(workspace, deployment_id: str, min_auc_roc: float) -> DeploymentMonitor:
+    thresholds = Thresholds(min_auc_roc=min_auc_roc, min_feedback=40)
+    return DeploymentMonitor(deployment_id, thresholds=thresholds, engine=workspace.engine, work=workspace.work)
+
+
+def _quality(monitor: DeploymentMonitor, hour: int):
+    return monitor.evaluate(START + hour * HOUR, START + (hour + 1) * HOUR, monitors=("quality",))
+
+
+def _delivered(workspace) -> None:
+    log = config.layout(workspace.work).logs / "alerts.log"
+    assert notifier_for(workspace.engine, log).drain(60), "notifications still being delivered after 60 s"
+
+
+def test_each_alert_and_recovery_reaches_the_webhook_and_the_log_once(workspace, receiver):
+    deployment_id = _deployment(workspace, "notified", receiver.url)
+    _label_hours(workspace, deployment_id, 3)
+    strict, relaxed = _monitor(workspace, deployment_id, 0.999), _monitor(workspace, deployment_id, 0.5)
+    first = _quality(strict, 0)  # the alert begins
+    assert len(first.alerts) == 1
+    _quality(strict, 1)  # still alerting: nothing new
+    _quality(strict, 0)  # the first window again: already notified
+    _quality(relaxed, 2)  # recovered
+    _delivered(workspace)
+
+    assert [body["kind"] for body in receiver.bodies] == ["alert", "recovery"]
+    alert = receiver.bodies[0]
+    assert alert["deployment"] == {"id": deployment_id, "name": "notified", "space": "dev"}
+    assert (alert["monitor"], alert["metric"], alert["threshold"], alert["direction"]) == (
+        "quality",
+        "auc_roc",
+        0.999,
+        "below",
+    )
+    assert alert["value"] == pytest.approx(first.alerts["value"].iloc[0])
+    assert alert["window"] == {"start": START.isoformat(), "end": (START + HOUR).isoformat()}
+    assert alert["report"] == first.report_path.resolve().as_uri() and first.report_path.is_file()
+    rows = datamart.read_notifications(workspace.engine, deployment_id)
+    assert [(r["kind"], r["receiver"].split()[0], r["status"], r["attempts"]) for r in rows] == [
+        ("alert", "webhook", "sent", 1),
+        ("alert", "log", "sent", 1),
+        ("recovery", "webhook", "sent", 1),
+        ("recovery", "log", "sent", 1),
+    ]
+    lines = (config.layout(workspace.work).logs / "alerts.log").read_text().splitlines()
+    mine = [line for line in lines if " of notified (dev)" in line]
+    assert [line.split()[0] for line in mine] == ["ALERT", "RECOVERED"]
+
+
+def test_a_failing_receiver_is_retried_with_back_off_and_recorded(workspace, receiver):
+    deployment_id = _deployment(workspace, "retried", receiver.url, retries=3)
+    _label_hours(workspace, deployment_id, 2)
+    receiver.fail_first = 2  # two answers 500, then 204
+    _quality(_monitor(workspace, deployment_id, 0.999), 0)
+    _delivered(workspace)
+    [webhook] = [r for r in datamart.read_notifications(workspace.engine, deployment_id) if r["receiver"] != "log"]
+    assert (webhook["status"], webhook["attempts"]) == ("sent", 3)
+    assert len(receiver.bodies) == 3 and receiver.bodies[0] == receiver.bodies[2]
+
+    receiver.fail_first = 100  # never answers well: three retries, then failed
+    _quality(_monitor(workspace, deployment_id, 0.5), 1)  # a recovery to deliver
+    _delivered(workspace)
+    failed = [r for r in datamart.read_notifications(workspace.engine, deployment_id) if r["kind"] == "recovery"]
+    by_receiver = {r["receiver"].split()[0]: r for r in failed}
+    assert (by_receiver["webhook"]["status"], by_receiver["webhook"]["attempts"]) == ("failed", 4)
+    assert "500" in by_receiver["webhook"]["last_error"]
+    assert by_receiver["log"]["status"] == "sent"  # one receiver's failure does not hold up another
+
+
+def test_a_held_receiver_blocks_neither_monitoring_nor_scoring(workspace, receiver):
+    deployment_id = _deployment(workspace, "held", receiver.url)
+    _label_hours(workspace, deployment_id, 1)
+    service = Service(ServiceSettings(work=workspace.work, datamart_url=workspace.datamart_url, api_key="k"))
+    request = ScoringRequest(**wml_request(workspace.test.head(5)))
+
+    def latencies(count: int) -> list[float]:
+        times = []
+        for _ in range(count):
+            began = time.perf_counter()
+            ops.predict(service, deployment_id, request)
+            times.append(time.perf_counter() - began)
+        return times
+
+    before = statistics.median(latencies(30))
+    receiver.release.clear()  # the webhook now holds every request until released
+    _quality(_monitor(workspace, deployment_id, 0.999), 0)
+    rows = datamart.read_notifications(workspace.engine, deployment_id)
+    webhook = [r for r in rows if r["receiver"] != "log"]
+    assert [r["status"] for r in webhook] == ["pending"]  # monitoring returned while the receiver holds
+    during = statistics.median(latencies(30))
+    assert during < 3 * before + 0.05, f"scoring took {during:.4f} s per request while notifying, {before:.4f} s before"
+    receiver.release.set()
+    _delivered(workspace)
+    assert [r["status"] for r in datamart.read_notifications(workspace.engine, deployment_id)] == ["sent", "sent"]
+
+
+@pytest.mark.parametrize(
+    ("section", "named"),
+    [
+        ({"receivers": [{"type": "webhook", "url": "ftp://127.0.0.1/x"}]}, "notifications.receivers[0].url"),
+        ({"receivers": [{"type": "pager"}]}, "notifications.receivers[0]"),
+        ({"receivers": [{"type": "log", "url": "http://127.0.0.1"}]}, "'url' in notifications.receivers[0]"),
+        ({"retries": -1}, "notifications.retries"),
+        ({"backoff_seconds": 0}, "notifications.backoff_seconds"),
+        ({"e-mail": "x"}, "notifications.e-mail"),
+    ],
+)
+def test_a_bad_notifications_section_is_refused_naming_the_key(workspace, section, named):
+    where = {"engine": workspace.engine, "work": workspace.work}
+    with pytest.raises(lifecycle.LifecycleError, match=named.replace("[", r"\[").replace("]", r"\]")):
+        lifecycle.set_monitor_config(workspace.deployment.deployment_id, {"notifications": section}, **where)

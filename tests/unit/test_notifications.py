@@ -3,12 +3,9 @@ retried with back-off and recorded, without holding up monitoring or scoring."""
 
 from __future__ import annotations
 
-import json
 import statistics
-import threading
 import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -17,6 +14,7 @@ from utils.data import FEATURES, LABEL
 from utils.deployment import deploy
 from utils.monitoring import DeploymentMonitor, Thresholds
 from utils.monitoring.notifications import notifier_for
+from utils.receiver import WebhookReceiver
 from utils.scoring import wml_request
 from utils.serving import ScoringRequest, Service, ServiceSettings
 from utils.serving import service as ops
@@ -25,41 +23,10 @@ HOUR = timedelta(hours=1)
 START = datetime(2026, 3, 2, tzinfo=UTC)
 
 
-class Receiver:
-    """A webhook on 127.0.0.1 that keeps what it receives; it can fail its first requests or hold them."""
-
-    def __init__(self):
-        self.bodies: list[dict] = []
-        self.fail_first = 0
-        self.release = threading.Event()
-        self.release.set()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                receiver.release.wait(30)
-                receiver.bodies.append(body)
-                failing = receiver.fail_first > 0
-                receiver.fail_first -= failing
-                self.send_response(500 if failing else 204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/credit-risk"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
 def receiver():
-    served = Receiver()
-    yield served
-    served.release.set()
-    served.server.shutdown()
-    served.server.server_close()
+    with WebhookReceiver(path="/hooks/credit-risk") as served:
+        yield served
 
 
 def _deployment(workspace, name: str, receiver_url: str, **delivery) -> str:
@@ -173,14 +140,14 @@ def test_a_held_receiver_blocks_neither_monitoring_nor_scoring(workspace, receiv
         return times
 
     before = statistics.median(latencies(30))
-    receiver.release.clear()  # the webhook now holds every request until released
+    receiver.hold()  # the webhook now holds every request until released
     _quality(_monitor(workspace, deployment_id, 0.999), 0)
     rows = datamart.read_notifications(workspace.engine, deployment_id)
     webhook = [r for r in rows if r["receiver"] != "log"]
     assert [r["status"] for r in webhook] == ["pending"]  # monitoring returned while the receiver holds
     during = statistics.median(latencies(30))
     assert during < 3 * before + 0.05, f"scoring took {during:.4f} s per request while notifying, {before:.4f} s before"
-    receiver.release.set()
+    receiver.release()
     _delivered(workspace)
     assert [r["status"] for r in datamart.read_notifications(workspace.engine, deployment_id)] == ["sent", "sent"]
 

@@ -171,12 +171,15 @@ class Scheduler:
             )
         return cached
 
-    def run_due(self, now: datetime | None = None) -> list[Evaluation]:
+    def run_due(self, now: datetime | None = None, *, stop: threading.Event | None = None) -> list[Evaluation]:
         """Evaluate every due window of every deployment, oldest first; a deployment whose window fails stops
-        there (logged) and is tried again on the next call, so no window is skipped."""
+        there (logged) and is tried again on the next call, so no window is skipped. ``stop``, once set, ends the
+        run after the window in hand."""
         done = []
         for deployment_id in self.deployment_ids:
             for start, end, monitors in self.due(deployment_id, now):
+                if stop is not None and stop.is_set():
+                    return done
                 try:
                     done.append(self._monitor(deployment_id).evaluate(start, end, monitors=monitors, scheduled=True))
                 except datamart.WindowAlreadyRan:
@@ -189,7 +192,7 @@ class Scheduler:
     def run_forever(self, stop: threading.Event, *, poll_seconds: float = 60.0) -> None:
         """Run due windows every ``poll_seconds`` until ``stop`` is set (a signal handler sets it)."""
         while not stop.is_set():
-            for evaluation in self.run_due():
+            for evaluation in self.run_due(stop=stop):
                 _LOG.info("evaluated %r", evaluation)
             stop.wait(poll_seconds)
 

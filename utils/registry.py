@@ -266,6 +266,16 @@ def _table(mapping: dict, header: tuple[str, str]) -> list[str]:
     return lines
 
 
+def _retrained_from(lineage: dict | None) -> dict:
+    """The factsheet rows of a version retrained on production records (``utils.retraining``); none otherwise."""
+    if not lineage:
+        return {}
+    windows = lineage.get("windows", [])
+    span = f"{windows[0]['start'][:16]} .. {windows[-1]['end'][:16]}" if windows else "none"
+    learned = f"{lineage.get('production_rows')} from {len(windows)} alerting window(s), {span}"
+    return {"retrained from": lineage.get("parent_model_id"), "production records learned from": learned}
+
+
 def render_factsheet(record: dict) -> str:
     """The readable model card (Markdown) of a registered version's metadata.
 
@@ -298,6 +308,7 @@ def render_factsheet(record: dict) -> str:
                 "training data SHA-256": f"`{data.get('sha256')}`",
                 "schema SHA-256": f"`{record.get('schema', {}).get('sha256')}`",
                 "preprocessing SHA-256": f"`{record.get('preprocessing', {}).get('sha256')}`",
+                **_retrained_from(record.get("lineage")),
             },
             ("what", "value"),
         ),

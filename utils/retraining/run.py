@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from threadpoolctl import threadpool_limits
 
 from utils import config, datamart, lifecycle
-from utils.data import file_sha256, load_credit_csv, write_csv
+from utils.data import describe_training_data, file_sha256, load_credit_csv, write_csv
 from utils.deployment import PRODUCTION, Deployment, deploy, get_deployment
 from utils.features import fit_preprocessor, save_preprocessor
 from utils.registry import ModelRegistry, parse_model_id, registry_for
@@ -151,7 +151,10 @@ def _train_and_register(
         preprocessor_path=preprocessor_path,
     )
     lineage = _lineage(retraining_id, deployment, training_set, seed)
-    metadata["training_data"]["path"] = layout.relative(train_path)
+    metadata["training_data"] |= {
+        "path": layout.relative(train_path),
+        "description": describe_training_data(training_set.train),
+    }
     metadata["lineage"] = lineage
     name, _ = parse_model_id(deployment.model_id)
     model_id = registry.register(result.model, name=name, metadata=metadata).model_id

@@ -76,6 +76,8 @@ def test_retraining_learns_from_the_alerting_window_with_the_parents_model_and_l
     served = datamart.read_deployment(workspace.engine, alerted.deployment_id)
     assert served["model_id"] == "credit-risk-v1"  # prod untouched
     assert "no preprod evaluation" in production_problem(retraining.model_id, engine=workspace.engine)
+    watched = DeploymentMonitor(candidate.deployment_id, engine=workspace.engine, work=workspace.work)
+    assert len(watched.reference) == len(training_set.train)  # drift is measured against its own training data
 
 
 @pytest.mark.parametrize(

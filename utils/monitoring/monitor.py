@@ -26,7 +26,7 @@ from utils.monitoring.notifications import notify_changes
 from utils.monitoring.quality import QualityMonitor
 from utils.monitoring.results import MONITORS, Evaluation, MonitorResult, Thresholds, measurement_frame
 from utils.monitoring.window import Window, no_records
-from utils.registry import registry_for
+from utils.registry import registry_for, training_data_path
 from utils.report import write_report
 from utils.times import as_utc, as_utc_or_none, utc_now
 
@@ -49,8 +49,9 @@ class DeploymentMonitor:
 
     Args:
         deployment_id: the deployment to watch; its current model is the one monitored.
-        reference: the training data (features and label), as a DataFrame or a CSV path; by default
-            ``<work dir>/data/train.csv``, written by notebook 01.
+        reference: the training data (features and label), as a DataFrame or a CSV path; by default the data the
+            deployed version was trained on: its recorded training set (a retrained version's, under
+            ``retraining/``), else ``<work dir>/data/train.csv``, written by notebook 01.
         thresholds: thresholds and minimums (defaults: :class:`Thresholds`).
         attributes: the protected attributes to monitor.
         sample_size: most records used by the per-record checks (perturbation, debiased companion, model drift)
@@ -77,7 +78,7 @@ class DeploymentMonitor:
         self.registry = registry_for(self.work)
         self.model = self.registry.load(self.deployment.model_id)
         if reference is None:
-            reference = self.layout.train
+            reference = training_data_path(self.registry.metadata(self.deployment.model_id), self.work)
         self.reference = reference if isinstance(reference, pd.DataFrame) else load_credit_csv(reference)
         self.thresholds = thresholds or Thresholds()
         self.attributes = tuple(attributes)

@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--deployment-id", action="append", required=True, help="a deployment (repeatable)")
     parser.add_argument("--work-dir", help="working directory (default: $CREDIT_WORKDIR, else <project>/work)")
-    parser.add_argument("--reference", help="training data CSV (default: <work dir>/data/train.csv)")
+    parser.add_argument("--reference", help="training data CSV (default: the deployed version's training data)")
     parser.add_argument(
         "--since", help="where a deployment without recorded windows starts, ISO 8601 (default: its creation)"
     )

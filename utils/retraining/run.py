@@ -20,7 +20,7 @@ from utils import config, datamart, lifecycle
 from utils.data import describe_training_data, file_sha256, load_credit_csv, write_csv
 from utils.deployment import PRODUCTION, Deployment, deploy, get_deployment
 from utils.features import fit_preprocessor, save_preprocessor
-from utils.registry import ModelRegistry, parse_model_id, registry_for
+from utils.registry import ModelRegistry, parse_model_id, registry_for, training_data_path
 from utils.retraining.training_set import (
     RETRAIN_ON,
     RetrainingError,
@@ -70,7 +70,7 @@ def _parent_training_data(parent: dict, layout: config.WorkLayout) -> Path:
     """The data the parent version was trained on: its recorded file (a retrained parent's), else the training
     split, which must still hash to what the parent recorded."""
     recorded = parent.get("training_data", {})
-    path = layout.resolve(recorded["path"]) if recorded.get("path") else layout.train
+    path = training_data_path(parent, layout.root)
     if not path.is_file():
         raise RetrainingError(f"the training data of {parent['model_id']} ({layout.relative(path)}) is missing")
     if recorded.get("sha256") and file_sha256(path) != recorded["sha256"]:

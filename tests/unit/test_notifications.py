@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 
 from utils import config, datamart, lifecycle
 from utils.data import FEATURES, LABEL
@@ -16,7 +17,7 @@ from utils.monitoring import DeploymentMonitor, Thresholds
 from utils.monitoring.notifications import notifier_for
 from utils.receiver import WebhookReceiver
 from utils.scoring import wml_request
-from utils.serving import ScoringRequest, Service, ServiceSettings
+from utils.serving import ScoringRequest, Service, ServiceSettings, create_app
 from utils.serving import service as ops
 
 HOUR = timedelta(hours=1)
@@ -167,3 +168,20 @@ def test_a_bad_notifications_section_is_refused_naming_the_key(workspace, sectio
     where = {"engine": workspace.engine, "work": workspace.work}
     with pytest.raises(lifecycle.LifecycleError, match=named.replace("[", r"\[").replace("]", r"\]")):
         lifecycle.set_monitor_config(workspace.deployment.deployment_id, {"notifications": section}, **where)
+
+
+def test_the_rest_api_stores_receivers_and_a_schedule_and_names_a_bad_key(workspace):
+    settings = ServiceSettings(work=workspace.work, datamart_url=workspace.datamart_url, api_key="k")
+    path = f"/ml/v4/deployments/{workspace.deployment.deployment_id}/monitor_config"
+    body = {
+        "schedule": {"every_minutes": {"drift": 360}},
+        "notifications": {"receivers": [{"type": "webhook", "url": "http://127.0.0.1:9/alerts"}]},
+    }
+    with TestClient(create_app(settings), headers={"Authorization": "Bearer k"}) as client:
+        stored = client.put(path, json=body)
+        assert stored.status_code == 200, stored.text
+        document = client.get(path).json()["document"]
+        refused = client.put(path, json={"notifications": {"receivers": [{"type": "webhook", "url": "mailto:x"}]}})
+    assert document["schedule"]["every_minutes"] == {"quality": 60, "fairness": 60, "drift": 360, "data_quality": 60}
+    assert document["notifications"]["receivers"] == body["notifications"]["receivers"]
+    assert refused.status_code == 400 and "notifications.receivers[0].url" in refused.json()["error"]

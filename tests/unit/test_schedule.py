@@ -3,7 +3,13 @@ across a restart, a failing window and a second scheduler."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +17,7 @@ from utils import datamart, lifecycle
 from utils.deployment import deploy
 from utils.monitoring import DeploymentMonitor, main
 from utils.monitoring.schedule import Scheduler, default_schedule, due_windows
+from utils.times import utc_now
 
 HOUR = timedelta(hours=1)
 DAY = datetime(2026, 4, 6, tzinfo=UTC)
@@ -113,3 +120,41 @@ def test_a_bad_schedule_is_refused_naming_the_key(workspace, schedule, named):
     where = {"engine": workspace.engine, "work": workspace.work}
     with pytest.raises(lifecycle.LifecycleError, match=named):
         lifecycle.set_monitor_config(workspace.deployment.deployment_id, {"schedule": schedule}, **where)
+
+
+def _contiguous(runs) -> bool:
+    """Each monitor's windows follow one another without a gap or an overlap."""
+    for _, windows in runs.sort_values("window_start").groupby("monitor"):
+        if (windows["window_start"].iloc[1:].to_numpy() != windows["window_end"].iloc[:-1].to_numpy()).any():
+            return False
+    return True
+
+
+@pytest.mark.slow
+def test_the_long_running_command_stops_on_sigterm_and_catches_up_when_started_again(workspace):
+    where = {"engine": workspace.engine, "work": workspace.work}
+    deployment = deploy("credit-risk-v1", name="scheduled-process", space="dev", registry=workspace.registry, **where)
+    since = (utc_now() - timedelta(hours=6)).isoformat()
+    command = [sys.executable, "-m", "utils.monitoring", "schedule", "--deployment-id", deployment.deployment_id]
+    command += ["--work-dir", str(workspace.work), "--since", since, "--poll-seconds", "1"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while len(datamart.read_monitor_runs(workspace.engine, deployment.deployment_id)) < 3:
+            assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()[-2000:]
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 0
+    finally:
+        process.kill()
+    stopped = datamart.read_monitor_runs(workspace.engine, deployment.deployment_id)
+    assert _contiguous(stopped)
+
+    again = subprocess.run([*command, "--once"], env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    runs = datamart.read_monitor_runs(workspace.engine, deployment.deployment_id)
+    assert _contiguous(runs) and len(runs) > len(stopped)
+    hourly = runs[runs["monitor"] == "quality"]
+    assert len(hourly) in (6, 7)  # every hour since --since that has ended: none run twice, none skipped
+    assert set(stopped["window_start"]) <= set(runs["window_start"])

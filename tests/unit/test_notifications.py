@@ -14,7 +14,7 @@ from utils import config, datamart, lifecycle
 from utils.data import FEATURES, LABEL
 from utils.deployment import deploy
 from utils.monitoring import DeploymentMonitor, Thresholds
-from utils.monitoring.notifications import notifier_for
+from utils.monitoring.notifications import Notifier, default_notifications, notifier_for
 from utils.receiver import WebhookReceiver
 from utils.scoring import wml_request
 from utils.serving import ScoringRequest, Service, ServiceSettings, create_app
@@ -185,3 +185,24 @@ def test_the_rest_api_stores_receivers_and_a_schedule_and_names_a_bad_key(worksp
     assert document["schedule"]["every_minutes"] == {"quality": 60, "fairness": 60, "drift": 360, "data_quality": 60}
     assert document["notifications"]["receivers"] == body["notifications"]["receivers"]
     assert refused.status_code == 400 and "notifications.receivers[0].url" in refused.json()["error"]
+
+
+def test_the_delivery_thread_outlives_a_data_mart_that_fails_to_record(workspace, tmp_path, monkeypatch):
+    recorded, real = [], datamart.update_notification
+
+    def flaky(engine, notification_id, **state):
+        if not recorded:
+            recorded.append(None)
+            raise OSError("disk full")
+        recorded.append((notification_id, state["status"]))
+        real(engine, notification_id, **state)
+
+    monkeypatch.setattr(datamart, "update_notification", flaky)
+    notifier = Notifier(workspace.engine, tmp_path / "alerts.log")
+    rows = [{"notification_id": name, "receiver": "log", "attempts": 0, "payload": {"text": name}} for name in "ab"]
+    notifier.submit(rows[:1], default_notifications())
+    assert notifier.drain(30)
+    notifier.submit(rows[1:], default_notifications())
+    assert notifier.drain(30)
+    assert (tmp_path / "alerts.log").read_text().split() == ["a", "b"]
+    assert recorded[1:] == [("b", "sent")]

@@ -248,6 +248,8 @@ class Notifier:
                 self._busy += 1
             try:
                 self._attempt(row, settings, attempt)
+            except Exception:  # the data mart failed to record it: the row stays pending, resumed on a restart
+                _LOG.exception("notification %s could not be recorded", row["notification_id"])
             finally:
                 with self._ready:
                     self._busy -= 1

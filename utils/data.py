@@ -111,6 +111,14 @@ COLUMNS: tuple[str, ...] = (*FEATURES, LABEL)
 CATEGORICAL_FEATURES = tuple(c for c in FEATURES if c in CATEGORIES)
 NUMERIC_FEATURES = tuple(c for c in FEATURES if c in NUMERIC_RANGES)
 
+#: Numeric fields along which the risk rises in the data (refused applicants ask for larger and longer loans): a
+#: model's probability of ``Risk`` must not fall as they grow (the directional model check), and gradient boosting
+#: is trained with that as a monotonic constraint.
+RISK_RISES_WITH: tuple[str, ...] = ("LoanAmount", "LoanDuration")
+#: Fields the models do not use: whether a telephone is registered in the applicant's name says nothing about
+#: repaying a loan, though in the data it travels with risk (the invariance model check holds a model to that).
+UNUSED_FEATURES: tuple[str, ...] = ("Telephone",)
+
 #: Monitored and reference groups of the original workshop's fairness configuration.
 PROTECTED_GROUPS = {
     "Sex": {"monitored": "female", "reference": "male"},

@@ -120,7 +120,8 @@ def _explainer(shap, classifier, z_background: np.ndarray, seed: int):
 def feature_contributions(
     model, record: pd.DataFrame, background: pd.DataFrame, *, max_background: int = 200, seed: int = 0
 ) -> Explanation:
-    """shap contributions of each feature to the decision on ``record`` (one row), against ``background`` rows."""
+    """shap contributions of each feature to the decision on ``record`` (one row), against ``background`` rows; a
+    feature the model does not use (:data:`~utils.data.UNUSED_FEATURES`) contributes 0."""
     if len(record) != 1:
         raise ValueError(f"explain one record at a time, got {len(record)}")
     shap = _shap()
@@ -149,7 +150,10 @@ def feature_contributions(
         raise TypeError("the preprocessing's output columns could not be traced back to features")
     per_feature = pd.Series(shap_values).groupby(pd.Series(owners)).sum()
     frame = pd.DataFrame(
-        {"value": record[list(FEATURES)].iloc[0].astype(object), "contribution": per_feature.reindex(FEATURES)}
+        {
+            "value": record[list(FEATURES)].iloc[0].astype(object),
+            "contribution": per_feature.reindex(FEATURES, fill_value=0.0),
+        }
     )
     frame.index.name = "feature"
     frame = frame.reindex(frame["contribution"].abs().sort_values(ascending=False, kind="stable").index)

@@ -9,7 +9,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from utils.data import CATEGORICAL_FEATURES, CATEGORIES, FEATURES, LABEL, NUMERIC_FEATURES, DataError
+from utils.data import CATEGORICAL_FEATURES, CATEGORIES, FEATURES, LABEL, NUMERIC_FEATURES, UNUSED_FEATURES, DataError
 from utils.registry import load_trusted, save_skops
 
 
@@ -32,24 +32,26 @@ def stratified_split(frame: pd.DataFrame, test_size: float, seed: int) -> tuple[
 
 
 def build_preprocessor() -> ColumnTransformer:
-    """One-hot encoding for categories (over the contract's full domain) and scaling for numbers.
+    """One-hot encoding for categories (over the contract's full domain) and scaling for numbers; the
+    :data:`~utils.data.UNUSED_FEATURES` are left out, so no model can lean on them.
 
     Fixing the categories to the contract keeps the feature space the same whatever
     values a training sample happens to hold; a value outside the contract is an
     error at scoring time rather than a silent all-zero row.
     """
+    categorical = [c for c in CATEGORICAL_FEATURES if c not in UNUSED_FEATURES]
     return ColumnTransformer(
         [
             (
                 "categorical",
                 OneHotEncoder(
-                    categories=[list(CATEGORIES[c]) for c in CATEGORICAL_FEATURES],
+                    categories=[list(CATEGORIES[c]) for c in categorical],
                     handle_unknown="error",
                     sparse_output=False,
                 ),
-                list(CATEGORICAL_FEATURES),
+                categorical,
             ),
-            ("numeric", StandardScaler(), list(NUMERIC_FEATURES)),
+            ("numeric", StandardScaler(), [c for c in NUMERIC_FEATURES if c not in UNUSED_FEATURES]),
         ],
         verbose_feature_names_out=False,
     )

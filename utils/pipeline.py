@@ -7,8 +7,10 @@ kept in ``<work dir>/runs/<run id>/`` for inspection, with ``run.json`` summing 
 
 Command line::
 
-    python -m utils.pipeline [--input CSV] [--duplicates keep|drop|fail] [--model-type gradient_boosting]
-        [--work-dir DIR]
+    python -m utils.pipeline [--stage all|dev|preprod|prod] [--input CSV] [--duplicates keep|drop|fail]
+        [--model-type gradient_boosting] [--model-id ID] [--approver NAME] [--work-dir DIR]
+
+The stages and their gates are in :mod:`utils.stages`.
 """
 
 from __future__ import annotations
@@ -21,29 +23,11 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from utils import config, datamart
+from utils.stages import STAGES, Step
 from utils.times import utc_now
-
-
-@dataclass(frozen=True)
-class Step:
-    """One notebook of the pipeline.
-
-    ``parameters`` builds the notebook's parameters from the run's settings and the
-    outputs of the steps before it; ``gate`` returns why the pipeline must stop
-    after this step, or ``None`` to go on.
-    """
-
-    notebook: str
-    parameters: Callable[[dict, dict], dict]
-    gate: Callable[[dict, dict], str | None] = lambda settings, outputs: None
-
-    @property
-    def name(self) -> str:
-        return Path(self.notebook).stem
 
 
 class PipelineStopped(RuntimeError):
@@ -75,58 +59,8 @@ def record_outputs(outputs: dict, path: str | os.PathLike | None) -> dict:
     return outputs
 
 
-def _validation_gate(settings: dict, outputs: dict) -> str | None:
-    if outputs["anomaly_status"] == "none":
-        return None
-    return f"{outputs['anomaly_count']} anomalies found in {settings['input_csv']}: {outputs['anomaly_summary']}"
-
-
-def _quality_gate(settings: dict, outputs: dict) -> str | None:
-    if outputs["training_done"]:
-        return None
-    return f"test ROC AUC {outputs['auc_roc']:.3f} is under the minimum {settings['min_auc_roc']:.3f}"
-
-
-STEPS: tuple[Step, ...] = (
-    Step(
-        "01_validate_data.ipynb",
-        lambda s, o: {
-            "INPUT_CSV": s["input_csv"],
-            "REFERENCE_CSV": s["reference_csv"],
-            "TEST_SIZE": s["test_size"],
-            "SEED": s["seed"],
-            "DUPLICATES": s["duplicates"],
-        },
-        _validation_gate,
-    ),
-    Step(
-        "02_prepare_features.ipynb",
-        lambda s, o: {"TRAIN_PATH": o["train_path"], "TEST_PATH": o["test_path"]},
-    ),
-    Step(
-        "03_train_model.ipynb",
-        lambda s, o: {
-            "TRAIN_PATH": o["train_path"],
-            "TEST_PATH": o["test_path"],
-            "PREPROCESSOR_PATH": o["preprocessor_path"],
-            "SCHEMA_PATH": o["schema_path"],
-            "MODEL_TYPE": s["model_type"],
-            "HYPERPARAMETERS": s["hyperparameters"],
-            "SEED": s["seed"],
-            "MIN_AUC_ROC": s["min_auc_roc"],
-        },
-        _quality_gate,
-    ),
-    Step(
-        "04_deploy_model.ipynb",
-        lambda s, o: {"MODEL_ID": o["model_id"], "DEPLOYMENT_NAME": s["deployment_name"], "SPACE": s["space"]},
-    ),
-    Step(
-        "05_monitor_model.ipynb",
-        lambda s, o: {"MODEL_ID": o["model_id"], "SPACE": s["space"], "APPLICANTS_PATH": o["test_path"]},
-    ),
-    Step("06_batch_scoring.ipynb", lambda s, o: {"DEPLOYMENT_ID": o["deployment_id"]}),
-)
+#: The default stage's steps (the workshop's story end to end).
+STEPS: tuple[Step, ...] = STAGES["all"]
 
 DEFAULT_SETTINGS = {
     "input_csv": str(config.BUNDLED_DATA),
@@ -137,8 +71,9 @@ DEFAULT_SETTINGS = {
     "model_type": "logistic_regression",
     "hyperparameters": {},
     "min_auc_roc": 0.80,
-    "deployment_name": "credit-risk",
-    "space": "dev",
+    "stage": "all",
+    "model_id": "credit-risk-latest",
+    "approver": "Workshop Validator",
 }
 
 
@@ -181,11 +116,11 @@ def run_pipeline(
     settings: dict | None = None,
     *,
     work_dir: str | os.PathLike | None = None,
-    steps: tuple[Step, ...] = STEPS,
+    steps: tuple[Step, ...] | None = None,
     log: Callable[[str], None] = print,
     progress_bar: bool = True,
 ) -> dict:
-    """Run ``steps`` in order; return every step's outputs keyed by step name.
+    """Run ``steps`` (default: those of the ``stage`` setting) in order; return the steps' outputs, merged.
 
     Raises:
         PipelineStopped: a gate stopped the run or a notebook raised; the message says
@@ -195,12 +130,17 @@ def run_pipeline(
     for key in ("input_csv", "reference_csv"):
         settings[key] = str(Path(settings[key]).expanduser().resolve())
     work = config.work_dir(work_dir)
+    settings["work_dir"] = str(work)
+    steps = STAGES[settings["stage"]] if steps is None else steps
     run_dir = _new_run_dir(work)
     summary: dict = {"run_dir": str(run_dir), "settings": settings, "steps": {}, "status": "running"}
     outputs: dict = {}
     log(f"run folder: {run_dir}")
     try:
         for number, step in enumerate(steps, start=1):
+            refused = step.check(settings, outputs)
+            if refused:
+                raise PipelineStopped(step.name, refused, config.NOTEBOOKS_DIR / step.notebook)
             parameters = {**step.parameters(settings, outputs), "WORK_DIR": str(work)}
             log(f"[{number}/{len(steps)}] {step.name} ...")
             started = time.perf_counter()
@@ -241,7 +181,19 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_SETTINGS["duplicates"],
         help="exact duplicate rows in the input: keep them (with a warning), drop the extra copies, or fail",
     )
-    parser.add_argument("--space", default=DEFAULT_SETTINGS["space"], help="deployment space: dev, preprod or prod")
+    parser.add_argument(
+        "--stage",
+        choices=tuple(STAGES),
+        default=DEFAULT_SETTINGS["stage"],
+        help="dev: 01-04 into dev; preprod: 01-04 into preprod and the evaluation 07; prod: promote an approved "
+        "version (08), monitor it (05), batch (06); all (default): the whole story, with a stand-in approval",
+    )
+    parser.add_argument(
+        "--model-id", default=DEFAULT_SETTINGS["model_id"], help="the version the prod stage promotes (it trains none)"
+    )
+    parser.add_argument(
+        "--approver", default=DEFAULT_SETTINGS["approver"], help="who approves in the all stage (a stand-in)"
+    )
     parser.add_argument(
         "--work-dir", default=None, help=f"working directory (default: ${config.WORK_DIR_ENV} or ./work)"
     )
@@ -258,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         "min_auc_roc": args.min_auc_roc,
         "seed": args.seed,
         "duplicates": args.duplicates,
-        "space": args.space,
+        "stage": args.stage,
+        "model_id": args.model_id,
+        "approver": args.approver,
     }
     try:
         datamart.connect(work=args.work_dir)  # migrates an older data mart; refuses a newer one before any step
@@ -269,19 +223,39 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineStopped as stop:
         print(f"\n{stop}", file=sys.stderr)
         return 1
-    _print_summary(outputs, config.work_dir(args.work_dir), args.space)
+    _print_summary(outputs, config.work_dir(args.work_dir), args.stage)
     return 0
 
 
-def _print_summary(outputs: dict, work: Path, space: str) -> None:
-    print(f"\npipeline completed: model {outputs['model_id']} (test ROC AUC {outputs['auc_roc']:.3f})")
-    print(f"model factsheet: {outputs['factsheet_path']} (in the working directory {work})")
-    print(f"deployed in space {space} as {outputs['deployment_id']}; serve it with")
-    print(f"  python -m utils.serving --port 8000 --work-dir {work}")
-    gates = ", ".join(f"{name}={outputs[name]}" for name in ("quality_ok", "fairness_ok", "drift_detected"))
-    print(f"monitoring of the simulated week: {gates}; reports in {config.WorkLayout(work).reports}")
-    scored, rejected = outputs["rows_scored"], outputs["rows_rejected"]
-    print(f"batch job: {scored} rows scored, {rejected} rejected -> {outputs['output_path']}")
+def _print_summary(outputs: dict, work: Path, stage: str) -> None:
+    """What the stage did, each deployment named where a gate concerns it."""
+    print(f"\npipeline completed ({stage} stage); working directory {work}")
+    if "auc_roc" in outputs:
+        print(
+            f"model {outputs['model_id']} trained: test ROC AUC {outputs['auc_roc']:.3f}; factsheet "
+            f"{outputs['factsheet_path']}"
+        )
+    if "verdict" in outputs:
+        print(
+            f"pre-production evaluation of {outputs['evaluated_model_id']} (deployment "
+            f"{outputs['preprod_deployment_id']}) against {outputs['baseline_model_id']}: {outputs['verdict']}"
+        )
+    where = f"{outputs.get('space', 'dev')} deployment {outputs.get('deployment_id')}"
+    if outputs.get("space") == "prod":
+        print(f"{outputs['model_id']} approved and promoted: the {where} serves it")
+    elif "deployment_id" in outputs:
+        print(f"{outputs['model_id']} deployed: the {where}")
+    if "quality_ok" in outputs:
+        gates = ", ".join(f"{name}={outputs[name]}" for name in ("quality_ok", "fairness_ok", "drift_detected"))
+        print(
+            f"monitoring of the {where} over the simulated week: {gates}; reports in {config.WorkLayout(work).reports}"
+        )
+    if "rows_scored" in outputs:
+        print(
+            f"batch job with the {where}: {outputs['rows_scored']} rows scored, {outputs['rows_rejected']} "
+            f"rejected -> {outputs['output_path']}"
+        )
+    print(f"serve it: python -m utils.serving --port 8000 --work-dir {work}")
 
 
 if __name__ == "__main__":

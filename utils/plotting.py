@@ -327,3 +327,26 @@ def debiased_comparison(comparisons: dict[str, pd.DataFrame], threshold: float |
         axis.legend(loc="upper center", ncols=3)
     figure.suptitle("Deployed model and debiased companion (reject option classification)")
     return figure
+
+
+def evaluation_comparison(roc: dict[str, pd.DataFrame], figures: dict[str, dict[str, float]]) -> Figure:
+    """Models side by side on the same test data: ROC curves (left) and the favourable rate of each protected
+    group (right); ``roc`` and ``figures`` are keyed by model id (:mod:`utils.evaluation.figures`)."""
+    figure, axes = _figure(9.0, 3.6, ncols=2)
+    left, right = axes[0]
+    for model, points in roc.items():
+        auc = figures[model]["auc_roc"]
+        left.plot(points["false_positive_rate"], points["true_positive_rate"], label=f"{model} (AUC {auc:.3f})")
+    left.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    left.set(title="ROC curve (Risk positive)", xlabel="false positive rate", ylabel="true positive rate")
+    left.legend(loc="lower right")
+    groups = [name for name in next(iter(figures.values())) if name.startswith("favourable_rate[")]
+    width = 0.8 / len(figures)
+    for i, (model, values) in enumerate(figures.items()):
+        positions = np.arange(len(groups)) + (i - (len(figures) - 1) / 2) * width
+        right.barh(positions, [values[g] for g in groups], height=width, label=model)
+    right.set_yticks(np.arange(len(groups)), [g[len("favourable_rate[") : -1] for g in groups])
+    right.set(title="Favourable (No Risk) rate per group", xlabel="share of applicants", xlim=(0, 1))
+    right.invert_yaxis()
+    right.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=len(figures))  # below the axes: covers no bar
+    return figure

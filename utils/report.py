@@ -40,11 +40,12 @@ def figure_png(figure: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _image(figure: Figure, alt: str) -> str:
+def image_html(figure: Figure, alt: str) -> str:
+    """A figure as an embedded image."""
     return f'<p><img src="{figure_png(figure)}" alt="{html.escape(alt)}"></p>'
 
 
-def _table(frame: pd.DataFrame, index: bool = True) -> str:
+def table_html(frame: pd.DataFrame, index: bool = True) -> str:
     """A table with its numbers shown plainly, in a box that scrolls sideways rather than leave the page."""
     shown = plotting.readable_table(frame).to_html(index=index, na_rep="—", border=0)
     return f'<div class="table">{shown}</div>'
@@ -123,21 +124,23 @@ def _overview(e, history: pd.DataFrame | None, thresholds) -> list[str]:
         + _gate("drift_detected", gates["drift_detected"], False)
         + "</div>",
         "<h2>Alerts</h2>",
-        _table(measurement_table(e.alerts), index=False) if not e.alerts.empty else "<p>No threshold was breached.</p>",
+        table_html(measurement_table(e.alerts), index=False)
+        if not e.alerts.empty
+        else "<p>No threshold was breached.</p>",
     ]
     for monitor, status in e.statuses.items():
         parts.append(f"<p>{html.escape(monitor)}: no verdict — {html.escape(status)}.</p>")
     parts += [
         "<h2>Verdicts</h2>",
-        _table(verdict_table(e, thresholds), index=False),
+        table_html(verdict_table(e, thresholds), index=False),
         '<p class="muted">DI: disparate impact; p: the one-sided test that it is below the threshold, small when '
         "the window holds evidence of it rather than the noise of a few records.</p>",
     ]
     if history is not None and history["window_start"].notna().any():
-        parts += ["<h2>Over time</h2>", _image(plotting.monitoring_timeline(history), "metrics over time")]
+        parts += ["<h2>Over time</h2>", image_html(plotting.monitoring_timeline(history), "metrics over time")]
     quality = e.details.get("quality")
     if quality:
-        parts += ["<h2>Quality (feedback)</h2>", _table(pd.DataFrame({"value": quality}))]
+        parts += ["<h2>Quality (feedback)</h2>", table_html(pd.DataFrame({"value": quality}))]
     return parts
 
 
@@ -151,14 +154,14 @@ def _companions(e) -> list[str]:
     threshold = float(thresholds.iloc[0]) if len(thresholds) else None
     parts = [
         "<h3>Debiased companion (aif360 reject option classification)</h3>",
-        _image(plotting.debiased_comparison(comparisons, threshold), "deployed and debiased"),
+        image_html(plotting.debiased_comparison(comparisons, threshold), "deployed and debiased"),
     ]
     for name, companion in companions.items():
         note = "" if companion.constraint_met else " (the fairness bound could not be met)"
         parts += [
             f"<p>{html.escape(name)}: band ±{companion.margin:.3f} around the threshold, "
             f"{companion.changed_share:.1%} of decisions changed{note}.</p>",
-            _table(companion.comparison),
+            table_html(companion.comparison),
         ]
     return parts
 
@@ -170,14 +173,14 @@ def _fairness(e) -> list[str]:
         return []
     parts = [
         "<h2>Fairness</h2>",
-        _image(plotting.favourable_rates(fairness), "favourable rates per group"),
-        _table(plotting.readable_table(fairness).T),
+        image_html(plotting.favourable_rates(fairness), "favourable rates per group"),
+        table_html(plotting.readable_table(fairness).T),
     ]
     perturbation = e.details.get("perturbation")
     if perturbation is not None and not perturbation.empty:
         parts += [
             "<h3>Perturbation check: decisions that change when only the protected attribute changes</h3>",
-            _table(perturbation),
+            table_html(perturbation),
         ]
     return parts + _companions(e)
 
@@ -191,8 +194,8 @@ def _drift(e) -> list[str]:
     parts = [
         "<h2>Drift</h2>",
         f"<p>Drifted features: {html.escape(drifted)} ({data_drift.drifted_share:.0%} of features).</p>",
-        _image(plotting.drift_p_values(data_drift.features, data_drift.threshold), "drift p-values"),
-        _table(data_drift.features),
+        image_html(plotting.drift_p_values(data_drift.features, data_drift.threshold), "drift p-values"),
+        table_html(data_drift.features),
     ]
     joint = e.details.get("multivariate_drift")
     if joint is not None:
@@ -202,7 +205,7 @@ def _drift(e) -> list[str]:
         )
     model_drift = e.details.get("model_drift")
     if model_drift is not None:
-        parts += ["<h3>Model drift: accuracy without labels</h3>", _table(model_drift)]
+        parts += ["<h3>Model drift: accuracy without labels</h3>", table_html(model_drift)]
     return parts
 
 
@@ -218,17 +221,26 @@ def render_report(evaluation, history: pd.DataFrame | None = None, *, thresholds
         '<p class="muted">How to read this report: docs/monitoring.md. Drift detection uses alibi-detect, under the '
         "Business Source License 1.1: free for this workshop's educational use, not for most production use.</p>"
     )
+    return html_page(f"Monitoring report: {e.deployment_name} {e.window}", parts)
+
+
+def html_page(title: str, parts: list[str]) -> str:
+    """A self-contained HTML page in the reports' style: ``title`` (text) and ``parts`` (HTML) in order."""
+    head = f'<meta charset="utf-8"><title>{html.escape(title)}</title><style>{_STYLE}</style>'
     body = "\n".join(parts)
-    title = html.escape(f"Monitoring report: {e.deployment_name} {e.window}")
-    head = f'<meta charset="utf-8"><title>{title}</title><style>{_STYLE}</style>'
     return f'<!doctype html>\n<html lang="en"><head>{head}</head><body>\n{body}\n</body></html>\n'
 
 
 def write_report(evaluation, path: str | os.PathLike, *, history: pd.DataFrame | None = None, thresholds=None) -> Path:
     """Write the report of ``evaluation`` to ``path`` atomically (see :func:`render_report`); returns the path."""
+    return write_text_atomically(path, render_report(evaluation, history, thresholds=thresholds))
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file beside it, so no reader sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_report(evaluation, history, thresholds=thresholds), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     return path

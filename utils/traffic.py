@@ -43,7 +43,7 @@ from utils.data import (
     generate_credit_data,
     in_monitored_group,
 )
-from utils.scoring import MAX_ROWS, wml_request
+from utils.scoring import MAX_ROWS, TRANSACTION_FIELD, wml_request
 from utils.times import as_utc, utc_now
 
 Knob = float | Sequence[float]
@@ -173,6 +173,18 @@ def applicants(
     return shift_applicants(drawn, seed + 104_729, source=pool, **settings)
 
 
+def service_client(url: str, api_key: str | None = None) -> httpx.Client:
+    """An HTTP client of the scoring service at ``url``, with the API key (default: ``$CREDIT_API_KEY``) if any."""
+    key = api_key if api_key is not None else os.environ.get("CREDIT_API_KEY")
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=url, headers=headers, timeout=120)
+
+
+def deployment_path(deployment_id: str) -> str:
+    """The path of a deployment's endpoints on the service."""
+    return f"/ml/v4/deployments/{deployment_id}"
+
+
 def _post(client: httpx.Client, path: str, body: dict) -> dict:
     response = client.post(path, json=body)
     if response.status_code != 200:
@@ -180,8 +192,9 @@ def _post(client: httpx.Client, path: str, body: dict) -> dict:
     return response.json()
 
 
-def _score(client: httpx.Client, base: str, frame: pd.DataFrame, batch: int) -> tuple[list[str], list[str]]:
-    """Score ``frame`` in requests of ``batch`` records; the transaction ids and decisions, in row order."""
+def score_frame(client: httpx.Client, base: str, frame: pd.DataFrame, batch: int) -> tuple[list[str], list[str]]:
+    """Score ``frame`` through the deployment at ``base`` (``/ml/v4/deployments/{id}`` on ``client``'s service), in
+    requests of ``batch`` records; the transaction ids and decisions, in row order."""
     ids, decisions = [], []
     for low in range(0, len(frame), batch):
         block = _post(client, f"{base}/predictions", wml_request(frame.iloc[low : low + batch]))
@@ -190,12 +203,19 @@ def _score(client: httpx.Client, base: str, frame: pd.DataFrame, batch: int) -> 
     return ids, decisions
 
 
-def _send_feedback(client: httpx.Client, base: str, frame: pd.DataFrame, batch: int) -> list[str]:
-    """Send the rows of ``frame`` with their outcome as feedback; the feedback ids, in row order."""
+def send_feedback(
+    client: httpx.Client, base: str, frame: pd.DataFrame, batch: int, transaction_ids: Sequence[str] | None = None
+) -> list[str]:
+    """Send the rows of ``frame`` with their outcome as feedback to the deployment at ``base``, each naming the
+    transaction it labels when ``transaction_ids`` are given (one per row); the feedback ids, in row order."""
+    fields = [*FEATURES, LABEL]
+    table = frame[fields].astype(object)
+    if transaction_ids is not None:
+        fields.append(TRANSACTION_FIELD)
+        table = table.assign(**{TRANSACTION_FIELD: list(transaction_ids)})
     feedback_ids = []
     for low in range(0, len(frame), batch):
-        values = frame.iloc[low : low + batch][[*FEATURES, LABEL]].astype(object).to_numpy().tolist()
-        body = {"input_data": [{"fields": [*FEATURES, LABEL], "values": values}]}
+        body = {"input_data": [{"fields": fields, "values": table.iloc[low : low + batch].to_numpy().tolist()}]}
         feedback_ids += _post(client, f"{base}/feedback", body)["feedback_ids"]
     return feedback_ids
 
@@ -204,9 +224,9 @@ def _send_day(client, base: str, engine: Engine, frame: pd.DataFrame, day_start,
     """Score one day's applicants, send feedback for the ``chosen`` rows, and move them all into the day."""
     step = timedelta(days=1) / len(frame)
     moments = [day_start + step * (i + 0.5) for i in range(len(frame))]
-    ids, decisions = _score(client, base, frame, batch)
+    ids, decisions = score_frame(client, base, frame, batch)
     datamart.restamp(engine, ids, moments)
-    feedback_ids = _send_feedback(client, base, frame.iloc[chosen], batch)
+    feedback_ids = send_feedback(client, base, frame.iloc[chosen], batch)
     datamart.restamp(engine, feedback_ids, [moments[i] for i in chosen], feedback=True)
     favourable = float(np.mean(np.asarray(decisions) == FAVOURABLE))
     return {"records": len(frame), "feedback": len(chosen), "favourable_rate": favourable}
@@ -255,12 +275,10 @@ def simulate_traffic(
     now = pd.Timestamp(utc_now()).normalize() - pd.Timedelta(days=days)
     first = pd.Timestamp(as_utc(start)) if start is not None else now
     engine = engine or datamart.connect(work=work)
-    key = api_key if api_key is not None else os.environ.get("CREDIT_API_KEY")
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
     batch = max(1, min(batch_size, MAX_ROWS))
-    base = f"/ml/v4/deployments/{deployment_id}"
+    base = deployment_path(deployment_id)
     rows = []
-    with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+    with service_client(url, api_key) as client:
         for day in (progress or iter)(range(1, days + 1)):
             settings = {name: values[day - 1] for name, values in knobs.items()}
             frame = applicants(records_per_day, seed + day, bias_group=bias_group, pool=pool, **settings)

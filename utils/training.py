@@ -31,7 +31,7 @@ from sklearn.metrics import (
 )
 from sklearn.pipeline import Pipeline
 
-from utils.data import CLASS_ORDER, FEATURES, UNFAVOURABLE, file_sha256
+from utils.data import CLASS_ORDER, FEATURES, RISK_RISES_WITH, UNFAVOURABLE, file_sha256
 from utils.decision import decide, risk_probability
 from utils.features import split_features_label, stratified_split
 
@@ -133,6 +133,12 @@ def _fit_boosting(classifier, params: dict, x_fit, y_fit, x_val, y_val, seed: in
     return curve, converged, note, "boosting iterations"
 
 
+def rising_constraints(preprocessor: ColumnTransformer) -> list[int]:
+    """Gradient boosting's monotonic constraints over the preprocessed columns: the probability of ``Risk`` (the
+    positive class) may only rise along :data:`~utils.data.RISK_RISES_WITH`, other columns are free."""
+    return [int(name in RISK_RISES_WITH) for name in preprocessor.get_feature_names_out()]
+
+
 def train_model(
     train: pd.DataFrame,
     preprocessor: ColumnTransformer,
@@ -148,6 +154,9 @@ def train_model(
     the classifier, so it takes raw applicant rows.
     """
     classifier, params = make_classifier(model_type, hyperparameters, seed)
+    if model_type == "gradient_boosting" and "monotonic_cst" not in params:
+        params["monotonic_cst"] = rising_constraints(preprocessor)
+        classifier.set_params(monotonic_cst=params["monotonic_cst"])
     fit_part, validation_part = stratified_split(train, validation_size, seed)
     x_fit_raw, y_fit = split_features_label(fit_part)
     x_val_raw, y_val = split_features_label(validation_part)

@@ -8,11 +8,12 @@ import sys
 import papermill
 import pytest
 
-from utils import config, datamart
+from utils import config, datamart, lifecycle
 from utils.data import generate_credit_data, load_credit_csv, write_csv
-from utils.deployment import get_deployment
+from utils.deployment import find_deployments, get_deployment
 from utils.pipeline import STEPS, PipelineStopped, run_pipeline
 from utils.registry import ModelRegistry
+from utils.stages import STAGES, Step
 
 pytestmark = [pytest.mark.pipeline, pytest.mark.slow]
 
@@ -52,7 +53,7 @@ def _only_run(work):
     return run_dir
 
 
-def test_pipeline_trains_and_registers_a_model(sample_csv, tmp_path, capfd):
+def test_the_whole_story_runs_from_dev_to_prod_monitoring(sample_csv, tmp_path, capfd):
     outputs = run_pipeline(_settings(sample_csv, model_type="gradient_boosting"), work_dir=tmp_path, progress_bar=False)
     printed = capfd.readouterr()
     lines = (printed.out + printed.err).splitlines()
@@ -67,17 +68,28 @@ def test_pipeline_trains_and_registers_a_model(sample_csv, tmp_path, capfd):
     assert registry.metadata("credit-risk-v1")["metrics"]["auc_roc"] == pytest.approx(outputs["auc_roc"], abs=1e-4)
     assert len(load_credit_csv(tmp_path / outputs["train_path"])) == 1200
 
-    deployment = get_deployment(outputs["deployment_id"], work=tmp_path)
-    assert (deployment.model_id, deployment.space) == ("credit-risk-v1", "dev")
-    assert outputs["scoring_url"].endswith(f"/ml/v4/deployments/{deployment.deployment_id}/predictions")
-    payload = datamart.read_payload(datamart.connect(work=tmp_path), deployment.deployment_id)
-    assert outputs["drift_detected"] is True, "05 injects drift from day 4"
+    engine = datamart.connect(work=tmp_path)
+    (dev,) = find_deployments(space="dev", engine=engine)
+    assert len(datamart.read_payload(engine, dev.deployment_id)) == 6, "04 scores the sample applicant and five rows"
+    evaluation = lifecycle.get_evaluation(outputs["evaluation_id"], engine=engine)
+    assert (evaluation.verdict, evaluation.space) == ("passed", "preprod")
+    assert evaluation.baseline_model_id == "credit-risk-challenger-v1"
+    assert registry.metadata("credit-risk-challenger-v1")["model_type"] == "logistic_regression"
+    (approval,) = lifecycle.list_approvals(model_id="credit-risk-v1", engine=engine)
+    assert (approval.approver, approval.decision) == ("Workshop Validator", "approved")
+
+    prod = get_deployment(outputs["deployment_id"], work=tmp_path)
+    assert (prod.model_id, prod.space, prod.name) == ("credit-risk-v1", "prod", "credit-risk")
+    history = lifecycle.deployment_history(model_id="credit-risk-v1", engine=engine)
+    assert [period.space for period in history] == ["dev", "preprod", "prod"]
+    assert outputs["drift_detected"] is True, "05 injects drift from day 4 into the prod deployment's traffic"
     _assert_alerts_on_the_injected_days(outputs["alert_days"], fairness=False)  # 300 applicants a day: too few
     assert isinstance(outputs["quality_ok"], bool) and isinstance(outputs["fairness_ok"], bool), "05 gave verdicts"
+    payload = datamart.read_payload(engine, prod.deployment_id)
+    batch = payload[payload["transaction_id"].str.startswith(outputs["job_id"])]
     assert outputs["rows_rejected"] == 3, "06 spoils three rows of its input"
-    online = payload[~payload["transaction_id"].str.startswith(outputs["job_id"])]
-    assert len(online) == 6, "04 scores the sample applicant and five test rows, and logs them"
-    assert len(payload) - len(online) == outputs["rows_scored"], "06 logs every row it scored"
+    assert len(batch) == outputs["rows_scored"], "06 logs every row it scored into the prod deployment's log"
+    assert len(payload) > len(batch), "05's simulated week went through the prod deployment"
     assert len(load_credit_csv(tmp_path / outputs["output_path"])) == outputs["rows_scored"]
 
     run_dir = _only_run(tmp_path)
@@ -88,12 +100,41 @@ def test_pipeline_trains_and_registers_a_model(sample_csv, tmp_path, capfd):
         assert (run_dir / f"{step}.ipynb").is_file()
 
 
+def test_prod_promotes_only_the_approved_version_and_retrains_nothing(sample_csv, tmp_path):
+    work = tmp_path / "work"
+    preprod = run_pipeline(_settings(sample_csv, stage="preprod"), work_dir=work, progress_bar=False)
+    assert preprod["verdict"] == "passed" and preprod["evaluated_model_id"] == "credit-risk-v1"
+    promote = STAGES["prod"][:1]
+    settings = _settings(sample_csv, stage="prod", model_id="credit-risk-v1")
+    with pytest.raises(PipelineStopped) as refused:
+        run_pipeline(settings, work_dir=work, steps=promote, progress_bar=False)
+    assert refused.value.step == "08_promote_model" and "is not approved" in refused.value.reason
+    engine = datamart.connect(work=work)
+    lifecycle.approve("credit-risk-v1", preprod["evaluation_id"], approver="Grace Hopper", reason="fine", engine=engine)
+
+    promoted = run_pipeline(settings, work_dir=work, steps=promote, progress_bar=False)
+    registry = ModelRegistry(work / "registry")
+    assert [v for v in registry.list()["model_id"] if v.startswith("credit-risk-v")] == ["credit-risk-v1"]
+    prod = get_deployment(promoted["deployment_id"], engine=engine)
+    assert (prod.space, prod.model_id) == ("prod", "credit-risk-v1")
+    evaluated = get_deployment(preprod["preprod_deployment_id"], engine=engine)
+    assert (
+        registry.get(prod.model_id).model_file.read_bytes() == registry.get(evaluated.model_id).model_file.read_bytes()
+    )
+    spaces = [period.space for period in lifecycle.deployment_history(model_id="credit-risk-v1", engine=engine)]
+    assert spaces == ["preprod", "prod"]
+
+
 def test_monitoring_on_other_data_alerts_only_on_the_injected_days(tmp_path):
     """05 on a model trained on data generated differently (another seed, a drifted population): its simulated
     week comes from that model's own test split, so the clean days stay clean."""
     other = tmp_path / "other.csv"
     write_csv(generate_credit_data(5000, 11, drift=0.5).drop_duplicates(), other)
-    outputs = run_pipeline(_settings(other), work_dir=tmp_path / "work", steps=STEPS[:5], progress_bar=False)
+    monitor = Step(
+        "05_monitor_model.ipynb", lambda s, o: {"MODEL_ID": o["model_id"], "APPLICANTS_PATH": o["test_path"]}
+    )
+    steps = (*STAGES["dev"][:3], monitor)
+    outputs = run_pipeline(_settings(other), work_dir=tmp_path / "work", steps=steps, progress_bar=False)
     assert outputs["training_done"] is True
     _assert_alerts_on_the_injected_days(outputs["alert_days"], fairness=True)
 

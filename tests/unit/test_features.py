@@ -6,7 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from utils.data import CATEGORICAL_FEATURES, CATEGORIES, FEATURES, LABEL, NUMERIC_FEATURES, UNFAVOURABLE, DataError
+from utils.data import (
+    CATEGORICAL_FEATURES,
+    CATEGORIES,
+    FEATURES,
+    LABEL,
+    NUMERIC_FEATURES,
+    UNFAVOURABLE,
+    UNUSED_FEATURES,
+    DataError,
+)
 from utils.features import (
     build_preprocessor,
     fit_preprocessor,
@@ -16,7 +25,8 @@ from utils.features import (
     stratified_split,
 )
 
-N_OUTPUTS = sum(len(CATEGORIES[c]) for c in CATEGORICAL_FEATURES) + len(NUMERIC_FEATURES)
+USED_CATEGORIES = [c for c in CATEGORICAL_FEATURES if c not in UNUSED_FEATURES]
+N_OUTPUTS = sum(len(CATEGORIES[c]) for c in USED_CATEGORIES) + len(NUMERIC_FEATURES)
 
 
 def risk_share(frame: pd.DataFrame) -> float:
@@ -108,11 +118,20 @@ def test_preprocessor_output_width(small_frame):
     assert np.isfinite(transformed).all()
 
 
+def test_the_model_cannot_use_the_unused_features(small_frame):
+    """Telephone says nothing about repayment: its values change nothing the preprocessing passes on."""
+    preprocessor = fit_preprocessor(small_frame)
+    features, _ = split_features_label(small_frame)
+    flipped = features.assign(Telephone=features["Telephone"].map({"none": "yes", "yes": "none"}))
+    assert (preprocessor.transform(features) == preprocessor.transform(flipped)).all()
+    assert not any(name.startswith("Telephone") for name in preprocessor.get_feature_names_out())
+
+
 def test_preprocessor_one_hot_and_scaling(small_frame):
     preprocessor = fit_preprocessor(small_frame)
     features, _ = split_features_label(small_frame)
     transformed = pd.DataFrame(preprocessor.transform(features), columns=preprocessor.get_feature_names_out())
-    for column in CATEGORICAL_FEATURES:
+    for column in USED_CATEGORIES:
         one_hot = transformed[[f"{column}_{value}" for value in CATEGORIES[column]]]
         assert (one_hot.sum(axis=1) == 1).all(), column
     numeric = transformed[list(NUMERIC_FEATURES)]

@@ -13,11 +13,11 @@ import pandas as pd
 
 from utils.checks.changes import scale_numbers
 from utils.checks.results import DEFAULT_THRESHOLDS, CheckResult, CheckThresholds, judged
-from utils.data import NUMERIC_RANGES
+from utils.data import NUMERIC_RANGES, RISK_RISES_WITH
 from utils.decision import risk_probability
 
 #: Numeric fields along which the probability of ``Risk`` must not fall as they grow.
-RISING_FIELDS: tuple[str, ...] = ("LoanAmount", "LoanDuration")
+RISING_FIELDS: tuple[str, ...] = RISK_RISES_WITH
 
 
 def directional(

@@ -11,7 +11,7 @@ from utils import config, datamart, lifecycle
 from utils.data import FEATURES, LABEL, file_sha256, generate_credit_data
 from utils.deployment import deploy, production_problem
 from utils.monitoring import DeploymentMonitor
-from utils.retraining import RetrainingError, retrain, stage_candidate
+from utils.retraining import RetrainingError, evaluate_candidate, retrain, stage_candidate
 from utils.retraining.cli import main as cli_main
 from utils.scoring import wml_request
 from utils.serving import FeedbackRequest, ScoringRequest, Service, ServiceSettings
@@ -106,3 +106,22 @@ def test_the_command_line_registers_a_candidate_or_says_why_not(workspace, alert
     assert "new training set" in out and "registered credit-risk-v" in out
     assert cli_main(["--deployment-id", alerted.deployment_id, "--work-dir", work, "--monitors", "fairness"]) == 2
     assert "no window" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_candidate_is_evaluated_against_the_champion_and_waits_for_approval(workspace, alerted):
+    where = {"engine": workspace.engine, "work": workspace.work}
+    retraining = retrain(alerted.deployment_id, min_records=50, **where)
+    candidate = stage_candidate(retraining, **where)
+    evaluated = evaluate_candidate(retraining, candidate, **where)
+    assert (evaluated.baseline_model_id, evaluated.baseline_role) == ("credit-risk-v1", "champion")
+    assert evaluated.rows == len(retraining.training_set.holdout)
+    [record] = lifecycle.list_evaluations(model_id=retraining.model_id, **where)
+    assert (record.evaluation_id, record.space, record.verdict) == (
+        evaluated.evaluation_id,
+        "preprod",
+        evaluated.verdict,
+    )
+    waiting = "is not approved" if evaluated.passed else "failed"
+    assert waiting in production_problem(retraining.model_id, engine=workspace.engine)
+    assert datamart.read_deployment(workspace.engine, alerted.deployment_id)["model_id"] == "credit-risk-v1"

@@ -3,11 +3,12 @@
 Usage::
 
     python -m utils.retraining --deployment-id ID [--monitors drift quality] [--since ISO] [--holdout-share 0.3]
-        [--min-records 100] [--seed 42] [--work-dir DIR] [--no-stage]
+        [--min-records 100] [--seed 42] [--work-dir DIR] [--no-stage | --no-evaluate]
 
 It prints the alerting windows, the new training set's sizes, the candidate beside its parent, the registered
-version and, unless ``--no-stage``, the pre-prod deployment that now serves it. Exit status 0; 2 when retraining
-cannot go on (the message says why).
+version, the pre-prod deployment that now serves it (unless ``--no-stage``) and the verdict of its pre-prod
+evaluation against the champion (unless ``--no-evaluate``). Exit status 0; 2 when retraining cannot go on (the
+message says why).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 import pandas as pd
 
 from utils.monitoring import MONITORS
-from utils.retraining.run import retrain, stage_candidate
+from utils.retraining.run import evaluate_candidate, retrain, stage_candidate
 from utils.retraining.training_set import RETRAIN_ON
 
 
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--work-dir", help="working directory (default: $CREDIT_WORKDIR, else <project>/work)")
     parser.add_argument("--no-stage", action="store_true", help="register only; do not deploy the candidate in preprod")
+    parser.add_argument("--no-evaluate", action="store_true", help="stage the candidate, but do not evaluate it")
     return parser
 
 
@@ -54,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
             work=args.work_dir,
         )
         candidate = None if args.no_stage else stage_candidate(retraining, work=args.work_dir)
+        evaluated = None
+        if candidate is not None and not args.no_evaluate:
+            evaluated = evaluate_candidate(retraining, candidate, seed=args.seed, work=args.work_dir)
     except Exception as error:  # not prod, no alerts, too few records, missing files: say what, not a traceback
         print(f"retraining failed: {error}", file=sys.stderr)
         return 2
@@ -63,5 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         print("\ncandidate beside its parent:\n" + retraining.comparison.to_string())
     print(f"\nregistered {retraining.model_id} (lineage: {json.dumps(retraining.lineage)[:200]}...)")
     if candidate is not None:
-        print(f"staged in preprod as {candidate.name!r} (deployment {candidate.deployment_id}): evaluate it there")
+        print(f"staged in preprod as {candidate.name!r} (deployment {candidate.deployment_id})")
+    if evaluated is not None:
+        print(
+            f"pre-prod evaluation {evaluated.evaluation_id} against {evaluated.baseline_model_id}: {evaluated.verdict}"
+        )
+        for reason in evaluated.reasons:
+            print(f"  - {reason}")
+        print("a model validator decides: python -m utils.lifecycle approve|reject --evaluation-id ...")
     return 0

@@ -2,8 +2,9 @@
 set, the same model type and parameters, a new registered version with its lineage, and a pre-prod candidate.
 
 :func:`retrain` does everything up to the registered version; :func:`stage_candidate` deploys it in ``preprod``
-beside nothing else, with the prod deployment's monitor configuration, ready for the pre-prod evaluation against
-the champion. Nothing here deploys to ``prod``: the candidate waits for an approved evaluation like any other.
+with the prod deployment's monitor configuration; :func:`evaluate_candidate` runs the pre-prod evaluation
+(:func:`utils.evaluation.evaluate_deployment`) against the champion. Nothing here deploys to ``prod``: the
+candidate waits for an approved evaluation like any other.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from threadpoolctl import threadpool_limits
 from utils import config, datamart, lifecycle
 from utils.data import describe_training_data, file_sha256, load_credit_csv, write_csv
 from utils.deployment import PRODUCTION, Deployment, deploy, get_deployment
+from utils.evaluation import RiskEvaluation, champion_of, evaluate_deployment
 from utils.features import fit_preprocessor, save_preprocessor
 from utils.registry import ModelRegistry, parse_model_id, registry_for, training_data_path
 from utils.retraining.training_set import (
@@ -29,6 +31,7 @@ from utils.retraining.training_set import (
     build_training_set,
     labelled_records,
 )
+from utils.serving import start_server
 from utils.training import evaluate, train_model, training_metadata
 
 #: Who the history names as having deployed a retrained candidate in preprod.
@@ -191,3 +194,35 @@ def stage_candidate(
     document = lifecycle.monitor_config(retraining.deployment.deployment_id, engine=engine).document
     lifecycle.set_monitor_config(candidate.deployment_id, document, updated_by=RETRAINING_AUTHOR, engine=engine)
     return candidate
+
+
+def evaluate_candidate(
+    retraining: Retraining,
+    candidate: Deployment,
+    *,
+    test: pd.DataFrame | None = None,
+    url: str | None = None,
+    seed: int = 0,
+    engine: Engine | None = None,
+    work: str | os.PathLike | None = None,
+) -> RiskEvaluation:
+    """The pre-prod evaluation of the staged ``candidate`` against the champion (the version serving the prod
+    deployment now), on ``test`` (default: the held-out production records, the data it has to serve), through the
+    scoring service at ``url`` (default: one started for it and stopped afterwards). The verdict is recorded and
+    waits for a model validator's decision."""
+    layout = config.layout(work)
+    engine = engine or datamart.connect(work=layout.root)
+    champion = champion_of(retraining.deployment.name, engine=engine) or retraining.parent_model_id
+    options = {
+        "test": retraining.training_set.holdout if test is None else test,
+        "baseline_model_id": champion,
+        "baseline_role": "champion",
+        "seed": seed,
+        "engine": engine,
+        "work": layout.root,
+    }
+    if url is not None:
+        return evaluate_deployment(candidate.deployment_id, url, **options)
+    datamart_url = engine.url.render_as_string(hide_password=False)
+    with start_server(work=layout.root, datamart_url=datamart_url, access_log=False) as server:
+        return evaluate_deployment(candidate.deployment_id, server.url, **options)

@@ -266,16 +266,6 @@ def _table(mapping: dict, header: tuple[str, str]) -> list[str]:
     return lines
 
 
-def _retrained_from(lineage: dict | None) -> dict:
-    """The factsheet rows of a version retrained on production records (``utils.retraining``); none otherwise."""
-    if not lineage:
-        return {}
-    windows = lineage.get("windows", [])
-    span = f"{windows[0]['start'][:16]} .. {windows[-1]['end'][:16]}" if windows else "none"
-    learned = f"{lineage.get('production_rows')} from {len(windows)} alerting window(s), {span}"
-    return {"retrained from": lineage.get("parent_model_id"), "production records learned from": learned}
-
-
 def render_factsheet(record: dict) -> str:
     """The readable model card (Markdown) of a registered version's metadata.
 
@@ -308,7 +298,6 @@ def render_factsheet(record: dict) -> str:
                 "training data SHA-256": f"`{data.get('sha256')}`",
                 "schema SHA-256": f"`{record.get('schema', {}).get('sha256')}`",
                 "preprocessing SHA-256": f"`{record.get('preprocessing', {}).get('sha256')}`",
-                **_retrained_from(record.get("lineage")),
             },
             ("what", "value"),
         ),
@@ -334,14 +323,14 @@ def render_factsheet(record: dict) -> str:
     return "\n".join(lines)
 
 
+def registry_for(work: str | os.PathLike | None = None) -> ModelRegistry:
+    """The model registry of the working directory (:attr:`utils.config.WorkLayout.registry`)."""
+    return ModelRegistry(config.layout(work).registry)
+
+
 def training_data_path(metadata: dict, work: str | os.PathLike | None = None) -> Path:
     """The file a version was trained on: its recorded ``training_data.path`` (a retrained version's, relative to
     the working directory), else the working directory's training split."""
     layout = config.layout(work)
     recorded = metadata.get("training_data", {}).get("path")
     return layout.resolve(recorded) if recorded else layout.train
-
-
-def registry_for(work: str | os.PathLike | None = None) -> ModelRegistry:
-    """The model registry of the working directory (:attr:`utils.config.WorkLayout.registry`)."""
-    return ModelRegistry(config.layout(work).registry)

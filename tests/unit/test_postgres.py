@@ -75,22 +75,6 @@ def test_a_postgres_data_mart_made_before_migrations_keeps_its_records(url):
     engine.dispose()
 
 
-def test_records_round_trip_on_postgres(url):
-    engine = datamart.connect(url)
-    deployment = datamart.upsert_deployment(engine, "credit-risk", "dev", "credit-risk-v1", "ready")
-    records = _payload(deployment["deployment_id"], 40)
-    datamart.insert_payload(engine, records)
-    window = datamart.read_window(engine, deployment["deployment_id"], T0, T0 + timedelta(minutes=30))
-    assert len(window) == 30
-    assert window["LoanAmount"].tolist() == [r["inputs"]["LoanAmount"] for r in records[:30]]
-    assert str(window["CheckingStatus"].dtype) == "category"
-    assert datamart.read_transaction(engine, records[5]["transaction_id"])["Age"] == records[5]["inputs"]["Age"]
-    replaced = datamart.upsert_deployment(engine, "credit-risk", "dev", "credit-risk-v2", "ready")
-    assert replaced["deployment_id"] == deployment["deployment_id"]
-    assert [d["model_id"] for d in datamart.read_deployments(engine)] == ["credit-risk-v2"]
-    engine.dispose()
-
-
 def test_notifications_and_scheduled_windows_on_postgres(url):
     """A notification is stored once per dedupe key; a scheduled window is stored with its measurements once."""
     engine = datamart.connect(url)
@@ -125,3 +109,19 @@ def test_notifications_and_scheduled_windows_on_postgres(url):
     assert datamart.read_monitor_runs(engine, "d1")["evaluation_id"].tolist() == ["e1"]
     verdicts = datamart.read_verdicts(engine, "d1", ["quality"], ended_after=T0, ended_by=T0 + timedelta(hours=1))
     assert verdicts[["metric", "breached"]].values.tolist() == [["auc_roc", True]]
+
+
+def test_records_round_trip_on_postgres(url):
+    engine = datamart.connect(url)
+    deployment = datamart.upsert_deployment(engine, "credit-risk", "dev", "credit-risk-v1", "ready")
+    records = _payload(deployment["deployment_id"], 40)
+    datamart.insert_payload(engine, records)
+    window = datamart.read_window(engine, deployment["deployment_id"], T0, T0 + timedelta(minutes=30))
+    assert len(window) == 30
+    assert window["LoanAmount"].tolist() == [r["inputs"]["LoanAmount"] for r in records[:30]]
+    assert str(window["CheckingStatus"].dtype) == "category"
+    assert datamart.read_transaction(engine, records[5]["transaction_id"])["Age"] == records[5]["inputs"]["Age"]
+    replaced = datamart.upsert_deployment(engine, "credit-risk", "dev", "credit-risk-v2", "ready")
+    assert replaced["deployment_id"] == deployment["deployment_id"]
+    assert [d["model_id"] for d in datamart.read_deployments(engine)] == ["credit-risk-v2"]
+    engine.dispose()

@@ -122,6 +122,10 @@ class WorkLayout:
         return self.root / "logs"
 
     @property
+    def retraining(self) -> Path:
+        return self.root / "retraining"
+
+    @property
     def runs(self) -> Path:
         return self.root / "runs"
 

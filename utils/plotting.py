@@ -207,8 +207,8 @@ def monitoring_timeline(history: pd.DataFrame) -> Figure:
                 bounds = history[(history["monitor"] == monitor) & (history["subject"] == subject)]
                 low = bounds[bounds["metric"] == "disparate_impact_low"].set_index("window_start")["value"]
                 high = bounds[bounds["metric"] == "disparate_impact_high"].set_index("window_start")["value"]
-                values = line.set_index("window_start")["value"]
-                low, high = low.reindex(values.index), high.reindex(values.index)
+                values = line.set_index("window_start")["value"].astype(float)  # windows without a verdict: NaN
+                low, high = low.reindex(values.index).astype(float), high.reindex(values.index).astype(float)
                 errors = np.vstack([(values - low).clip(lower=0), (high - values).clip(lower=0)])
                 axis.errorbar(when, values, yerr=errors, fmt="none", ecolor=drawn.get_color(), alpha=0.5, capsize=3)
             breached = line["breached"].fillna(False).astype(bool).to_numpy()

@@ -307,3 +307,11 @@ class ModelRegistry:
 def registry_for(work: str | os.PathLike | None = None) -> ModelRegistry:
     """The model registry of the working directory (:attr:`utils.config.WorkLayout.registry`)."""
     return ModelRegistry(config.layout(work).registry)
+
+
+def training_data_path(metadata: dict, work: str | os.PathLike | None = None) -> Path:
+    """The file a version was trained on: its recorded ``training_data.path`` (a retrained version's, relative to
+    the working directory), else the working directory's training split."""
+    layout = config.layout(work)
+    recorded = metadata.get("training_data", {}).get("path")
+    return layout.resolve(recorded) if recorded else layout.train

@@ -75,6 +75,42 @@ def test_a_postgres_data_mart_made_before_migrations_keeps_its_records(url):
     engine.dispose()
 
 
+def test_notifications_and_scheduled_windows_on_postgres(url):
+    """A notification is stored once per dedupe key; a scheduled window is stored with its measurements once."""
+    engine = datamart.connect(url)
+    row = {
+        "notification_id": datamart.new_id(),
+        "dedupe_key": "k" * 64,
+        "deployment_id": "d1",
+        "evaluation_id": "e1",
+        "kind": "alert",
+        "monitor": "drift",
+        "metric": "drifted_share",
+        "subject": None,
+        "receiver": "log",
+        "payload": {"text": "ALERT"},
+        "status": "pending",
+        "attempts": 0,
+    }
+    assert datamart.insert_notification(engine, row)
+    assert not datamart.insert_notification(engine, {**row, "notification_id": datamart.new_id()})
+    datamart.update_notification(engine, row["notification_id"], status="failed", attempts=3, last_error="HTTP 500")
+    [stored] = datamart.read_notifications(engine, "d1")
+    assert (stored["status"], stored["attempts"], stored["payload"]) == ("failed", 3, {"text": "ALERT"})
+
+    window = {"deployment_id": "d1", "window_start": T0, "window_end": T0 + timedelta(hours=1)}
+    run = {**window, "monitor": "quality", "evaluation_id": "e1", "evaluated_at": T0 + timedelta(hours=2)}
+    measurement = {**window, "evaluation_id": "e1", "monitor": "quality", "metric": "auc_roc", "value": 0.7}
+    measurement |= {"threshold": 0.8, "breached": True, "records": 120, "evaluated_at": run["evaluated_at"]}
+    assert datamart.store_scheduled_window(engine, [run], [measurement]) == 1
+    with pytest.raises(datamart.WindowAlreadyRan):
+        datamart.store_scheduled_window(engine, [{**run, "evaluation_id": "e2"}], [measurement])
+    assert len(datamart.read_measurements(engine, "d1")) == 1
+    assert datamart.read_monitor_runs(engine, "d1")["evaluation_id"].tolist() == ["e1"]
+    verdicts = datamart.read_verdicts(engine, "d1", ["quality"], ended_after=T0, ended_by=T0 + timedelta(hours=1))
+    assert verdicts[["metric", "breached"]].values.tolist() == [["auc_roc", True]]
+
+
 def test_records_round_trip_on_postgres(url):
     engine = datamart.connect(url)
     deployment = datamart.upsert_deployment(engine, "credit-risk", "dev", "credit-risk-v1", "ready")

@@ -73,6 +73,26 @@ from utils.datamart.engine import DatamartUnavailable, check_identity  # noqa: E
 
 __all__ += ["DatamartUnavailable", "check_identity"]
 
+from utils.datamart.alerting import (  # noqa: E402
+    WindowAlreadyRan,
+    insert_notification,
+    read_monitor_runs,
+    read_notifications,
+    read_verdicts,
+    store_scheduled_window,
+    update_notification,
+)
+
+__all__ += [
+    "WindowAlreadyRan",
+    "insert_notification",
+    "read_monitor_runs",
+    "read_notifications",
+    "read_verdicts",
+    "store_scheduled_window",
+    "update_notification",
+]
+
 from utils.datamart.lifecycle import (  # noqa: E402
     insert_approval,
     insert_evaluation,

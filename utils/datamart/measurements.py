@@ -26,6 +26,11 @@ def _measurement_row(record: Mapping) -> dict:
     return row
 
 
+def measurement_rows(records: Iterable[Mapping]) -> list[dict]:
+    """Measurement records as rows to insert: times in UTC, NaN values as NULL."""
+    return [_measurement_row(record) for record in records]
+
+
 def insert_measurements(engine: Engine, records: Iterable[Mapping]) -> int:
     """Store measurements in one transaction; returns how many.
 
@@ -33,7 +38,7 @@ def insert_measurements(engine: Engine, records: Iterable[Mapping]) -> int:
     ``evaluated_at``, and may hold ``subject``, ``value``, ``threshold``, ``breached``, ``window_start``
     and ``window_end`` (None or NaN for none).
     """
-    rows = [_measurement_row(record) for record in records]
+    rows = measurement_rows(records)
     if rows:
         with engine.begin() as connection:
             connection.execute(measurements.insert(), rows)

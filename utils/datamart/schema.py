@@ -185,3 +185,41 @@ approvals = sa.Table(
     sa.Index("ix_approvals_evaluation", "evaluation_id"),
     sa.Index("ix_approvals_model", "model_id"),
 )
+
+# Alerts that reach people (revision 0004). One row per notification of one receiver: an alert that began or
+# recovered in a window. ``dedupe_key`` (a hash of deployment, kind, monitor, metric, subject, window and receiver)
+# is unique, so the same change is never notified twice, even when its window is evaluated again.
+notifications = sa.Table(
+    "notifications",
+    metadata,
+    sa.Column("notification_id", sa.String(64), primary_key=True),
+    sa.Column("dedupe_key", sa.String(64), nullable=False, unique=True),
+    sa.Column("deployment_id", sa.String(64), nullable=False),
+    sa.Column("evaluation_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(10), nullable=False),
+    sa.Column("monitor", sa.String(30), nullable=False),
+    sa.Column("metric", sa.String(60), nullable=False),
+    sa.Column("subject", sa.String(100)),
+    sa.Column("receiver", sa.String(300), nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_notifications_deployment", "deployment_id", "created_at"),
+    sa.Index("ix_notifications_status", "status"),
+)
+
+# The windows the scheduler evaluated, one row per monitor and window, written in the transaction that stores the
+# window's measurements (revision 0004): a window is recorded exactly when its measurements are.
+monitor_runs = sa.Table(
+    "monitor_runs",
+    metadata,
+    sa.Column("deployment_id", sa.String(64), primary_key=True),
+    sa.Column("monitor", sa.String(30), primary_key=True),
+    sa.Column("window_start", sa.DateTime(timezone=True), primary_key=True),
+    sa.Column("window_end", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("evaluation_id", sa.String(64), nullable=False),
+    sa.Column("evaluated_at", sa.DateTime(timezone=True), nullable=False),
+)

@@ -5,7 +5,11 @@ The document is JSON with two keys:
 - ``thresholds``: every field of :class:`utils.monitoring.Thresholds` (the alert thresholds and the minimum
   record counts ``min_records``, ``min_feedback`` and ``min_group_records``); a field left out keeps its default;
 - ``protected_groups``: the protected attributes to monitor, each with its monitored and reference groups as the
-  fairness monitor defines them (:data:`utils.data.PROTECTED_GROUPS`); a list of attribute names is accepted.
+  fairness monitor defines them (:data:`utils.data.PROTECTED_GROUPS`); a list of attribute names is accepted;
+- ``schedule``: the length of each monitor's windows and the delay after their end
+  (:func:`utils.monitoring.schedule.validate_schedule`);
+- ``notifications``: the receivers of alerts and recoveries and the delivery settings
+  (:func:`utils.monitoring.notifications.validate_notifications`).
 
 A deployment without a stored document uses the monitors' defaults (:func:`default_monitor_config`). A document is
 validated before it is written; promotion copies it from the pre-prod deployment to the prod one.
@@ -24,11 +28,18 @@ from utils import datamart
 from utils.data import PROTECTED_GROUPS
 from utils.deployment import DeploymentError, check_person
 from utils.lifecycle.records import LifecycleError
+from utils.monitoring.notifications import default_notifications, validate_notifications
 from utils.monitoring.results import Thresholds
+from utils.monitoring.schedule import default_schedule, thresholds_of, validate_schedule
 
 #: The one threshold that is not a probability or a share (the others lie in [0, 1]).
 _UNBOUNDED = ("min_disparate_impact",)
-_KEYS = ("thresholds", "protected_groups")
+_KEYS = ("thresholds", "protected_groups", "schedule", "notifications")
+#: The sections validated by the monitors' own rules, with their defaults.
+_SECTIONS = {
+    "schedule": (validate_schedule, default_schedule),
+    "notifications": (validate_notifications, default_notifications),
+}
 
 
 @dataclass(frozen=True)
@@ -44,8 +55,7 @@ class MonitorConfig:
     @property
     def thresholds(self) -> Thresholds:
         """The thresholds and minimum record counts, for ``DeploymentMonitor(thresholds=...)``."""
-        known = _kinds()  # a document stored before a field was added or removed still reads
-        return Thresholds(**{k: v for k, v in self.document["thresholds"].items() if k in known})
+        return thresholds_of(self.document)
 
     @property
     def attributes(self) -> tuple[str, ...]:
@@ -69,7 +79,11 @@ def _groups_document() -> dict:
 
 def default_monitor_config() -> dict:
     """The document of the monitors' current defaults: ``Thresholds()`` and every protected attribute."""
-    return {"thresholds": asdict(Thresholds()), "protected_groups": _groups_document()}
+    return {
+        "thresholds": asdict(Thresholds()),
+        "protected_groups": _groups_document(),
+        **{key: default() for key, (_, default) in _SECTIONS.items()},
+    }
 
 
 def _kinds() -> dict[str, str]:
@@ -129,10 +143,16 @@ def validate_monitor_config(document: object) -> dict:
     if unknown:
         raise LifecycleError(f"unknown key {unknown[0]!r} in the monitor configuration; known: {', '.join(_KEYS)}")
     default = default_monitor_config()
-    return {
+    complete = {
         "thresholds": _thresholds(document.get("thresholds", default["thresholds"])),
         "protected_groups": _protected_groups(document.get("protected_groups", default["protected_groups"])),
     }
+    for key, (validate, _) in _SECTIONS.items():
+        try:
+            complete[key] = validate(document.get(key, default[key]))
+        except ValueError as error:
+            raise LifecycleError(str(error)) from None
+    return complete
 
 
 def monitor_config(

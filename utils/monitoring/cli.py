@@ -6,6 +6,7 @@ Usage::
         [--min-auc-roc X] [--min-records N] ... (one option per field of ``Thresholds``, with its default)
 
 It prints the window, the monitors without a verdict and why, one line per alert, the gates and the report's path.
+``python -m utils.monitoring schedule ...`` runs the monitors on their schedule (:mod:`utils.monitoring.schedule_cli`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 
 from utils.monitoring.monitor import evaluate_all
 from utils.monitoring.results import Evaluation, Thresholds
+from utils.monitoring.schedule_cli import main as schedule_main
 
 #: What each threshold option means (docs/monitoring.md, "Thresholds and minimums", explains the defaults).
 _MEANING = {
@@ -85,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--start", help="window start, ISO 8601, UTC unless a zone is given (inclusive; default: open)")
     parser.add_argument("--end", help="window end, ISO 8601 (exclusive; default: open)")
     parser.add_argument("--work-dir", help="working directory (default: $CREDIT_WORKDIR, else <project>/work)")
-    parser.add_argument("--reference", help="training data CSV (default: <work dir>/data/train.csv)")
+    parser.add_argument("--reference", help="training data CSV (default: the deployed version's training data)")
     parser.add_argument("--no-store", action="store_true", help="do not store the measurements")
     parser.add_argument("--fail-on-alert", action="store_true", help="exit with status 1 when there is an alert")
     _add_threshold_options(parser)
@@ -113,7 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     """Evaluate all monitors of a deployment over a window, print the alerts, write the report.
 
     Exit status 0, or 1 with ``--fail-on-alert`` when there is an alert; 2 when the evaluation cannot run.
+    ``schedule`` as the first argument runs the scheduler instead (:mod:`utils.monitoring.schedule_cli`).
     """
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["schedule"]:
+        return schedule_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         evaluation = evaluate_all(

@@ -22,10 +22,11 @@ from utils.deployment import get_deployment, is_valid_name
 from utils.monitoring.data_quality import DataQualityMonitor
 from utils.monitoring.drift import DriftMonitor
 from utils.monitoring.fairness import FairnessMonitor
+from utils.monitoring.notifications import notify_changes
 from utils.monitoring.quality import QualityMonitor
 from utils.monitoring.results import MONITORS, Evaluation, MonitorResult, Thresholds, measurement_frame
 from utils.monitoring.window import Window, no_records
-from utils.registry import registry_for
+from utils.registry import registry_for, training_data_path
 from utils.report import write_report
 from utils.times import as_utc, as_utc_or_none, utc_now
 
@@ -48,8 +49,9 @@ class DeploymentMonitor:
 
     Args:
         deployment_id: the deployment to watch; its current model is the one monitored.
-        reference: the training data (features and label), as a DataFrame or a CSV path; by default
-            ``<work dir>/data/train.csv``, written by notebook 01.
+        reference: the training data (features and label), as a DataFrame or a CSV path; by default the data the
+            deployed version was trained on: its recorded training set (a retrained version's, under
+            ``retraining/``), else ``<work dir>/data/train.csv``, written by notebook 01.
         thresholds: thresholds and minimums (defaults: :class:`Thresholds`).
         attributes: the protected attributes to monitor.
         sample_size: most records used by the per-record checks (perturbation, debiased companion, model drift)
@@ -76,7 +78,7 @@ class DeploymentMonitor:
         self.registry = registry_for(self.work)
         self.model = self.registry.load(self.deployment.model_id)
         if reference is None:
-            reference = self.layout.train
+            reference = training_data_path(self.registry.metadata(self.deployment.model_id), self.work)
         self.reference = reference if isinstance(reference, pd.DataFrame) else load_credit_csv(reference)
         self.thresholds = thresholds or Thresholds()
         self.attributes = tuple(attributes)
@@ -125,12 +127,16 @@ class DeploymentMonitor:
         report: bool | str | os.PathLike = True,
         payload: pd.DataFrame | None = None,
         feedback: pd.DataFrame | None = None,
+        scheduled: bool = False,
     ) -> Evaluation:
         """Run ``monitors`` on the window [``start``, ``end``) (None: open), store the measurements (``store``) and
         write the HTML report (``report``: True for ``<work dir>/reports/<default name>``, or a path).
 
         ``payload`` and ``feedback`` are the window's records as :func:`utils.datamart.read_window` returns them,
-        when they have been read already; by default the monitors that need them read them.
+        when they have been read already; by default the monitors that need them read them. ``scheduled`` records
+        the window of each of ``monitors`` as run, with the measurements (:func:`utils.datamart.store_scheduled_window`
+        raises ``WindowAlreadyRan`` when one is recorded already). Stored measurements notify the deployment's
+        receivers of the alerts that began or recovered (:mod:`utils.monitoring.notifications`), in the background.
         """
         unknown = sorted(set(monitors) - set(MONITORS))
         if unknown:
@@ -143,11 +149,13 @@ class DeploymentMonitor:
         results = self.run(payload, feedback, monitors=monitors, debias=debias)
         evaluation = self._evaluation(start, end, len(payload), len(feedback), results)
         if store:
-            self.store(evaluation)
+            self.store(evaluation, runs=monitors if scheduled else ())
         if report:
             path = self.report_path(evaluation) if report is True else Path(report)
             history = self.history(end=end) if store else None
             evaluation.report_path = write_report(evaluation, path, history=history, thresholds=self.thresholds)
+        if store:
+            notify_changes(self.engine, evaluation, self.deployment, self.layout.logs / "alerts.log")
         return evaluation
 
     def _evaluation(self, start, end, payload_records: int, feedback_records: int, results) -> Evaluation:
@@ -175,9 +183,10 @@ class DeploymentMonitor:
         starts = [first + timedelta(days=i) for i in range(days)]
         return [self.evaluate(start, start + timedelta(days=1), **options) for start in (progress or iter)(starts)]
 
-    def store(self, evaluation: Evaluation) -> int:
-        """Write the evaluation's measurements to the data mart and regenerate the model's factsheet (its latest
-        monitoring status); returns how many."""
+    def store(self, evaluation: Evaluation, *, runs: tuple[str, ...] = ()) -> int:
+        """Write the evaluation's measurements to the data mart, with its window recorded as run by each monitor
+        of ``runs`` in the same transaction, and regenerate the model's factsheet (its latest monitoring status);
+        returns how many measurements."""
         common = {
             "evaluation_id": evaluation.evaluation_id,
             "deployment_id": evaluation.deployment_id,
@@ -186,13 +195,14 @@ class DeploymentMonitor:
             "evaluated_at": evaluation.evaluated_at,
         }
         rows = evaluation.measurements.drop(columns="alerting").to_dict("records")
-        stored = datamart.insert_measurements(
-            self.engine,
-            [
-                {**common, **row, "breached": None if pd.isna(row["breached"]) else bool(row["breached"])}
-                for row in rows
-            ],
-        )
+        records = [
+            {**common, **row, "breached": None if pd.isna(row["breached"]) else bool(row["breached"])} for row in rows
+        ]
+        if runs:
+            ran = [{**common, "monitor": monitor} for monitor in runs]
+            stored = datamart.store_scheduled_window(self.engine, ran, records)
+        else:
+            stored = datamart.insert_measurements(self.engine, records)
         self.registry.write_factsheet(evaluation.model_id, engine=self.engine)
         return stored
 

@@ -60,6 +60,8 @@ class MonitorConfigBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     thresholds: dict[str, Any] | None = Field(None, description="Thresholds fields; those left out keep defaults")
     protected_groups: list[str] | dict[str, Any] | None = Field(None, description="attributes to monitor")
+    schedule: dict[str, Any] | None = Field(None, description="every_minutes per monitor, delay_minutes")
+    notifications: dict[str, Any] | None = Field(None, description="receivers (webhook, log) and delivery settings")
     updated_by: str | None = Field(None, description=lifecycle.PERSON_RULE)
 
 

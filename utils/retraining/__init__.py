@@ -1,0 +1,32 @@
+"""Metric-based retraining: when a prod deployment's monitors alert, learn from the labelled records of the
+alerting windows and send the result back through the pre-prod evaluation (docs/retraining.md).
+
+Parts, in the order they import each other: ``training_set`` (the alerting windows, their labelled records, the new
+training set and its sizes) → ``run`` (retrain with the parent's model type and parameters, register with lineage,
+stage the candidate in preprod, evaluate it against the champion) → ``cli`` (``python -m utils.retraining``).
+Nothing here deploys to prod.
+"""
+
+from utils.retraining.run import RETRAINING_AUTHOR, Retraining, evaluate_candidate, retrain, stage_candidate
+from utils.retraining.training_set import (
+    RETRAIN_ON,
+    RetrainingError,
+    TrainingSet,
+    alerting_windows,
+    build_training_set,
+    labelled_records,
+)
+
+__all__ = [
+    "RETRAINING_AUTHOR",
+    "RETRAIN_ON",
+    "Retraining",
+    "RetrainingError",
+    "TrainingSet",
+    "alerting_windows",
+    "build_training_set",
+    "evaluate_candidate",
+    "labelled_records",
+    "retrain",
+    "stage_candidate",
+]

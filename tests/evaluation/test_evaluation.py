@@ -12,6 +12,7 @@ from utils.decision import risk_probability
 from utils.deployment import ProductionCheckError, deploy
 from utils.evaluation import criteria_from, evaluate_deployment, model_figures
 from utils.serving import start_server
+from utils.traffic import shift_applicants
 
 pytestmark = pytest.mark.slow
 
@@ -133,3 +134,16 @@ def test_test_data_that_break_the_contract_are_refused_before_anything_is_sent(w
             candidate.deployment_id, server.url, test=broken, work=workspace.work, engine=workspace.engine
         )
     assert len(datamart.read_payload(workspace.engine, candidate.deployment_id)) == before
+
+
+def test_drift_fails_a_candidate_unless_it_is_expected(workspace, server, candidate):
+    """Held-out data that drifted from training raise drift alerts: a failure, except for a retrained candidate
+    evaluated on the drifted production records it was retrained for."""
+    drifted = shift_applicants(workspace.test, 7, source=workspace.test, drift=1.0)
+    options = {"test": drifted, "work": workspace.work, "engine": workspace.engine, "explain": 0}
+    plain = evaluate_deployment(candidate.deployment_id, server.url, **options)
+    assert any(reason.startswith("monitor alert: drift") for reason in plain.reasons)
+    expected = evaluate_deployment(candidate.deployment_id, server.url, expect_drift=True, **options)
+    assert not expected.monitoring.alerts[expected.monitoring.alerts["monitor"] == "drift"].empty
+    assert not any(reason.startswith("monitor alert: drift") for reason in expected.reasons)
+    assert expected.record.summary["drift_counted"] is False

@@ -52,10 +52,17 @@ def _comparison(result) -> list[str]:
 def _checks_and_monitors(result) -> list[str]:
     checks = result.checks.table()
     alerts = result.monitoring.alerts
+    expected = (
+        "<p>The evaluation data are production records after a drift, which the candidate was retrained for: drift "
+        "alerts are shown and do not fail it.</p>"
+        if result.expect_drift
+        else ""
+    )
     return [
         "<h2>Model checks</h2>",
         table_html(checks, index=False),
         "<h2>Monitors on the evaluation traffic</h2>",
+        expected,
         table_html(measurement_table(alerts), index=False) if not alerts.empty else "<p>No monitor alerted.</p>",
         table_html(verdict_table(result.monitoring), index=False),
     ]

@@ -56,6 +56,7 @@ class RiskEvaluation:
     explanations: list[dict]
     reasons: list[str]
     rows: int
+    expect_drift: bool = False
     record: lifecycle.EvaluationRecord | None = None
 
     @property
@@ -75,6 +76,7 @@ class RiskEvaluation:
         return {
             "rows": self.rows,
             "baseline_role": self.baseline_role,
+            "drift_counted": not self.expect_drift,
             "reasons": self.reasons,
             "criteria": _records(self.comparison),
             "checks": {"passed": self.checks.passed, "failed": [c.name for c in self.checks.failures]},
@@ -124,13 +126,14 @@ def _judge(model_id: str, baseline: str | None, role: str | None, figures: dict,
     return comparison, check_model(model_id, champion_id=champion, test=frame, registry=registry)
 
 
-def _verdict(comparison: pd.DataFrame, checks: CheckReport, monitoring: Evaluation) -> list[str]:
-    """Why the candidate fails (nothing: it passes)."""
+def _verdict(comparison: pd.DataFrame, checks: CheckReport, monitoring: Evaluation, expect_drift: bool) -> list[str]:
+    """Why the candidate fails (nothing: it passes); drift alerts do not count when drift is expected."""
     reasons = [f"{row.metric}: {row.reason}" for row in comparison.itertuples() if row.passed is False]
     reasons += [f"model check failed: {check.name}" for check in checks.failures]
     reasons += [
         f"monitor alert: {row.monitor} {row.metric}{f' ({row.subject})' if row.subject else ''} = {row.value:.3f}"
         for row in monitoring.alerts.itertuples()
+        if not (expect_drift and row.monitor == "drift")
     ]
     return reasons
 
@@ -187,6 +190,7 @@ def evaluate_deployment(
     baseline_role: str | None = None,
     criteria: Sequence[MetricThreshold] = DEFAULT_CRITERIA,
     explain: int = 3,
+    expect_drift: bool = False,
     api_key: str | None = None,
     engine: Engine | None = None,
     work: str | os.PathLike | None = None,
@@ -196,8 +200,9 @@ def evaluate_deployment(
 
     ``test``: labelled applicants the model has not seen (default: the test split); ``baseline_model_id``: the
     champion (the default ``baseline_role``, whose figures are bars) or a challenger (shown, not judged; see
-    :mod:`utils.evaluation.criteria`); ``explain``: how many decisions to explain. The monitors use the
-    deployment's monitor configuration.
+    :mod:`utils.evaluation.criteria`); ``explain``: how many decisions to explain; ``expect_drift``: the test data
+    are production records after a drift (a retraining's held-out records), so drift alerts are shown but do not
+    fail the candidate. The monitors use the deployment's monitor configuration.
 
     Raises:
         DataError: test data without the contract's columns or with rows that break it.
@@ -234,7 +239,8 @@ def evaluate_deployment(
         figures=figures,
         roc={model: roc_points(frame, risk) for model, risk in probabilities.items()},
         explanations=explain_sample(monitor, ids, explain, seed=seed),
-        reasons=_verdict(comparison, checks, monitoring),
+        reasons=_verdict(comparison, checks, monitoring, expect_drift),
+        expect_drift=expect_drift,
         rows=len(frame),
     )
     return _store(result, monitor, engine, layout)

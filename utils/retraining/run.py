@@ -217,6 +217,7 @@ def evaluate_candidate(
         "test": retraining.training_set.holdout if test is None else test,
         "baseline_model_id": champion,
         "baseline_role": "champion",
+        "expect_drift": True,  # the held-out production records drifted: the reason the candidate exists
         "seed": seed,
         "engine": engine,
         "work": layout.root,

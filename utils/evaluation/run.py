@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -41,9 +41,10 @@ BASELINE_ROLES = ("champion", "challenger")
 
 @dataclass
 class RiskEvaluation:
-    """The outcome of one risk evaluation of the model a deployment serves; ``record`` is the data mart's row."""
+    """The outcome of one risk evaluation of the model a deployment serves; ``record`` is the data mart's row.
 
-    evaluation_id: str
+    The evaluation's id is its monitors' evaluation id: everything it measured is stored under it."""
+
     deployment: Deployment
     baseline_model_id: str | None
     baseline_role: str | None
@@ -54,14 +55,22 @@ class RiskEvaluation:
     figures: dict[str, dict[str, float]]
     roc: dict[str, pd.DataFrame]
     explanations: list[dict]
-    reasons: list[str]
     rows: int
     expect_drift: bool = False
     record: lifecycle.EvaluationRecord | None = None
 
     @property
+    def evaluation_id(self) -> str:
+        return self.monitoring.evaluation_id
+
+    @property
     def model_id(self) -> str:
         return self.deployment.model_id
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why the candidate fails (nothing: it passes)."""
+        return _verdict(self.comparison, self.checks, self.monitoring, self.expect_drift)
 
     @property
     def verdict(self) -> str:
@@ -173,6 +182,11 @@ def _measurements(result: RiskEvaluation, window: tuple[datetime, datetime]) -> 
     return rows
 
 
+def _test_data(test: pd.DataFrame | str | os.PathLike | None, layout) -> pd.DataFrame:
+    """The labelled test rows, checked against the contract before anything is sent (default: the test split)."""
+    return check_frame(test if isinstance(test, pd.DataFrame) else load_credit_csv(layout.resolve(test or layout.test)))
+
+
 def _configured_monitor(deployment_id: str, engine: Engine, work: Path) -> DeploymentMonitor:
     """The deployment's monitors, with its stored monitor configuration (thresholds, protected attributes)."""
     settings = lifecycle.monitor_config(deployment_id, engine=engine)
@@ -210,25 +224,22 @@ def evaluate_deployment(
         DeploymentError: an unknown deployment.
     """
     if baseline_role not in (None, *BASELINE_ROLES):
-        raise ValueError(f"baseline_role must be one of {BASELINE_ROLES}, got {baseline_role!r}")
+        raise ValueError(f"baseline_role must be one of {BASELINE_ROLES}, not {baseline_role!r}")
     layout = config.layout(work)
     engine = engine or datamart.connect(work=layout.root)
     registry = registry_for(layout.root)
     deployment = get_deployment(deployment_id, engine=engine)
-    frame = test if isinstance(test, pd.DataFrame) else load_credit_csv(layout.resolve(test or layout.test))
-    frame = check_frame(frame)
+    frame = _test_data(test, layout)
     baseline = registry.get(baseline_model_id).model_id if baseline_model_id else None
     monitor = _configured_monitor(deployment_id, engine, layout.root)
     start, end, ids = _send(url, deployment_id, frame, api_key)
-    evaluation_id = datamart.new_id()
-    monitoring = replace(monitor.evaluate(start, end, store=False, report=False), evaluation_id=evaluation_id)
+    monitoring = monitor.evaluate(start, end, store=False, report=False)
     probabilities = {deployment.model_id: _logged_risk(engine, deployment_id, start, end, ids)}
     probabilities |= _baseline_risk(registry, baseline, frame)
     figures = {model: model_figures(frame, risk) for model, risk in probabilities.items()}
     role = (baseline_role or "champion") if baseline else None
     comparison, checks = _judge(deployment.model_id, baseline, role, figures, criteria, frame, registry)
     result = RiskEvaluation(
-        evaluation_id=evaluation_id,
         deployment=deployment,
         baseline_model_id=baseline,
         baseline_role=role,
@@ -239,7 +250,6 @@ def evaluate_deployment(
         figures=figures,
         roc={model: roc_points(frame, risk) for model, risk in probabilities.items()},
         explanations=explain_sample(monitor, ids, explain, seed=seed),
-        reasons=_verdict(comparison, checks, monitoring, expect_drift),
         expect_drift=expect_drift,
         rows=len(frame),
     )

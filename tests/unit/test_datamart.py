@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -149,3 +151,28 @@ def test_concurrent_writer_processes_lose_nothing(url):
     assert [writer.wait(timeout=120) for writer in writers] == [0, 0, 0, 0]
     frame = datamart.read_payload(datamart.connect(url), "d1")
     assert len(frame) == 600 and frame["transaction_id"].is_unique
+
+
+def test_the_readiness_check_fails_on_a_data_mart_that_can_be_read_but_not_written(url):
+    path = sa.make_url(url).database
+    datamart.connect(url).dispose()
+    read_only = datamart.connect(f"sqlite:///file:{path}?mode=ro&uri=true")
+    assert read_only.dialect.name == "sqlite" and len(datamart.read_deployments(read_only)) == 0
+    with pytest.raises(datamart.DatamartUnavailable, match="cannot be written"):
+        datamart.check(read_only)
+    read_only.dispose()
+
+
+def test_the_readiness_check_does_not_wait_for_another_writers_lock(url):
+    engine = datamart.connect(url)
+    holder = sqlite3.connect(sa.make_url(url).database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process's long write transaction
+    try:
+        started = time.monotonic()
+        datamart.check(engine)  # writable, only busy: no error, and no wait for the busy timeout
+        assert time.monotonic() - started < datamart.SQLITE_BUSY_TIMEOUT / 2
+    finally:
+        holder.rollback()
+        holder.close()
+    datamart.upsert_deployment(engine, "credit-risk", "dev", "credit-risk-v1", "ready")  # the normal timeout again
+    assert len(datamart.read_deployments(engine)) == 1

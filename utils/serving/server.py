@@ -186,8 +186,11 @@ def free_port(host: str = "127.0.0.1", port: int = 0) -> int:
         return probe.getsockname()[1]
 
 
-def wait_until_ready(url: str, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
-    """Wait until the server at ``url`` answers ``/v2/health/ready``.
+def wait_until_ready(
+    url: str, timeout: float = 30.0, process: subprocess.Popen | None = None, health: str = "ready"
+) -> None:
+    """Wait until the server at ``url`` answers ``/v2/health/<health>`` (``ready``, or ``live`` for a server that
+    runs but may not be ready, say on a read-only data mart).
 
     Raises:
         RuntimeError: ``process`` exited first.
@@ -198,12 +201,12 @@ def wait_until_ready(url: str, timeout: float = 30.0, process: subprocess.Popen 
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"the server exited with code {process.returncode} before it was ready")
         try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=2.0).status_code == 200:
+            if httpx.get(f"{url}/v2/health/{health}", timeout=2.0).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    raise TimeoutError(f"the server at {url} was not ready after {timeout:.0f} s")
+    raise TimeoutError(f"the server at {url} was not {health} after {timeout:.0f} s")
 
 
 @dataclass
@@ -250,8 +253,10 @@ def start_server(
     access_log: bool = True,
     limits: ClientLimits | None = None,
     timeout: float = 60.0,
+    health: str = "ready",
 ) -> ServerHandle:
-    """Start ``python -m utils.serving`` in a new process and wait until it is ready.
+    """Start ``python -m utils.serving`` in a new process and wait until it is ready (``health="live"``: until it
+    answers liveness).
 
     ``port`` None picks a free one; ``api_key`` None keeps ``$CREDIT_API_KEY`` as it is; ``limits`` None keeps the
     defaults of :class:`ClientLimits`. The server logs to ``<work dir>/logs/server-<port>.log``.
@@ -278,7 +283,7 @@ def start_server(
     handle = ServerHandle(f"http://{host}:{port}", process, log_path)
     atexit.register(handle.stop)
     try:
-        wait_until_ready(handle.url, timeout, process)
+        wait_until_ready(handle.url, timeout, process, health)
     except (RuntimeError, TimeoutError) as error:
         handle.stop()
         raise RuntimeError(f"{error}\n--- server log ({log_path}) ---\n{handle.log()[-4000:]}") from None

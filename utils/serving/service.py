@@ -327,7 +327,7 @@ def model_metadata(service: Service, name: str) -> ModelMetadata:
 
 
 def readiness(service: Service) -> str | None:
-    """Why the service is not ready (its data mart cannot be reached, or its file is gone), or None when it is."""
+    """Why the service is not ready (its data mart cannot be reached or written, or its file is gone), or None."""
     try:
         datamart.check(service.engine)
     except datamart.DatamartUnavailable as error:

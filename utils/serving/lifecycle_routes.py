@@ -11,7 +11,7 @@ Protected by the API key like the deployments API, under the same ``/ml/v4`` pre
 - ``POST /ml/v4/promotions``: deploy an approved version to the next space with its monitor configuration.
 
 Handlers are a few lines calling :mod:`utils.lifecycle`; its errors become :class:`utils.scoring.InputError` (404
-for an unknown record, 409 when "Checks for Model Production" refuse, else 400 naming the field).
+for an unknown record or model version, 409 when "Checks for Model Production" refuse, else 400 naming the field).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from utils import lifecycle
-from utils.deployment import SPACES, DeploymentError, ProductionCheckError
-from utils.registry import RegistryError
+from utils.deployment import MAX_PERSON_LENGTH, PERSON_PATTERN, SPACES, DeploymentError, ProductionCheckError
+from utils.registry import ModelNotFound, RegistryError
 from utils.scoring import InputError
 from utils.serving.routes import ServiceDep, require_key
-from utils.serving.schemas import DeploymentInfo, ErrorBody
+from utils.serving.schemas import DEPLOYMENT_NAME, MODEL_REF, DeploymentInfo, ErrorBody
 
 router = APIRouter(prefix="/ml/v4", tags=["Model lifecycle"], dependencies=[Depends(require_key)])
 
@@ -53,11 +53,15 @@ class History(BaseModel):
     periods: list[Period]
 
 
+#: A person's name as the OpenAPI schema documents it: as strict as the check behind it.
+PERSON = {"pattern": PERSON_PATTERN, "maxLength": MAX_PERSON_LENGTH}
+
+
 class MonitorConfigBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     thresholds: dict[str, Any] | None = Field(None, description="Thresholds fields; those left out keep defaults")
     protected_groups: list[str] | dict[str, Any] | None = Field(None, description="attributes to monitor")
-    updated_by: str | None = Field(None, description=lifecycle.PERSON_RULE)
+    updated_by: str | None = Field(None, description=lifecycle.PERSON_RULE, json_schema_extra=PERSON)
 
 
 class MonitorConfigInfo(BaseModel):
@@ -86,7 +90,7 @@ class ApprovalRequest(BaseModel):
     model_id: str = Field(description="the evaluated version, e.g. credit-risk-v2")
     evaluation_id: str
     decision: Literal[lifecycle.DECISIONS]  # type: ignore[valid-type]
-    approver: str = Field(description=lifecycle.PERSON_RULE)
+    approver: str = Field(description=lifecycle.PERSON_RULE, json_schema_extra=PERSON)
     reason: str
 
 
@@ -103,10 +107,10 @@ class ApprovalInfo(BaseModel):
 
 class PromotionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    model_id: str
+    model_id: str = Field(json_schema_extra=MODEL_REF)
     to_space: Literal[SPACES[1:]] = SPACES[-1]  # type: ignore[valid-type]
-    name: str | None = None
-    deployed_by: str | None = Field(None, description=lifecycle.PERSON_RULE)
+    name: str | None = Field(None, max_length=100, json_schema_extra=DEPLOYMENT_NAME)
+    deployed_by: str | None = Field(None, description=lifecycle.PERSON_RULE, json_schema_extra=PERSON)
     reason: str | None = None
 
 
@@ -128,7 +132,8 @@ def _answers(field: str | None = None):
     except lifecycle.LifecycleError as error:
         raise InputError(str(error), field=error.field or field, status=404 if error.missing else 400) from None
     except RegistryError as error:
-        raise InputError(str(error), field="model_id") from None
+        status = 404 if isinstance(error, ModelNotFound) else 400
+        raise InputError(str(error), field="model_id", status=status) from None
     except DeploymentError as error:  # a deployment or person name that breaks its rule (the message says which)
         raise InputError(str(error)) from None
 
@@ -212,7 +217,7 @@ def model_approvals(model_id: str, service: ServiceDep) -> list[ApprovalInfo]:
     return [ApprovalInfo(**a.as_dict()) for a in lifecycle.list_approvals(model_id=model_id, engine=service.engine)]
 
 
-@router.post("/promotions", status_code=201, response_model=PromotionInfo, responses=_errors(400, 409, 413))
+@router.post("/promotions", status_code=201, response_model=PromotionInfo, responses=_errors(400, 404, 409, 413))
 def promote(body: PromotionRequest, service: ServiceDep) -> PromotionInfo:
     """Deploy the same registered version to the next space (into prod only when approved) and copy its monitor
     configuration."""

@@ -243,7 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--space", default=DEFAULT_SETTINGS["space"], help="deployment space: dev, preprod or prod")
     parser.add_argument(
-        "--work-dir", default=None, help=f"working directory (default: ${config.WORK_DIR_ENV} or ./work)"
+        "--work-dir",
+        default=None,
+        help=f"working directory (default: ${config.WORK_DIR_ENV}, else work/ at the project root)",
     )
     args = parser.parse_args(argv)
     try:

@@ -200,7 +200,7 @@ class ModelRegistry:
                 ) from None
             versions = self.versions(name)
             if not versions:
-                raise RegistryError(f"no model named {name!r} in {self.root}")
+                raise ModelNotFound(f"no model named {name!r} in the registry")
             return self._version(name, versions[-1])
         version = self._version(*parse_model_id(model_id))
         try:

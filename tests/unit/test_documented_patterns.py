@@ -84,8 +84,9 @@ def test_a_well_formed_id_of_no_registered_version_is_404_and_names_no_path(tmp_
     settings = ServiceSettings(work=tmp_path, datamart_url=f"sqlite:///{tmp_path / 'm.sqlite'}")
     with TestClient(create_app(settings)) as client:
         for path in ("/ml/v4/deployments", "/ml/v4/promotions"):
-            missing = client.post(path, json={"model_id": "credit-risk-v7"})
-            assert missing.status_code == 404 and missing.json()["field"] == "model_id", missing.text
-            assert "not in the registry" in missing.text and str(tmp_path) not in missing.text
+            for model_id in ("credit-risk-v7", "credit-risk-latest"):
+                missing = client.post(path, json={"model_id": model_id})
+                assert missing.status_code == 404 and missing.json()["field"] == "model_id", missing.text
+                assert "in the registry" in missing.text and str(tmp_path) not in missing.text
             malformed = client.post(path, json={"model_id": "Credit-Risk-v7"})
             assert malformed.status_code == 400 and malformed.json()["field"] == "model_id", malformed.text

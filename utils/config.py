@@ -13,6 +13,8 @@ BUNDLED_DATA = DATA_DIR / "german_credit.csv"
 
 #: Environment variable that moves the working directory (all generated artifacts).
 WORK_DIR_ENV = "CREDIT_WORKDIR"
+#: How every command line describes its ``--work-dir`` option.
+WORK_DIR_HELP = f"working directory (default: ${WORK_DIR_ENV}, else work/ at the project root)"
 
 
 def work_dir(path: str | os.PathLike | None = None) -> Path:

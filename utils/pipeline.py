@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--work-dir",
         default=None,
-        help=f"working directory (default: ${config.WORK_DIR_ENV}, else work/ at the project root)",
+        help=config.WORK_DIR_HELP,
     )
     args = parser.parse_args(argv)
     try:

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from utils.config import WORK_DIR_HELP
 from utils.deployment import PERSON_RULE, SPACES, DeploymentError, ProductionCheckError
 from utils.lifecycle.monitor_config import monitor_config, set_monitor_config
 from utils.lifecycle.promotion import deployment_history, promote
@@ -31,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m utils.lifecycle",
         description="Approve or reject pre-prod evaluations, promote approved versions, read the records.",
     )
-    parser.add_argument("--work-dir", help="working directory (default: $CREDIT_WORKDIR, else <project>/work)")
+    parser.add_argument("--work-dir", help=WORK_DIR_HELP)
     commands = parser.add_subparsers(dest="command", required=True)
     _decision_parser(commands, "approve")
     _decision_parser(commands, "reject")

@@ -19,6 +19,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -329,6 +330,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: What a user opens once the service is ready: (what, path).
+ADDRESSES = (("the loan officer's form", "/"), ("the API documentation", "/docs"))
+
+
+def _announce_when_ready(host: str, port: int) -> None:
+    """Log the addresses of :data:`ADDRESSES` once the service answers readiness (it says nothing if it never does:
+    uvicorn's log says why)."""
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    try:
+        wait_until_ready(url, timeout=300)
+    except TimeoutError:
+        return
+    for what, path in ADDRESSES:
+        _LOG.info("ready: %s at %s%s", what, url, path)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: serve the deployments with uvicorn."""
     args = _parser().parse_args(argv)
@@ -348,6 +365,7 @@ def main(argv: list[str] | None = None) -> None:
         access_log=not args.no_access_log,
         log_level=args.log_level,
     )
+    threading.Thread(target=_announce_when_ready, args=(args.host, args.port), daemon=True).start()
     if server_config.workers > 1:
         WorkerSupervisor(server_config, sockets=[server_config.bind_socket()]).run()
         return

@@ -2,8 +2,9 @@
 
 A test module marked ``datamarts`` runs twice: on a SQLite data mart, and on a PostgreSQL database of its own where
 ``$CREDIT_TEST_POSTGRES_URL`` names a server on which the tests may create databases (``.ci/run`` starts Debian's
-PostgreSQL and sets it; without it, the second pass is skipped). The ``workspace`` and ``work`` fixtures follow the
-pass's kind (``datamart_kind``).
+PostgreSQL and sets it; without it, the second pass is skipped). The ``workspace``, ``work`` and ``datamart_url``
+fixtures follow the pass's kind (``datamart_kind``); on PostgreSQL, ``$CREDIT_DATAMART_URL`` names their database,
+so that code finding the data mart from a working directory finds it too.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ BUNDLED_DATA = DATA_DIR / "german_credit.csv"
 WORK_DIR_ENV = "CREDIT_WORKDIR"
 #: Where the scoring service serves the insights dashboard.
 DASHBOARD_PATH = "/dashboard"
+#: How every command line describes its ``--work-dir`` option.
+WORK_DIR_HELP = f"working directory (default: ${WORK_DIR_ENV}, else work/ at the project root)"
 
 
 def work_dir(path: str | os.PathLike | None = None) -> Path:

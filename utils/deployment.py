@@ -49,6 +49,8 @@ NAME_RULE = (
     "starting with a letter or digit, and never '..'"
 )
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # matched whole (fullmatch): no line end, no NUL
+#: :data:`NAME_RULE` but its length as a JSON Schema (ECMA) pattern, ``..`` excluded: what the API documents.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*\.?$"
 #: Longest name of a person (an approver, whoever deployed), in characters.
 MAX_PERSON_LENGTH = 64
 #: The rule a person's name follows, as shown in the error that refuses one.
@@ -57,6 +59,8 @@ PERSON_RULE = (
     "single spaces between words, starting with a letter"
 )
 _PERSON = re.compile(r"[A-Za-z][A-Za-z0-9._@-]*(?: [A-Za-z0-9._@-]+)*")  # matched whole
+#: :data:`PERSON_RULE` but its length as a JSON Schema (ECMA) pattern: what the API documents.
+PERSON_PATTERN = f"^{_PERSON.pattern}$"
 _COLUMNS = ("deployment_id", "name", "space", "model_id", "status", "created_at", "updated_at")
 
 

@@ -71,7 +71,7 @@ class Explanation:
         return pd.DataFrame(rows).set_index("feature")
 
 
-def _owners(preprocess: ColumnTransformer) -> list[str]:
+def feature_of_each_column(preprocess: ColumnTransformer) -> list[str]:
     """The original feature of each column the fitted ``ColumnTransformer`` outputs."""
     owners: list[str] = []
     for _, step, columns in preprocess.transformers_:
@@ -146,7 +146,7 @@ def feature_contributions(
         prediction = str(decide(probability))
     shap_values = sign * np.asarray(values.values, dtype=float).reshape(-1)
     base = sign * float(np.asarray(values.base_values, dtype=float).reshape(-1)[0])
-    owners = _owners(preprocess)
+    owners = feature_of_each_column(preprocess)
     if len(owners) != len(shap_values):
         raise TypeError("the preprocessing's output columns could not be traced back to features")
     per_feature = pd.Series(shap_values).groupby(pd.Series(owners)).sum()

@@ -199,7 +199,9 @@ def _parser() -> argparse.ArgumentParser:
         "--approver", default=DEFAULT_SETTINGS["approver"], help="who approves in the all stage (a stand-in)"
     )
     parser.add_argument(
-        "--work-dir", default=None, help=f"working directory (default: ${config.WORK_DIR_ENV} or ./work)"
+        "--work-dir",
+        default=None,
+        help=config.WORK_DIR_HELP,
     )
     return parser
 

@@ -43,6 +43,10 @@ MAX_NAME_LENGTH = 100
 MAX_VERSION_DIGITS = 9
 
 _ID_PATTERN = re.compile(r"(?P<name>[a-z0-9][a-z0-9_-]*)-v(?P<version>[1-9][0-9]*)")  # matched whole (fullmatch)
+#: A model id or ``<name>-latest``, lengths included, as a JSON Schema (ECMA) pattern: what the API documents.
+MODEL_REF_PATTERN = (
+    rf"^[a-z0-9][a-z0-9_-]{{0,{MAX_NAME_LENGTH - 1}}}-(?:v[1-9][0-9]{{0,{MAX_VERSION_DIGITS - 1}}}|latest)$"
+)
 _SHOWN = 60  # characters of a refused id that its error message shows
 #: Key of ``metadata.json`` holding the SHA-256 (hex) of ``model.skops``, recorded at registration.
 MODEL_SHA256 = "model_sha256"
@@ -53,6 +57,10 @@ _log = logging.getLogger(__name__)
 
 class RegistryError(LookupError):
     """A model id that is malformed or not in the registry, or a model that cannot be trusted."""
+
+
+class ModelNotFound(RegistryError):
+    """A well-formed model id that is not in the registry (the service answers 404)."""
 
 
 @dataclass(frozen=True)
@@ -207,7 +215,7 @@ class ModelRegistry:
                 ) from None
             versions = self.versions(name)
             if not versions:
-                raise RegistryError(f"no model named {name!r} in {self.root}")
+                raise ModelNotFound(f"no model named {name!r} in the registry")
             return self._version(name, versions[-1])
         version = self._version(*parse_model_id(model_id))
         try:
@@ -215,7 +223,7 @@ class ModelRegistry:
         except OSError as error:  # e.g. a registry root so deep that the path is too long
             raise RegistryError(f"model {model_id!r} cannot be looked up in {self.root}: {error.strerror}") from None
         if not present:
-            raise RegistryError(f"model {model_id!r} is not in the registry at {self.root}")
+            raise ModelNotFound(f"model {model_id!r} is not in the registry")  # no path: it may reach an API client
         return version
 
     def metadata(self, model_id: str) -> dict:

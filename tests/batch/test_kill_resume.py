@@ -15,6 +15,8 @@ from utils.batch import get_job, main
 from utils.config import layout
 from utils.data import generate_credit_data
 
+pytestmark = pytest.mark.datamarts
+
 ROWS, CHUNK_ROWS = 12_000, 500
 CHUNKS = ROWS // CHUNK_ROWS
 
@@ -22,9 +24,9 @@ CHUNKS = ROWS // CHUNK_ROWS
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_a_job_killed_half_way_resumes_exactly(workspace, tmp_path, monkeypatch):
-    work = workspace.work  # credit-risk-v1, a logistic regression, deployed; the data mart is the work dir's own
+    work = workspace.work  # credit-risk-v1, a logistic regression, deployed
     monkeypatch.setenv("CREDIT_WORKDIR", str(work))
-    monkeypatch.delenv(datamart.DATAMART_URL_ENV, raising=False)
+    monkeypatch.setenv(datamart.DATAMART_URL_ENV, workspace.datamart_url)
     deployment = workspace.deployment
     frame = generate_credit_data(ROWS, 21)
     source, output = tmp_path / "applicants.csv", tmp_path / "out" / "scored.csv"

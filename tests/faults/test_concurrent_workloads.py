@@ -19,7 +19,7 @@ from utils.data import generate_credit_data
 from utils.scoring import wml_request
 from utils.serving import start_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.datamarts]
 
 ROWS = 40_000  # the batch job: a few chunks, well under a minute
 CHUNK_ROWS = 10_000
@@ -39,8 +39,7 @@ def test_online_scoring_a_batch_job_and_monitoring_share_the_data_mart(workspace
     before = set(datamart.read_payload(workspace.engine, deployment_id)["transaction_id"])
     source, output = tmp_path / "applicants.csv", tmp_path / "scored.csv"
     generate_credit_data(ROWS, 37).drop(columns="Risk").to_csv(source, index=False)
-    env = {**os.environ, "CREDIT_WORKDIR": str(workspace.work)}
-    env.pop(datamart.DATAMART_URL_ENV, None)
+    env = {**os.environ, "CREDIT_WORKDIR": str(workspace.work), datamart.DATAMART_URL_ENV: workspace.datamart_url}
     latencies: list[float] = []
     answered: list[str] = []
     outcomes: Counter = Counter()

@@ -1,7 +1,7 @@
 """The real server on a data mart it cannot write (its SQLite file made immutable, as a read-only disk makes it):
-scoring and feedback answer a clear 503 and acknowledge nothing, liveness answers at once, and the file holds no
-half-written record afterwards. A deleted data mart file is tested in tests/serving/test_api.py and a locked one
-in tests/serving/test_service_faults.py."""
+scoring and feedback answer a clear 503 and acknowledge nothing, readiness says why it is not ready, liveness
+answers at once, and the file holds no half-written record afterwards. A deleted data mart file is tested in
+tests/serving/test_api.py and a locked one in tests/serving/test_service_faults.py."""
 
 from __future__ import annotations
 
@@ -58,7 +58,12 @@ def test_a_read_only_data_mart_answers_503_acknowledges_nothing_and_keeps_livene
     with (
         _immutable(path),
         start_server(
-            workers=1, work=workspace.work, datamart_url=workspace.datamart_url, access_log=False, timeout=120
+            workers=1,
+            work=workspace.work,
+            datamart_url=workspace.datamart_url,
+            access_log=False,
+            timeout=120,
+            health="live",  # it never becomes ready
         ) as server,
         httpx.Client(base_url=server.url, timeout=60) as client,
     ):
@@ -77,6 +82,7 @@ def test_a_read_only_data_mart_answers_503_acknowledges_nothing_and_keeps_livene
     assert scored.status_code == 503 and "data mart" in scored.json()["error"], scored.text
     assert str(path) not in scored.text
     assert feedback.status_code == 503, feedback.text
+    assert ready.status_code == 503 and "cannot be written" in ready.text, ready.text
     assert all(response.status_code == 200 for _, response in live) and max(s for s, _ in live) < 0.5
     assert "Traceback" not in log, log[-3000:]
     with sqlite3.connect(path) as connection:

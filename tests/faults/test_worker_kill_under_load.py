@@ -15,7 +15,7 @@ from utils import datamart
 from utils.scoring import wml_request
 from utils.serving import start_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.datamarts]
 
 CLIENTS = 4
 REQUESTS_PER_CLIENT = 2_500  # bounded in count ...

@@ -25,7 +25,7 @@ from utils.registry import ModelRegistry
 from utils.scoring import MAX_ROWS, wml_request
 from utils.serving import ServerHandle, start_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.datamarts]
 
 API_KEY = "workshop-test-key"
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "serving.md"
@@ -297,7 +297,7 @@ def test_deployments_over_http(service):
     assert service.client.delete(path).status_code == 204
     assert service.client.get(path).status_code == 404
     refused = service.client.post("/ml/v4/deployments", json={"model_id": "credit-risk-v7"})
-    assert refused.status_code == 400 and refused.json()["field"] == "model_id"
+    assert refused.status_code == 404 and refused.json()["field"] == "model_id"
     bad_space = service.client.post("/ml/v4/deployments", json={"model_id": "credit-risk-v1", "space": "qa"})
     assert bad_space.status_code == 400 and bad_space.json()["field"] == "space"
 

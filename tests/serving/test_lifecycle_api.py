@@ -13,6 +13,8 @@ import pytest
 from utils import lifecycle
 from utils.serving import ServiceSettings, create_app
 
+pytestmark = pytest.mark.datamarts
+
 with warnings.catch_warnings():  # Starlette's test client announces that it will move to httpx2
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient

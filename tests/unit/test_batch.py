@@ -29,6 +29,8 @@ from utils.datamart import batch_jobs
 from utils.deployment import deploy
 from utils.times import utc_now
 
+pytestmark = pytest.mark.datamarts
+
 
 @pytest.fixture
 def model_id(work) -> str:

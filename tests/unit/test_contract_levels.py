@@ -3,7 +3,6 @@ identifiers that every database answers alike; in process, through the app and S
 
 from __future__ import annotations
 
-import os
 import uuid
 import warnings
 
@@ -21,6 +20,8 @@ from utils.monitoring.data_quality import DataQualityMonitor
 from utils.scoring import InputError, parse_fields_values, wml_request
 from utils.serving import EXAMPLE_ROW, ServiceSettings, create_app
 from utils.serving import service as ops
+
+pytestmark = pytest.mark.datamarts
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -205,24 +206,14 @@ def test_the_out_of_range_share_alerts_above_its_threshold():
     assert alarmed.measurements[0]["value"] == pytest.approx(0.10) and "50 payload records" in few.status
 
 
-@pytest.mark.skipif(not os.environ.get("CREDIT_TEST_POSTGRES_URL"), reason="$CREDIT_TEST_POSTGRES_URL not set")
-def test_postgres_answers_nul_bytes_like_sqlite(workspace, tmp_path):
-    admin = sa.create_engine(os.environ["CREDIT_TEST_POSTGRES_URL"], isolation_level="AUTOCOMMIT")
-    name = f"credit_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        url = admin.url.set(database=name).render_as_string(hide_password=False)
-        with TestClient(create_app(ServiceSettings(work=workspace.work, datamart_url=url))) as client:
-            for path in ("/ml/v4/deployments/a%00b", "/v2/models/a%00b"):
-                assert client.get(path).status_code == 404
-            assert client.get("/ml/v4/deployments", params={"name": "a\x00b"}).json()["resources"] == []
-            created = client.post("/ml/v4/deployments", json={"model_id": "credit-risk-v1", "name": "n" * 220})
-            assert created.status_code == 400
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+def test_nul_bytes_and_long_names_are_answered_alike_on_every_data_mart(workspace):
+    settings = ServiceSettings(work=workspace.work, datamart_url=workspace.datamart_url)
+    with TestClient(create_app(settings)) as client:
+        for path in ("/ml/v4/deployments/a%00b", "/v2/models/a%00b"):
+            assert client.get(path).status_code == 404
+        assert client.get("/ml/v4/deployments", params={"name": "a\x00b"}).json()["resources"] == []
+        created = client.post("/ml/v4/deployments", json={"model_id": "credit-risk-v1", "name": "n" * 220})
+        assert created.status_code == 400
 
 
 def test_feedback_without_a_transaction_is_scored_again(workspace):

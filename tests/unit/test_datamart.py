@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -13,9 +15,11 @@ import sqlalchemy as sa
 
 from utils import datamart
 
+pytestmark = pytest.mark.datamarts
+
 
 @pytest.fixture
-def url(tmp_path, monkeypatch) -> str:
+def sqlite_url(tmp_path, monkeypatch) -> str:
     monkeypatch.delenv(datamart.DATAMART_URL_ENV, raising=False)
     return f"sqlite:///{tmp_path / 'mart' / 'datamart.sqlite'}"
 
@@ -43,9 +47,9 @@ def test_url_from_setting_or_work_dir(tmp_path, monkeypatch):
     assert datamart.datamart_url(tmp_path) == "postgresql+psycopg://mart@db/credit"
 
 
-def test_connect_creates_the_tables_in_wal_mode(url):
-    engine = datamart.connect(url)
-    assert datamart.connect(url) is engine
+def test_connect_creates_the_tables_in_wal_mode(sqlite_url):
+    engine = datamart.connect(sqlite_url)
+    assert datamart.connect(sqlite_url) is engine
     assert {"deployments", "payload_records", "feedback_records"} <= set(sa.inspect(engine).get_table_names())
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
@@ -53,8 +57,8 @@ def test_connect_creates_the_tables_in_wal_mode(url):
     assert datamart.migrations.upgrade(engine) == datamart.migrations.head()  # again: nothing to do, no error
 
 
-def test_payload_round_trip_with_inputs_as_columns(url):
-    engine = datamart.connect(url)
+def test_payload_round_trip_with_inputs_as_columns(datamart_url):
+    engine = datamart.connect(datamart_url)
     now = datetime.now(UTC)
     stored = [_payload("d1", now, 25), _payload("d1", now, 40)]
     assert datamart.insert_payload(engine, stored) == 2
@@ -77,8 +81,8 @@ def test_payload_round_trip_with_inputs_as_columns(url):
     assert abs(frame["scored_at"].iloc[0] - pd.Timestamp(now)) < pd.Timedelta(milliseconds=1)
 
 
-def test_read_by_deployment_and_time_window(url):
-    engine = datamart.connect(url)
+def test_read_by_deployment_and_time_window(datamart_url):
+    engine = datamart.connect(datamart_url)
     start = datetime(2026, 1, 1, 12, tzinfo=UTC)
     datamart.insert_payload(engine, [_payload("d1", start + timedelta(minutes=m), age=20 + m) for m in range(5)])
     datamart.insert_payload(engine, [_payload("d2", start)])
@@ -91,8 +95,8 @@ def test_read_by_deployment_and_time_window(url):
     assert empty.empty and "transaction_id" in empty.columns
 
 
-def test_an_insert_is_one_transaction(url):
-    engine = datamart.connect(url)
+def test_an_insert_is_one_transaction(datamart_url):
+    engine = datamart.connect(datamart_url)
     first = _payload("d1", datetime.now(UTC))
     datamart.insert_payload(engine, [first])
     with pytest.raises(sa.exc.IntegrityError):
@@ -101,8 +105,8 @@ def test_an_insert_is_one_transaction(url):
     assert datamart.insert_payload(engine, []) == 0
 
 
-def test_feedback_round_trip(url):
-    engine = datamart.connect(url)
+def test_feedback_round_trip(datamart_url):
+    engine = datamart.connect(datamart_url)
     at = datetime.now(UTC)
     datamart.insert_feedback(
         engine,
@@ -143,9 +147,34 @@ for n in range(int(sys.argv[3])):
 """
 
 
-def test_concurrent_writer_processes_lose_nothing(url):
-    datamart.connect(url)
-    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, url, "d1", "150"]) for _ in range(4)]
+def test_concurrent_writer_processes_lose_nothing(datamart_url):
+    datamart.connect(datamart_url)
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, datamart_url, "d1", "150"]) for _ in range(4)]
     assert [writer.wait(timeout=120) for writer in writers] == [0, 0, 0, 0]
-    frame = datamart.read_payload(datamart.connect(url), "d1")
+    frame = datamart.read_payload(datamart.connect(datamart_url), "d1")
     assert len(frame) == 600 and frame["transaction_id"].is_unique
+
+
+def test_the_readiness_check_fails_on_a_data_mart_that_can_be_read_but_not_written(sqlite_url):
+    path = sa.make_url(sqlite_url).database
+    datamart.connect(sqlite_url).dispose()
+    read_only = datamart.connect(f"sqlite:///file:{path}?mode=ro&uri=true")
+    assert read_only.dialect.name == "sqlite" and len(datamart.read_deployments(read_only)) == 0
+    with pytest.raises(datamart.DatamartUnavailable, match="cannot be written"):
+        datamart.check(read_only)
+    read_only.dispose()
+
+
+def test_the_readiness_check_does_not_wait_for_another_writers_lock(sqlite_url):
+    engine = datamart.connect(sqlite_url)
+    holder = sqlite3.connect(sa.make_url(sqlite_url).database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process's long write transaction
+    try:
+        started = time.monotonic()
+        datamart.check(engine)  # writable, only busy: no error, and no wait for the busy timeout
+        assert time.monotonic() - started < datamart.SQLITE_BUSY_TIMEOUT / 2
+    finally:
+        holder.rollback()
+        holder.close()
+    datamart.upsert_deployment(engine, "credit-risk", "dev", "credit-risk-v1", "ready")  # the normal timeout again
+    assert len(datamart.read_deployments(engine)) == 1

@@ -23,11 +23,12 @@ from utils.deployment import (
 from utils.lifecycle import approve, record_evaluation
 from utils.registry import ModelRegistry, RegistryError
 
+pytestmark = pytest.mark.datamarts
+
 
 @pytest.fixture
-def engine(tmp_path, monkeypatch):
-    monkeypatch.delenv(datamart.DATAMART_URL_ENV, raising=False)
-    return datamart.connect(f"sqlite:///{tmp_path / 'datamart.sqlite'}")
+def engine(datamart_url):
+    return datamart.connect(datamart_url)
 
 
 @pytest.fixture

@@ -36,15 +36,18 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "datamart-before-mi
 VALIDATOR = {"approver": "Grace Hopper", "reason": "quality, fairness and drift within thresholds"}
 
 
+pytestmark = pytest.mark.datamarts
+
+
 @pytest.fixture
-def work(tmp_path, monkeypatch) -> Path:
-    monkeypatch.delenv(datamart.DATAMART_URL_ENV, raising=False)
+def work(datamart_url, tmp_path) -> Path:
+    """The working directory of this test, whose data mart is ``datamart_url``."""
     return tmp_path
 
 
 @pytest.fixture
-def engine(work):
-    return datamart.connect(f"sqlite:///{work / 'datamart.sqlite'}")
+def engine(datamart_url):
+    return datamart.connect(datamart_url)
 
 
 @pytest.fixture

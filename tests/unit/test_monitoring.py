@@ -22,6 +22,8 @@ from utils.decision import RISK_THRESHOLD, decide, risk_probability
 from utils.monitoring.window import no_records
 from utils.traffic import applicants
 
+pytestmark = pytest.mark.datamarts
+
 DAY = datetime(2026, 2, 2, tzinfo=UTC)
 
 
@@ -286,7 +288,6 @@ def test_thresholds_are_parameters(logged):
 
 
 def test_command_line_prints_alerts_and_writes_the_report(logged, capsys, monkeypatch):
-    monkeypatch.delenv(datamart.DATAMART_URL_ENV, raising=False)
     arguments = ["--deployment-id", logged.deployment_id, "--start", "2026-02-03", "--end", "2026-02-04T00:00:00Z"]
     arguments += ["--work-dir", str(logged.work), "--no-store"]
     assert monitoring.main(arguments) == 0

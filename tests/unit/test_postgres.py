@@ -1,13 +1,13 @@
 """The data mart on a real PostgreSQL server: migrations, and every kind of record written and read back.
 
 Runs where ``$CREDIT_TEST_POSTGRES_URL`` names a server on which it may create databases (``.ci/run`` starts
-Debian's PostgreSQL and sets it); each test gets a database of its own, dropped afterwards.
+Debian's PostgreSQL and sets it); each test gets a database of its own,
+dropped afterwards (the `postgres_url` fixture).
+The data mart tests of `test_datamart.py` run here too, in their PostgreSQL pass.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,24 +18,7 @@ from utils import datamart
 from utils.data import FEATURES, generate_credit_data
 from utils.datamart import migrations, schema
 
-pytestmark = [
-    pytest.mark.skipif(not os.environ.get("CREDIT_TEST_POSTGRES_URL"), reason="$CREDIT_TEST_POSTGRES_URL not set"),
-]
 T0 = datetime(2026, 1, 5, 9, tzinfo=UTC)
-
-
-@pytest.fixture
-def url():
-    admin = sa.create_engine(os.environ["CREDIT_TEST_POSTGRES_URL"], isolation_level="AUTOCOMMIT")
-    name = f"credit_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin.url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _payload(deployment_id: str, count: int) -> list[dict]:
@@ -55,29 +38,29 @@ def _payload(deployment_id: str, count: int) -> list[dict]:
     ]
 
 
-def test_a_new_postgres_data_mart_is_migrated_to_the_newest_revision(url):
-    engine = datamart.connect(url)
+def test_a_new_postgres_data_mart_is_migrated_to_the_newest_revision(postgres_url):
+    engine = datamart.connect(postgres_url)
     assert migrations.current(engine) == migrations.head()
     assert set(schema.metadata.tables) <= set(sa.inspect(engine).get_table_names())
     engine.dispose()
 
 
-def test_a_postgres_data_mart_made_before_migrations_keeps_its_records(url):
-    old = sa.create_engine(url)
+def test_a_postgres_data_mart_made_before_migrations_keeps_its_records(postgres_url):
+    old = sa.create_engine(postgres_url)
     with old.begin() as connection:  # the first revision's tables, as the code made them before migrations
         command.upgrade(migrations._config(connection), migrations.FIRST_REVISION)
         connection.execute(sa.text("DROP TABLE alembic_version"))
         connection.execute(schema.payload_records.insert(), _payload("d1", 3))  # only the first revision's columns
     old.dispose()
-    engine = datamart.connect(url)
+    engine = datamart.connect(postgres_url)
     assert migrations.current(engine) == migrations.head()
     assert len(datamart.read_payload(engine, "d1")) == 3
     engine.dispose()
 
 
-def test_notifications_and_scheduled_windows_on_postgres(url):
+def test_notifications_and_scheduled_windows_on_postgres(postgres_url):
     """A notification is stored once per dedupe key; a scheduled window is stored with its measurements once."""
-    engine = datamart.connect(url)
+    engine = datamart.connect(postgres_url)
     row = {
         "notification_id": datamart.new_id(),
         "dedupe_key": "k" * 64,
@@ -111,8 +94,8 @@ def test_notifications_and_scheduled_windows_on_postgres(url):
     assert verdicts[["metric", "breached"]].values.tolist() == [["auc_roc", True]]
 
 
-def test_records_round_trip_on_postgres(url):
-    engine = datamart.connect(url)
+def test_records_round_trip_on_postgres(postgres_url):
+    engine = datamart.connect(postgres_url)
     deployment = datamart.upsert_deployment(engine, "credit-risk", "dev", "credit-risk-v1", "ready")
     records = _payload(deployment["deployment_id"], 40)
     datamart.insert_payload(engine, records)
@@ -127,8 +110,8 @@ def test_records_round_trip_on_postgres(url):
     engine.dispose()
 
 
-def test_the_newest_evaluations_measurements_on_postgres(url):
-    engine = datamart.connect(url)
+def test_the_newest_evaluations_measurements_on_postgres(postgres_url):
+    engine = datamart.connect(postgres_url)
     measured = [
         {"evaluation_id": evaluation, "deployment_id": "d-1", "monitor": "quality", "metric": "auc_roc"}
         | {"value": value, "records": 100, "evaluated_at": T0 + timedelta(hours=hours)}
@@ -139,4 +122,17 @@ def test_the_newest_evaluations_measurements_on_postgres(url):
         ("newer", 0.7)
     ]
     assert datamart.read_latest_measurements(engine, "d-1", since=T0 + timedelta(hours=3)) == []
+
+
+def test_the_readiness_check_fails_on_a_read_only_postgres_database(postgres_url):
+    datamart.connect(postgres_url).dispose()
+    name = sa.make_url(postgres_url).database
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:  # as a hot standby, or a database an operator made read-only, answers
+        connection.execute(sa.text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
+    admin.dispose()
+    engine = datamart.connect(postgres_url)
+    assert datamart.read_deployments(engine) == []
+    with pytest.raises(datamart.DatamartUnavailable, match="cannot be written"):
+        datamart.check(engine)
     engine.dispose()

@@ -33,6 +33,8 @@ from utils.serving import (
 from utils.serving import service as ops
 from utils.serving.routes import INFERENCE_EXAMPLE
 
+pytestmark = pytest.mark.datamarts
+
 with warnings.catch_warnings():  # Starlette's test client announces that it will move to httpx2
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from utils import config
 from utils.batch.jobs import create_batch_job, get_job, list_jobs, resume_batch_job
 from utils.batch.spec import (
     CHUNK_ROWS,
@@ -48,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     action.add_argument("--resume", metavar="JOB_ID", help="take up a failed or killed job where it stopped")
     action.add_argument("--status", metavar="JOB_ID", help="show a job and exit")
     action.add_argument("--list", action="store_true", help="list the jobs and exit")
-    parser.add_argument("--work-dir", type=Path, metavar="DIR", help="default $CREDIT_WORKDIR, else work/")
+    parser.add_argument("--work-dir", type=Path, metavar="DIR", help=config.WORK_DIR_HELP)
     parser.add_argument(
         "--datamart-url", metavar="URL", help="default $CREDIT_DATAMART_URL, else SQLite in the work dir"
     )

@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 
+from utils import config
 from utils.checks.results import CheckReport, CheckThresholds
 from utils.checks.suite import check_model
 from utils.data import DataError
@@ -26,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model-id", required=True, help="the registered model to check, e.g. credit-risk-v2")
     parser.add_argument("--champion", help="the model it should not do worse than (the per-group regression)")
-    parser.add_argument("--work-dir", help="working directory (default: $CREDIT_WORKDIR, else <project>/work)")
+    parser.add_argument("--work-dir", help=config.WORK_DIR_HELP)
     parser.add_argument(
         "--threshold",
         action="append",

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from utils import config
-from utils.datamart import migrations
+from utils.datamart import migrations, schema
 
 #: Environment variable holding the data mart's SQLAlchemy URL.
 DATAMART_URL_ENV = "CREDIT_DATAMART_URL"
@@ -128,12 +128,28 @@ def check_identity(engine: Engine) -> None:
 
 
 def check(engine: Engine) -> None:
-    """Raise when the data mart cannot be reached (a cheap query, for readiness checks).
+    """Raise when the data mart cannot be reached or written (cheap, for readiness checks).
+
+    The write probe is a delete of no row in a transaction that is rolled back: it fails on a read-only file, disk
+    or database and stores nothing. Another writer holding SQLite's lock is no fault (writes wait their turn), so
+    the probe does not wait for it.
 
     Raises:
-        DatamartUnavailable: its SQLite file was removed or replaced (see :func:`check_identity`).
+        DatamartUnavailable: its SQLite file was removed or replaced (see :func:`check_identity`), or the data
+            mart can be read but not written.
         sqlalchemy.exc.SQLAlchemyError: the database does not answer.
     """
     check_identity(engine)
+    sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as connection:
-        connection.execute(sa.text("SELECT 1"))
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA busy_timeout = 0")
+        try:
+            connection.execute(sa.delete(schema.deployments).where(sa.false()))
+        except sa.exc.DBAPIError as error:
+            if getattr(error.orig, "sqlite_errorname", None) != "SQLITE_BUSY":
+                raise DatamartUnavailable(f"the data mart cannot be written: {type(error.orig).__name__}") from None
+        finally:
+            connection.rollback()
+            if sqlite:
+                connection.exec_driver_sql(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT * 1000)}")

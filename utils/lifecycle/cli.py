@@ -12,6 +12,7 @@ import json
 import sys
 
 from utils import datamart
+from utils.config import WORK_DIR_HELP
 from utils.deployment import PERSON_RULE, SPACES, DeploymentError, ProductionCheckError
 from utils.factsheet import render_factsheet
 from utils.lifecycle.monitor_config import monitor_config, set_monitor_config
@@ -33,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m utils.lifecycle",
         description="Approve or reject pre-prod evaluations, promote approved versions, read the records.",
     )
-    parser.add_argument("--work-dir", help="working directory (default: $CREDIT_WORKDIR, else <project>/work)")
+    parser.add_argument("--work-dir", help=WORK_DIR_HELP)
     commands = parser.add_subparsers(dest="command", required=True)
     _decision_parser(commands, "approve")
     _decision_parser(commands, "reject")

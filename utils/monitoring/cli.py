@@ -16,6 +16,7 @@ import dataclasses
 import math
 import sys
 
+from utils import config
 from utils.monitoring.monitor import evaluate_all
 from utils.monitoring.results import Evaluation, Thresholds
 from utils.monitoring.schedule_cli import main as schedule_main
@@ -86,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--deployment-id", required=True)
     parser.add_argument("--start", help="window start, ISO 8601, UTC unless a zone is given (inclusive; default: open)")
     parser.add_argument("--end", help="window end, ISO 8601 (exclusive; default: open)")
-    parser.add_argument("--work-dir", help="working directory (default: $CREDIT_WORKDIR, else <project>/work)")
+    parser.add_argument("--work-dir", help=config.WORK_DIR_HELP)
     parser.add_argument("--reference", help="training data CSV (default: the deployed version's training data)")
     parser.add_argument("--no-store", action="store_true", help="do not store the measurements")
     parser.add_argument("--fail-on-alert", action="store_true", help="exit with status 1 when there is an alert")

@@ -12,7 +12,7 @@ Protected by the API key like the deployments API, under the same ``/ml/v4`` pre
 - ``GET /ml/v4/models/{model_id}/factsheet``: the version's factsheet, rendered now (JSON, or Markdown).
 
 Handlers are a few lines calling :mod:`utils.lifecycle`; its errors become :class:`utils.scoring.InputError` (404
-for an unknown record, 409 when "Checks for Model Production" refuse, else 400 naming the field).
+for an unknown record or model version, 409 when "Checks for Model Production" refuse, else 400 naming the field).
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from utils import lifecycle
-from utils.deployment import SPACES, DeploymentError, ProductionCheckError
+from utils.deployment import MAX_PERSON_LENGTH, PERSON_PATTERN, SPACES, DeploymentError, ProductionCheckError
 from utils.factsheet import render_factsheet
-from utils.registry import RegistryError, parse_model_id
+from utils.registry import ModelNotFound, RegistryError, parse_model_id
 from utils.scoring import InputError
 from utils.serving.routes import ServiceDep, require_key
-from utils.serving.schemas import DeploymentInfo, ErrorBody
+from utils.serving.schemas import DEPLOYMENT_NAME, MODEL_REF, DeploymentInfo, ErrorBody
 
 router = APIRouter(prefix="/ml/v4", tags=["Model lifecycle"], dependencies=[Depends(require_key)])
 
@@ -56,13 +56,17 @@ class History(BaseModel):
     periods: list[Period]
 
 
+#: A person's name as the OpenAPI schema documents it: as strict as the check behind it.
+PERSON = {"pattern": PERSON_PATTERN, "maxLength": MAX_PERSON_LENGTH}
+
+
 class MonitorConfigBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     thresholds: dict[str, Any] | None = Field(None, description="Thresholds fields; those left out keep defaults")
     protected_groups: list[str] | dict[str, Any] | None = Field(None, description="attributes to monitor")
     schedule: dict[str, Any] | None = Field(None, description="every_minutes per monitor, delay_minutes")
     notifications: dict[str, Any] | None = Field(None, description="receivers (webhook, log) and delivery settings")
-    updated_by: str | None = Field(None, description=lifecycle.PERSON_RULE)
+    updated_by: str | None = Field(None, description=lifecycle.PERSON_RULE, json_schema_extra=PERSON)
 
 
 class MonitorConfigInfo(BaseModel):
@@ -91,7 +95,7 @@ class ApprovalRequest(BaseModel):
     model_id: str = Field(description="the evaluated version, e.g. credit-risk-v2")
     evaluation_id: str
     decision: Literal[lifecycle.DECISIONS]  # type: ignore[valid-type]
-    approver: str = Field(description=lifecycle.PERSON_RULE)
+    approver: str = Field(description=lifecycle.PERSON_RULE, json_schema_extra=PERSON)
     reason: str
 
 
@@ -108,10 +112,10 @@ class ApprovalInfo(BaseModel):
 
 class PromotionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    model_id: str
+    model_id: str = Field(json_schema_extra=MODEL_REF)
     to_space: Literal[SPACES[1:]] = SPACES[-1]  # type: ignore[valid-type]
-    name: str | None = None
-    deployed_by: str | None = Field(None, description=lifecycle.PERSON_RULE)
+    name: str | None = Field(None, max_length=100, json_schema_extra=DEPLOYMENT_NAME)
+    deployed_by: str | None = Field(None, description=lifecycle.PERSON_RULE, json_schema_extra=PERSON)
     reason: str | None = None
 
 
@@ -133,7 +137,8 @@ def _answers(field: str | None = None):
     except lifecycle.LifecycleError as error:
         raise InputError(str(error), field=error.field or field, status=404 if error.missing else 400) from None
     except RegistryError as error:
-        raise InputError(str(error), field="model_id") from None
+        status = 404 if isinstance(error, ModelNotFound) else 400
+        raise InputError(str(error), field="model_id", status=status) from None
     except DeploymentError as error:  # a deployment or person name that breaks its rule (the message says which)
         raise InputError(str(error)) from None
 
@@ -218,7 +223,7 @@ def model_approvals(model_id: str, service: ServiceDep) -> list[ApprovalInfo]:
     return [ApprovalInfo(**a.as_dict()) for a in lifecycle.list_approvals(model_id=model_id, engine=service.engine)]
 
 
-@router.post("/promotions", status_code=201, response_model=PromotionInfo, responses=_errors(400, 409, 413))
+@router.post("/promotions", status_code=201, response_model=PromotionInfo, responses=_errors(400, 404, 409, 413))
 def promote(body: PromotionRequest, service: ServiceDep) -> PromotionInfo:
     """Deploy the same registered version to the next space (into prod only when approved) and copy its monitor
     configuration."""

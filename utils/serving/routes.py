@@ -159,7 +159,9 @@ def deployments(service: ServiceDep, space: Space | None = None, name: str | Non
     return ops.list_deployments(service, space, name)
 
 
-@wml.post("/deployments", status_code=201, response_model=DeploymentInfo, responses=_errors(400, 401, 413, 503))
+@wml.post(
+    "/deployments", status_code=201, response_model=DeploymentInfo, responses=_errors(400, 401, 404, 409, 413, 503)
+)
 def create_deployment(
     body: Annotated[DeploymentRequest, Body(openapi_examples=DEPLOYMENT_EXAMPLE)], service: ServiceDep
 ) -> DeploymentInfo:
@@ -221,18 +223,17 @@ async def inference_request(request: Request) -> InferenceRequest:
     return validate_body(InferenceRequest, binary_tensors.attach_binary_inputs(parse_json(header), binary))
 
 
-#: The body of ``infer`` as the docs show it (the dependency reads it, so FastAPI cannot tell).
+#: The body of ``infer`` as the docs show it (the dependency reads it, so FastAPI cannot tell). The binary tensor
+#: data extension (a JSON header of ``Inference-Header-Content-Length`` bytes, then each input's bytes) is described
+#: in words: no schema can say which byte strings hold one, and "any bytes" would be looser than what is accepted.
 INFERENCE_BODY = {
     "required": True,
+    "description": f"JSON, with or without a Content-Type; or Triton's binary tensor data extension: a JSON header of "
+    f"{binary_tensors.HEADER_LENGTH} bytes, then each input with parameters.binary_data_size, in order.",
     "content": {
         "application/json": {
             "schema": {"$ref": "#/components/schemas/InferenceRequest"},
             "examples": INFERENCE_EXAMPLE,
-        },
-        "application/octet-stream": {
-            "schema": {"type": "string", "format": "binary"},
-            "description": f"The binary tensor data extension: a JSON header of {binary_tensors.HEADER_LENGTH} "
-            "bytes, then each input with parameters.binary_data_size, in order.",
         },
     },
 }

@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from utils.data import CLASS_ORDER, FEATURES, LABEL
-from utils.deployment import SPACES
+from utils.deployment import NAME_PATTERN, SPACES
+from utils.registry import MODEL_REF_PATTERN
 from utils.scoring import MAX_ROWS
 from utils.serving.binary_tensors import NUMPY_TYPES
 
@@ -124,11 +125,17 @@ class FeedbackResponse(BaseModel):
 Space = Literal[SPACES]  # type: ignore[valid-type]
 
 
+#: The documented forms of a model id (``<name>-v<version>`` or ``<name>-latest``) and of a deployment name: the
+#: OpenAPI schema is as strict as the checks behind it, which refuse the rest with a message stating the rule.
+MODEL_REF = {"pattern": MODEL_REF_PATTERN}
+DEPLOYMENT_NAME = {"pattern": NAME_PATTERN}
+
+
 class DeploymentRequest(BaseModel):
     """Deploy a registered model version; an existing deployment of ``name`` in ``space`` is replaced."""
 
-    model_id: str = Field(examples=["credit-risk-v1", "credit-risk-latest"])
-    name: str = Field("credit-risk", min_length=1, max_length=100)
+    model_id: str = Field(examples=["credit-risk-v1", "credit-risk-latest"], json_schema_extra=MODEL_REF)
+    name: str = Field("credit-risk", min_length=1, max_length=100, json_schema_extra=DEPLOYMENT_NAME)
     space: Space = "dev"
 
 

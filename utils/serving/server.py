@@ -19,6 +19,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,8 +187,11 @@ def free_port(host: str = "127.0.0.1", port: int = 0) -> int:
         return probe.getsockname()[1]
 
 
-def wait_until_ready(url: str, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
-    """Wait until the server at ``url`` answers ``/v2/health/ready``.
+def wait_until_ready(
+    url: str, timeout: float = 30.0, process: subprocess.Popen | None = None, health: str = "ready"
+) -> None:
+    """Wait until the server at ``url`` answers ``/v2/health/<health>`` (``ready``, or ``live`` for a server that
+    runs but may not be ready, say on a read-only data mart).
 
     Raises:
         RuntimeError: ``process`` exited first.
@@ -198,12 +202,12 @@ def wait_until_ready(url: str, timeout: float = 30.0, process: subprocess.Popen 
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"the server exited with code {process.returncode} before it was ready")
         try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=2.0).status_code == 200:
+            if httpx.get(f"{url}/v2/health/{health}", timeout=2.0).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.1)
-    raise TimeoutError(f"the server at {url} was not ready after {timeout:.0f} s")
+    raise TimeoutError(f"the server at {url} was not {health} after {timeout:.0f} s")
 
 
 @dataclass
@@ -250,8 +254,10 @@ def start_server(
     access_log: bool = True,
     limits: ClientLimits | None = None,
     timeout: float = 60.0,
+    health: str = "ready",
 ) -> ServerHandle:
-    """Start ``python -m utils.serving`` in a new process and wait until it is ready.
+    """Start ``python -m utils.serving`` in a new process and wait until it is ready (``health="live"``: until it
+    answers liveness).
 
     ``port`` None picks a free one; ``api_key`` None keeps ``$CREDIT_API_KEY`` as it is; ``limits`` None keeps the
     defaults of :class:`ClientLimits`. The server logs to ``<work dir>/logs/server-<port>.log``.
@@ -278,7 +284,7 @@ def start_server(
     handle = ServerHandle(f"http://{host}:{port}", process, log_path)
     atexit.register(handle.stop)
     try:
-        wait_until_ready(handle.url, timeout, process)
+        wait_until_ready(handle.url, timeout, process, health)
     except (RuntimeError, TimeoutError) as error:
         handle.stop()
         raise RuntimeError(f"{error}\n--- server log ({log_path}) ---\n{handle.log()[-4000:]}") from None
@@ -305,7 +311,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1, help="server processes (about one per CPU core)")
-    parser.add_argument("--work-dir", help="working directory (default: $CREDIT_WORKDIR, else <project>/work)")
+    parser.add_argument("--work-dir", help=config.WORK_DIR_HELP)
     parser.add_argument("--datamart-url", help="SQLAlchemy URL of the data mart (default: $CREDIT_DATAMART_URL)")
     parser.add_argument("--no-access-log", action="store_true", help="do not log every request")
     parser.add_argument("--log-level", default="info")
@@ -322,6 +328,22 @@ def _parser() -> argparse.ArgumentParser:
             option, dest=name, type=type(default), default=default, help=f"{helps[name]} (default {default})"
         )
     return parser
+
+
+#: What a user opens once the service is ready: (what, path).
+ADDRESSES = (("the loan officer's form", "/"), ("the API documentation", "/docs"))
+
+
+def _announce_when_ready(host: str, port: int) -> None:
+    """Log the addresses of :data:`ADDRESSES` once the service answers readiness (it says nothing if it never does:
+    uvicorn's log says why)."""
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    try:
+        wait_until_ready(url, timeout=300)
+    except TimeoutError:
+        return
+    for what, path in ADDRESSES:
+        _LOG.info("ready: %s at %s%s", what, url, path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -343,6 +365,7 @@ def main(argv: list[str] | None = None) -> None:
         access_log=not args.no_access_log,
         log_level=args.log_level,
     )
+    threading.Thread(target=_announce_when_ready, args=(args.host, args.port), daemon=True).start()
     if server_config.workers > 1:
         WorkerSupervisor(server_config, sockets=[server_config.bind_socket()]).run()
         return

@@ -37,7 +37,7 @@ from utils.deployment import (
     get_deployment,
     is_valid_name,
 )
-from utils.registry import RegistryError, registry_for
+from utils.registry import ModelNotFound, RegistryError, registry_for
 from utils.scoring import (
     MAX_ROWS,
     TRANSACTION_FIELD,
@@ -327,7 +327,7 @@ def model_metadata(service: Service, name: str) -> ModelMetadata:
 
 
 def readiness(service: Service) -> str | None:
-    """Why the service is not ready (its data mart cannot be reached, or its file is gone), or None when it is."""
+    """Why the service is not ready (its data mart cannot be reached or written, or its file is gone), or None."""
     try:
         datamart.check(service.engine)
     except datamart.DatamartUnavailable as error:
@@ -417,6 +417,8 @@ def create_deployment(service: Service, request: DeploymentRequest) -> Deploymen
         raise InputError(str(error), field="model_id", status=409) from None
     except DeploymentError as error:  # a name outside the documented character set
         raise InputError(str(error), field="name") from None
+    except ModelNotFound as error:  # a well-formed id of no registered version
+        raise InputError(str(error), field="model_id", status=404) from None
     except (RegistryError, ValueError) as error:
         raise InputError(str(error), field="model_id") from None
     service.scorer(created.model_id)

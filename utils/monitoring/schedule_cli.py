@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 
+from utils import config
 from utils.monitoring.schedule import Scheduler
 
 #: How long a stopping scheduler waits for notifications still being delivered.
@@ -30,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Evaluate the monitors of deployments on the schedule stored with their configuration.",
     )
     parser.add_argument("--deployment-id", action="append", required=True, help="a deployment (repeatable)")
-    parser.add_argument("--work-dir", help="working directory (default: $CREDIT_WORKDIR, else <project>/work)")
+    parser.add_argument("--work-dir", help=config.WORK_DIR_HELP)
     parser.add_argument("--reference", help="training data CSV (default: the deployed version's training data)")
     parser.add_argument(
         "--since", help="where a deployment without recorded windows starts, ISO 8601 (default: its creation)"

@@ -19,6 +19,7 @@ import sys
 
 import pandas as pd
 
+from utils import config
 from utils.monitoring import MONITORS
 from utils.retraining.run import evaluate_candidate, retrain, stage_candidate
 from utils.retraining.training_set import RETRAIN_ON
@@ -37,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--holdout-share", type=float, default=0.3, help="production records held out to judge on")
     parser.add_argument("--min-records", type=int, default=100, help="labelled production records needed")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--work-dir", help="working directory (default: $CREDIT_WORKDIR, else <project>/work)")
+    parser.add_argument("--work-dir", help=config.WORK_DIR_HELP)
     parser.add_argument("--no-stage", action="store_true", help="register only; do not deploy the candidate in preprod")
     parser.add_argument("--no-evaluate", action="store_true", help="stage the candidate, but do not evaluate it")
     return parser

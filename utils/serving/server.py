@@ -331,7 +331,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 #: What a user opens once the service is ready: (what, path).
-ADDRESSES = (("the loan officer's form", "/"), ("the API documentation", "/docs"))
+ADDRESSES = (
+    ("the loan officer's form", "/"),
+    ("the API documentation", "/docs"),
+    ("the insights dashboard", config.DASHBOARD_PATH),
+)
 
 
 def _announce_when_ready(host: str, port: int) -> None:

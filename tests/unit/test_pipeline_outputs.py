@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from utils.pipeline import PipelineStopped, _quality_gate, _validation_gate, record_outputs
+from utils.pipeline import PipelineStopped, record_outputs
+from utils.stages import STAGES, _evaluation_gate, _quality_gate, _validation_gate
 
 SETTINGS = {"input_csv": "/data/incoming.csv", "min_auc_roc": 0.8}
 
@@ -92,6 +93,28 @@ def test_quality_gate_after_json_round_trip(tmp_path):
     assert _quality_gate(SETTINGS, json.loads(path.read_text())) is not None
     record_outputs({"training_done": True, "auc_roc": 0.9}, path)
     assert _quality_gate(SETTINGS, json.loads(path.read_text())) is None
+
+
+def test_evaluation_gate_stops_on_a_failed_verdict():
+    passed = {"verdict": "passed", "evaluated_model_id": "credit-risk-v1"}
+    assert _evaluation_gate(SETTINGS, passed) is None
+    reason = _evaluation_gate(SETTINGS, {**passed, "verdict": "failed"})
+    assert "evaluation of credit-risk-v1 failed" in reason
+
+
+def test_each_stage_runs_its_notebooks_and_prod_checks_before_promoting():
+    names = {stage: [step.name[:2] for step in steps] for stage, steps in STAGES.items()}
+    assert names == {
+        "dev": ["01", "02", "03", "04"],
+        "preprod": ["01", "02", "03", "04", "07"],
+        "prod": ["08", "05", "06"],
+        "all": ["01", "02", "03", "04", "07", "08", "05", "06"],
+    }
+    assert STAGES["preprod"][3].parameters({"model_id": "x"}, {"model_id": "credit-risk-v3"})["SPACE"] == "preprod"
+    promote = STAGES["prod"][0]
+    assert promote.parameters({"model_id": "credit-risk-v2", "approver": "A"}, {})["DECISION"] is None
+    assert STAGES["all"][5].parameters({"model_id": "x", "approver": "A"}, {"model_id": "v"})["DECISION"] == "approved"
+    assert STAGES["all"][5].check({}, {}) is None  # the all stage records the approval itself
 
 
 def test_pipeline_stopped_message():

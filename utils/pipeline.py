@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from utils import config, datamart
+from utils.data import DUPLICATE_POLICIES
 from utils.stages import STAGES, Step
 from utils.times import utc_now
 
@@ -162,8 +163,6 @@ def run_pipeline(
 
 
 def _parser() -> argparse.ArgumentParser:
-    from utils.validation import DUPLICATE_POLICIES  # imported here: pandera is slow to import for the notebooks
-
     parser = argparse.ArgumentParser(description="Run the workshop notebooks as a pipeline.")
     parser.add_argument("--input", default=DEFAULT_SETTINGS["input_csv"], help="CSV to validate and train on")
     parser.add_argument(

@@ -6,6 +6,7 @@ Usage::
         [--min-auc-roc X] [--min-records N] ... (one option per field of ``Thresholds``, with its default)
 
 It prints the window, the monitors without a verdict and why, one line per alert, the gates and the report's path.
+The monitors (aif360, alibi-detect) are imported once the arguments are parsed.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import argparse
 import dataclasses
 import math
 import sys
+from typing import TYPE_CHECKING
 
-from utils.monitoring.monitor import evaluate_all
-from utils.monitoring.results import Evaluation, Thresholds
+from utils.monitoring.results import Thresholds
+
+if TYPE_CHECKING:
+    from utils.monitoring.results import Evaluation
 
 #: What each threshold option means (docs/monitoring.md, "Thresholds and minimums", explains the defaults).
 _MEANING = {
@@ -115,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     Exit status 0, or 1 with ``--fail-on-alert`` when there is an alert; 2 when the evaluation cannot run.
     """
     args = _parser().parse_args(argv)
+    from utils.monitoring.monitor import evaluate_all
+
     try:
         evaluation = evaluate_all(
             args.deployment_id,

@@ -13,6 +13,8 @@ BUNDLED_DATA = DATA_DIR / "german_credit.csv"
 
 #: Environment variable that moves the working directory (all generated artifacts).
 WORK_DIR_ENV = "CREDIT_WORKDIR"
+#: Environment variable holding the data mart's SQLAlchemy URL (default: SQLite in the working directory).
+DATAMART_URL_ENV = "CREDIT_DATAMART_URL"
 
 
 def work_dir(path: str | os.PathLike | None = None) -> Path:

@@ -16,7 +16,7 @@ from utils.lazy import lazy_exports
 #: Each public name and the module defining it, imported when the name is first used (see :mod:`utils.lazy`).
 _EXPORTS = {
     "DECISIONS": "utils.lifecycle.records",
-    "PERSON_RULE": "utils.deployment",
+    "PERSON_RULE": "utils.spaces",
     "VERDICTS": "utils.lifecycle.records",
     "ApprovalRecord": "utils.lifecycle.records",
     "EvaluationRecord": "utils.lifecycle.records",
@@ -73,7 +73,7 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
-    from utils.deployment import PERSON_RULE, ProductionCheckError, approved_evaluation, production_problem
+    from utils.deployment import ProductionCheckError, approved_evaluation, production_problem
     from utils.lifecycle.monitor_config import (
         MonitorConfig,
         default_monitor_config,
@@ -97,3 +97,4 @@ if TYPE_CHECKING:
         reject,
         report_paths,
     )
+    from utils.spaces import PERSON_RULE

@@ -128,9 +128,6 @@ PROTECTED_GROUPS = {
 #: The four-fifths rule: a monitored group's favourable rate below this share of the reference group's (disparate
 #: impact) is adverse.
 FOUR_FIFTHS_RULE = 0.80
-#: What to do with exact duplicate rows: keep them (with a warning), drop the extra copies, or stop
-#: (:func:`utils.validation.blocking_anomalies`; here so that the pipeline's parser need not import pandera).
-DUPLICATE_POLICIES = ("keep", "drop", "fail")
 
 
 class DataError(ValueError):

@@ -29,9 +29,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from utils import datamart
+from utils.choices import MAX_PERSON_LENGTH, PERSON_RULE, PREPRODUCTION, PRODUCTION, SPACES
 from utils.registry import ModelRegistry, registry_for
 from utils.scoring import Scorer
-from utils.spaces import MAX_PERSON_LENGTH, PERSON_RULE, PREPRODUCTION, PRODUCTION, SPACES
 
 #: Verdicts of an evaluation, and decisions on one.
 PASSED, FAILED = "passed", "failed"

@@ -26,9 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from utils import config, datamart
-from utils.data import DUPLICATE_POLICIES
+from utils.choices import DUPLICATE_POLICIES
 from utils.stages import STAGES, Step
-from utils.times import utc_now
 
 
 class PipelineStopped(RuntimeError):
@@ -79,6 +78,8 @@ DEFAULT_SETTINGS = {
 
 
 def _new_run_dir(work: Path) -> Path:
+    from utils.times import utc_now  # not at the top: it imports pandas, which the command line's --help does not need
+
     stamp = utc_now().strftime("%Y%m%d-%H%M%S")
     run_dir = config.WorkLayout(work).runs / f"{stamp}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(parents=True)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.spaces import PRODUCTION
+from utils.choices import PRODUCTION
 
 #: The deployment name every stage uses.
 DEPLOYMENT_NAME = "credit-risk"

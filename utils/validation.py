@@ -19,7 +19,8 @@ import pandera.pandas as pa
 from pandera import extensions
 from pandera.errors import SchemaErrors
 
-from utils.data import CATEGORIES, CLASS_ORDER, CONTRACT_RANGES, DUPLICATE_POLICIES, FEATURES, LABEL, DataError
+from utils.choices import DUPLICATE_POLICIES
+from utils.data import CATEGORIES, CLASS_ORDER, CONTRACT_RANGES, FEATURES, LABEL, DataError
 
 ANOMALY_COLUMNS = ["column", "anomaly", "count", "examples", "rows"]
 _MAX_EXAMPLES = 5

@@ -16,7 +16,7 @@ from utils.lazy import lazy_exports
 #: Each public name and the module defining it, imported when the name is first used (see :mod:`utils.lazy`).
 _EXPORTS = {
     "DECISIONS": "utils.lifecycle.records",
-    "PERSON_RULE": "utils.spaces",
+    "PERSON_RULE": "utils.choices",
     "VERDICTS": "utils.lifecycle.records",
     "ApprovalRecord": "utils.lifecycle.records",
     "EvaluationRecord": "utils.lifecycle.records",
@@ -73,6 +73,7 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
+    from utils.choices import PERSON_RULE
     from utils.deployment import ProductionCheckError, approved_evaluation, production_problem
     from utils.lifecycle.monitor_config import (
         MonitorConfig,
@@ -97,4 +98,3 @@ if TYPE_CHECKING:
         reject,
         report_paths,
     )
-    from utils.spaces import PERSON_RULE

@@ -2,7 +2,7 @@
 
 Exit status 0 on success; 1 when "Checks for Model Production" refuse a promotion (the message says what is
 missing); 2 for bad input (an unknown evaluation, deployment or model, a name or reason that breaks the rules).
-See ``docs/lifecycle.md``. The parser needs only :mod:`utils.spaces`; the rest is imported once the arguments
+See ``docs/lifecycle.md``. The parser needs only :mod:`utils.choices`; the rest is imported once the arguments
 are parsed.
 """
 
@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from utils.spaces import PERSON_RULE, SPACES
+from utils.choices import PERSON_RULE, SPACES
 
 
 def _decision_parser(commands, decision: str) -> None:

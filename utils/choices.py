@@ -1,5 +1,8 @@
-"""The deployment spaces and the rule of a person's name: constants of :mod:`utils.deployment` that the command
-lines and the pipeline's stages need before any model machinery is imported (so this module imports nothing)."""
+"""The fixed choices and rules that the command lines offer and the modules below them enforce: deployment spaces
+(:mod:`utils.deployment`), the rule of a person's name, the policies for duplicate rows (:mod:`utils.validation`).
+
+Plain constants importing nothing, so that a command line builds its parser before any heavy library is imported.
+"""
 
 #: The spaces a model can be deployed into, from trying out to production.
 SPACES: tuple[str, ...] = ("dev", "preprod", "prod")
@@ -12,3 +15,5 @@ PERSON_RULE = (
     f"a person's name has 1 to {MAX_PERSON_LENGTH} characters: ASCII letters, digits, '.', '_', '-', '@' and "
     "single spaces between words, starting with a letter"
 )
+#: What to do with exact duplicate rows: keep them (with a warning), drop the extra copies, or stop.
+DUPLICATE_POLICIES = ("keep", "drop", "fail")

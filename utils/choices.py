@@ -1,5 +1,6 @@
 """The fixed choices and rules that the command lines offer and the modules below them enforce: deployment spaces
-(:mod:`utils.deployment`), the rule of a person's name, the policies for duplicate rows (:mod:`utils.validation`).
+(:mod:`utils.deployment`), the rule of a person's name, the policies for duplicate rows (:mod:`utils.validation`),
+the four-fifths rule (:mod:`utils.data`).
 
 Plain constants importing nothing, so that a command line builds its parser before any heavy library is imported.
 """
@@ -17,3 +18,6 @@ PERSON_RULE = (
 )
 #: What to do with exact duplicate rows: keep them (with a warning), drop the extra copies, or stop.
 DUPLICATE_POLICIES = ("keep", "drop", "fail")
+#: The four-fifths rule: a monitored group's favourable rate below this share of the reference group's (disparate
+#: impact) is adverse (:mod:`utils.data` re-exports it; the monitoring command line's default).
+FOUR_FIFTHS_RULE = 0.80

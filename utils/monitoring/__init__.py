@@ -45,7 +45,7 @@ _EXPORTS = {
     "Measurements": "utils.monitoring.results",
     "MonitorResult": "utils.monitoring.results",
     "QualityMonitor": "utils.monitoring.quality",
-    "Thresholds": "utils.monitoring.results",
+    "Thresholds": "utils.monitoring.thresholds",
     "Window": "utils.monitoring.window",
     "combined_gates": "utils.monitoring.results",
     "evaluate_all": "utils.monitoring.monitor",
@@ -88,8 +88,8 @@ if TYPE_CHECKING:
         Evaluation,
         Measurements,
         MonitorResult,
-        Thresholds,
         combined_gates,
         overview,
     )
+    from utils.monitoring.thresholds import Thresholds
     from utils.monitoring.window import Window

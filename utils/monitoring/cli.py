@@ -17,7 +17,7 @@ import math
 import sys
 from typing import TYPE_CHECKING
 
-from utils.monitoring.results import Thresholds
+from utils.monitoring.thresholds import Thresholds
 
 if TYPE_CHECKING:
     from utils.monitoring.results import Evaluation

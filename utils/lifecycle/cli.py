@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+from utils import datamart
 from utils.choices import PERSON_RULE, SPACES
 
 
@@ -100,7 +101,6 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _factsheet(args: argparse.Namespace) -> None:
-    from utils import datamart
     from utils.factsheet import render_factsheet
     from utils.registry import registry_for
 

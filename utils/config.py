@@ -17,6 +17,8 @@ WORK_DIR_ENV = "CREDIT_WORKDIR"
 DASHBOARD_PATH = "/dashboard"
 #: How every command line describes its ``--work-dir`` option.
 WORK_DIR_HELP = f"working directory (default: ${WORK_DIR_ENV}, else work/ at the project root)"
+#: Environment variable holding the data mart's SQLAlchemy URL (default: SQLite in the working directory).
+DATAMART_URL_ENV = "CREDIT_DATAMART_URL"
 
 
 def work_dir(path: str | os.PathLike | None = None) -> Path:

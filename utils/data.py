@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from utils.choices import FOUR_FIFTHS_RULE as FOUR_FIFTHS_RULE  # re-exported; defined there for the command lines
+
 LABEL = "Risk"
 FAVOURABLE = "No Risk"
 UNFAVOURABLE = "Risk"
@@ -125,9 +127,6 @@ PROTECTED_GROUPS = {
     "Sex": {"monitored": "female", "reference": "male"},
     "Age": {"monitored": (18, 25), "reference": (26, 75)},
 }
-#: The four-fifths rule: a monitored group's favourable rate below this share of the reference group's (disparate
-#: impact) is adverse.
-FOUR_FIFTHS_RULE = 0.80
 
 
 class DataError(ValueError):

@@ -29,13 +29,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from utils import datamart
+from utils.choices import MAX_PERSON_LENGTH, PERSON_RULE, PREPRODUCTION, PRODUCTION, SPACES
 from utils.registry import ModelRegistry, registry_for
 from utils.scoring import Scorer
 
-#: The spaces a model can be deployed into, from trying out to production.
-SPACES: tuple[str, ...] = ("dev", "preprod", "prod")
-#: The space whose deployments need an approved evaluation, and the space that evaluation must have been run in.
-PRODUCTION, PREPRODUCTION = "prod", "preprod"
 #: Verdicts of an evaluation, and decisions on one.
 PASSED, FAILED = "passed", "failed"
 APPROVED, REJECTED = "approved", "rejected"
@@ -51,13 +48,6 @@ NAME_RULE = (
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # matched whole (fullmatch): no line end, no NUL
 #: :data:`NAME_RULE` but its length as a JSON Schema (ECMA) pattern, ``..`` excluded: what the API documents.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*\.?$"
-#: Longest name of a person (an approver, whoever deployed), in characters.
-MAX_PERSON_LENGTH = 64
-#: The rule a person's name follows, as shown in the error that refuses one.
-PERSON_RULE = (
-    f"a person's name has 1 to {MAX_PERSON_LENGTH} characters: ASCII letters, digits, '.', '_', '-', '@' and "
-    "single spaces between words, starting with a letter"
-)
 _PERSON = re.compile(r"[A-Za-z][A-Za-z0-9._@-]*(?: [A-Za-z0-9._@-]+)*")  # matched whole
 #: :data:`PERSON_RULE` but its length as a JSON Schema (ECMA) pattern: what the API documents.
 PERSON_PATTERN = f"^{_PERSON.pattern}$"

@@ -27,8 +27,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from utils import config, datamart
+from utils.choices import DUPLICATE_POLICIES
 from utils.stages import STAGES, Step
-from utils.times import utc_now
 
 
 class PipelineStopped(RuntimeError):
@@ -82,6 +82,8 @@ DEFAULT_SETTINGS = {
 
 
 def _new_run_dir(work: Path) -> Path:
+    from utils.times import utc_now  # not at the top: it imports pandas, which the command line's --help does not need
+
     stamp = utc_now().strftime("%Y%m%d-%H%M%S")
     run_dir = config.WorkLayout(work).runs / f"{stamp}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(parents=True)
@@ -166,8 +168,6 @@ def run_pipeline(
 
 
 def _parser() -> argparse.ArgumentParser:
-    from utils.validation import DUPLICATE_POLICIES  # imported here: pandera is slow to import for the notebooks
-
     parser = argparse.ArgumentParser(description="Run the workshop notebooks as a pipeline.")
     parser.add_argument("--input", default=DEFAULT_SETTINGS["input_csv"], help="CSV to validate and train on")
     parser.add_argument(

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils.deployment import PRODUCTION, production_problem
+from utils.choices import PRODUCTION
 
 #: The deployment name every stage uses.
 DEPLOYMENT_NAME = "credit-risk"
@@ -63,6 +63,8 @@ def _evaluation_gate(settings: dict, outputs: dict) -> str | None:
 
 def _production_check(settings: dict, outputs: dict) -> str | None:
     """ "Checks for Model Production" on the version the stage would promote."""
+    from utils.deployment import production_problem  # not at the top: the pipeline's --help stays light
+
     return production_problem(_model(settings, outputs), work=settings.get("work_dir"))
 
 

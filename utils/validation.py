@@ -19,14 +19,13 @@ import pandera.pandas as pa
 from pandera import extensions
 from pandera.errors import SchemaErrors
 
+from utils.choices import DUPLICATE_POLICIES
 from utils.data import CATEGORIES, CLASS_ORDER, CONTRACT_RANGES, FEATURES, LABEL, DataError
 
 ANOMALY_COLUMNS = ["column", "anomaly", "count", "examples", "rows"]
 _MAX_EXAMPLES = 5
 DUPLICATE_ROWS = "duplicate rows"
 _NO_EXAMPLES = ("null values", "missing column", "unexpected column")
-#: What to do with exact duplicate rows: keep them (with a warning), drop the extra copies, or stop.
-DUPLICATE_POLICIES = ("keep", "drop", "fail")
 
 
 def _as_numbers(series: pd.Series) -> pd.Series:

@@ -43,25 +43,33 @@ The modules, each using only those before it:
 - :mod:`~utils.batch.cli`: the command line (``python -m utils.batch``).
 """
 
-from utils.batch.cli import main
-from utils.batch.jobs import create_batch_job, get_job, list_jobs, resume_batch_job, run_batch_job
-from utils.batch.spec import (
-    CHUNK_ROWS,
-    COMPLETED,
-    ENGINES,
-    FAILED,
-    FAULT_SEPARATOR,
-    MAX_REJECT_SHARE,
-    OUTPUT_COLUMNS,
-    QUEUED,
-    REJECT_COLUMNS,
-    RUNNING,
-    BatchJobError,
-    BatchJobSpec,
-    JobResult,
-    UnusableModel,
-)
+from typing import TYPE_CHECKING
 
+from utils.lazy import lazy_exports
+
+#: Each public name and the module defining it, imported when the name is first used (see :mod:`utils.lazy`).
+_EXPORTS = {
+    "CHUNK_ROWS": "utils.batch.spec",
+    "COMPLETED": "utils.batch.spec",
+    "ENGINES": "utils.batch.spec",
+    "FAILED": "utils.batch.spec",
+    "FAULT_SEPARATOR": "utils.batch.spec",
+    "MAX_REJECT_SHARE": "utils.batch.spec",
+    "OUTPUT_COLUMNS": "utils.batch.spec",
+    "QUEUED": "utils.batch.spec",
+    "REJECT_COLUMNS": "utils.batch.spec",
+    "RUNNING": "utils.batch.spec",
+    "BatchJobError": "utils.batch.spec",
+    "BatchJobSpec": "utils.batch.spec",
+    "JobResult": "utils.batch.spec",
+    "UnusableModel": "utils.batch.spec",
+    "create_batch_job": "utils.batch.jobs",
+    "get_job": "utils.batch.jobs",
+    "list_jobs": "utils.batch.jobs",
+    "main": "utils.batch.cli",
+    "resume_batch_job": "utils.batch.jobs",
+    "run_batch_job": "utils.batch.jobs",
+}
 __all__ = [
     "CHUNK_ROWS",
     "COMPLETED",
@@ -84,3 +92,24 @@ __all__ = [
     "resume_batch_job",
     "run_batch_job",
 ]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from utils.batch.cli import main
+    from utils.batch.jobs import create_batch_job, get_job, list_jobs, resume_batch_job, run_batch_job
+    from utils.batch.spec import (
+        CHUNK_ROWS,
+        COMPLETED,
+        ENGINES,
+        FAILED,
+        FAULT_SEPARATOR,
+        MAX_REJECT_SHARE,
+        OUTPUT_COLUMNS,
+        QUEUED,
+        REJECT_COLUMNS,
+        RUNNING,
+        BatchJobError,
+        BatchJobSpec,
+        JobResult,
+        UnusableModel,
+    )

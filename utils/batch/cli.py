@@ -1,4 +1,8 @@
-"""Command line: ``python -m utils.batch --help``; see ``docs/batch-scoring.md``."""
+"""Command line: ``python -m utils.batch --help``; see ``docs/batch-scoring.md``.
+
+The parser needs only :mod:`utils.batch.spec`; the jobs (and the scoring libraries) are imported once the
+arguments are parsed, so that ``--help`` and argument errors answer at once.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ import sys
 from pathlib import Path
 
 from utils import config
-from utils.batch.jobs import create_batch_job, get_job, list_jobs, resume_batch_job
 from utils.batch.spec import (
     CHUNK_ROWS,
     ENGINES,
@@ -74,6 +77,8 @@ def _spec(args: argparse.Namespace) -> BatchJobSpec:
 
 
 def _print_jobs(where: dict) -> None:
+    from utils.batch.jobs import list_jobs
+
     jobs = list_jobs(**where)
     if jobs.empty:
         print("no batch jobs")
@@ -85,6 +90,8 @@ def _print_jobs(where: dict) -> None:
 
 
 def _print_job(job_id: str, where: dict) -> None:
+    from utils.batch.jobs import get_job
+
     job = get_job(job_id, **where)
     print(job.summary())
     for name in ("input_path", "output_path", "rejects_path", "model_id", "deployment_id", "engine"):
@@ -93,6 +100,8 @@ def _print_job(job_id: str, where: dict) -> None:
 
 def _job_to_run(parser: argparse.ArgumentParser, args: argparse.Namespace, where: dict) -> str:
     """The id of the job to run: the one to resume, else a new one created from the arguments."""
+    from utils.batch.jobs import create_batch_job
+
     if args.resume:
         given = [
             flag
@@ -118,6 +127,8 @@ def _job_to_run(parser: argparse.ArgumentParser, args: argparse.Namespace, where
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, where: dict) -> JobResult:
+    from utils.batch.jobs import resume_batch_job
+
     job_id = _job_to_run(parser, args, where)
     return resume_batch_job(
         job_id,

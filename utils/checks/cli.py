@@ -5,7 +5,7 @@ Usage::
     python -m utils.checks --model-id ID [--champion ID] [--work-dir DIR] [--threshold NAME=VALUE ...] [--json]
 
 Exit status 0 when no check fails (skipped ones do not), 1 when one fails, 2 when the checks cannot run (an
-unknown model, missing or broken test data, a bad threshold).
+unknown model, missing or broken test data, a bad threshold). The checks are imported once the arguments are parsed.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from utils import config
-from utils.checks.results import CheckReport, CheckThresholds
-from utils.checks.suite import check_model
-from utils.data import DataError
-from utils.registry import RegistryError
+
+if TYPE_CHECKING:
+    from utils.checks.results import CheckReport
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,6 +50,11 @@ def _print(report: CheckReport) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the checks and print them; the exit status says whether they passed (0), failed (1) or could not run (2)."""
     args = _parser().parse_args(argv)
+    from utils.checks.results import CheckThresholds
+    from utils.checks.suite import check_model
+    from utils.data import DataError
+    from utils.registry import RegistryError
+
     try:
         thresholds = CheckThresholds.parse(args.threshold)
         report = check_model(args.model_id, champion_id=args.champion, work=args.work_dir, thresholds=thresholds)

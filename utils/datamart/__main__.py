@@ -2,6 +2,7 @@
 
 ``upgrade`` brings the data mart to the newest schema revision (every process also does so when it first
 connects); ``revision`` prints the data mart's revision and the newest one this code knows, changing nothing.
+SQLAlchemy and Alembic are imported once the arguments are parsed.
 """
 
 from __future__ import annotations
@@ -9,10 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-import sqlalchemy as sa
-
-from utils.datamart import migrations
-from utils.datamart.engine import DATAMART_URL_ENV, datamart_url
+from utils.config import DATAMART_URL_ENV
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,6 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("upgrade", "revision"))
     parser.add_argument("--url", default=None, help=f"SQLAlchemy URL (default: ${DATAMART_URL_ENV} or the work dir's)")
     args = parser.parse_args(argv)
+    import sqlalchemy as sa
+
+    from utils.datamart import migrations
+    from utils.datamart.engine import datamart_url
+
     engine = sa.create_engine(args.url or datamart_url())
     try:
         if args.command == "upgrade":

@@ -28,7 +28,7 @@ from utils import config
 from utils.datamart import migrations, schema
 
 #: Environment variable holding the data mart's SQLAlchemy URL.
-DATAMART_URL_ENV = "CREDIT_DATAMART_URL"
+DATAMART_URL_ENV = config.DATAMART_URL_ENV
 #: How long a SQLite writer waits for another one to finish, in seconds.
 SQLITE_BUSY_TIMEOUT = 30.0
 

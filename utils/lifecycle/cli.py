@@ -2,7 +2,8 @@
 
 Exit status 0 on success; 1 when "Checks for Model Production" refuse a promotion (the message says what is
 missing); 2 for bad input (an unknown evaluation, deployment or model, a name or reason that breaks the rules).
-See ``docs/lifecycle.md``.
+See ``docs/lifecycle.md``. The parser needs only :mod:`utils.choices`; the rest is imported once the arguments
+are parsed.
 """
 
 from __future__ import annotations
@@ -12,13 +13,8 @@ import json
 import sys
 
 from utils import datamart
+from utils.choices import PERSON_RULE, SPACES
 from utils.config import WORK_DIR_HELP
-from utils.deployment import PERSON_RULE, SPACES, DeploymentError, ProductionCheckError
-from utils.factsheet import render_factsheet
-from utils.lifecycle.monitor_config import monitor_config, set_monitor_config
-from utils.lifecycle.promotion import deployment_history, promote
-from utils.lifecycle.records import LifecycleError, decide, list_approvals, list_evaluations
-from utils.registry import RegistryError, registry_for
 
 
 def _decision_parser(commands, decision: str) -> None:
@@ -72,6 +68,9 @@ def _print_rows(rows: list, columns: tuple[str, ...]) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from utils.lifecycle.promotion import deployment_history, promote
+    from utils.lifecycle.records import decide, list_approvals, list_evaluations
+
     work = {"work": args.work_dir}
     if args.command in ("approve", "reject"):
         decision = "approved" if args.command == "approve" else "rejected"
@@ -103,6 +102,9 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _factsheet(args: argparse.Namespace) -> None:
+    from utils.factsheet import render_factsheet
+    from utils.registry import registry_for
+
     registry, engine = registry_for(args.work_dir), datamart.connect(work=args.work_dir)
     document = registry.factsheet(args.model_id, engine=engine)
     if args.write:
@@ -111,6 +113,9 @@ def _factsheet(args: argparse.Namespace) -> None:
 
 
 def _config(args: argparse.Namespace, work: dict) -> None:
+    from utils.lifecycle.monitor_config import monitor_config, set_monitor_config
+    from utils.lifecycle.records import LifecycleError
+
     if args.set is None:
         print(json.dumps(monitor_config(args.deployment_id, **work).as_dict(), indent=1))
         return
@@ -124,6 +129,10 @@ def _config(args: argparse.Namespace, work: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the exit status is 0, 1 (refused for production) or 2 (bad input)."""
     args = _parser().parse_args(argv)
+    from utils.deployment import DeploymentError, ProductionCheckError
+    from utils.lifecycle.records import LifecycleError
+    from utils.registry import RegistryError
+
     try:
         _run(args)
     except ProductionCheckError as error:

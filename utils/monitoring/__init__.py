@@ -29,25 +29,30 @@ The package is a stack: :mod:`~utils.monitoring.results` (thresholds, measuremen
     python -m utils.monitoring --deployment-id ID [--start ISO] [--end ISO] [--work-dir DIR] [--reference CSV]
 """
 
-from utils.datamart import read_window
-from utils.monitoring.cli import main
-from utils.monitoring.drift import DriftMonitor
-from utils.monitoring.fairness import FairnessMonitor
-from utils.monitoring.monitor import DeploymentMonitor, evaluate_all
-from utils.monitoring.quality import QualityMonitor
-from utils.monitoring.results import (
-    ALERT_METRICS,
-    GATES,
-    MONITORS,
-    Evaluation,
-    Measurements,
-    MonitorResult,
-    Thresholds,
-    combined_gates,
-    overview,
-)
-from utils.monitoring.window import Window
+from typing import TYPE_CHECKING
 
+from utils.lazy import lazy_exports
+
+#: Each public name and the module defining it, imported when the name is first used (see :mod:`utils.lazy`).
+_EXPORTS = {
+    "ALERT_METRICS": "utils.monitoring.results",
+    "GATES": "utils.monitoring.results",
+    "MONITORS": "utils.monitoring.results",
+    "DeploymentMonitor": "utils.monitoring.monitor",
+    "DriftMonitor": "utils.monitoring.drift",
+    "Evaluation": "utils.monitoring.results",
+    "FairnessMonitor": "utils.monitoring.fairness",
+    "Measurements": "utils.monitoring.results",
+    "MonitorResult": "utils.monitoring.results",
+    "QualityMonitor": "utils.monitoring.quality",
+    "Thresholds": "utils.monitoring.thresholds",
+    "Window": "utils.monitoring.window",
+    "combined_gates": "utils.monitoring.results",
+    "evaluate_all": "utils.monitoring.monitor",
+    "main": "utils.monitoring.cli",
+    "overview": "utils.monitoring.results",
+    "read_window": "utils.datamart",
+}
 __all__ = [
     "ALERT_METRICS",
     "GATES",
@@ -64,6 +69,27 @@ __all__ = [
     "combined_gates",
     "evaluate_all",
     "main",
-    "read_window",
     "overview",
+    "read_window",
 ]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from utils.datamart import read_window
+    from utils.monitoring.cli import main
+    from utils.monitoring.drift import DriftMonitor
+    from utils.monitoring.fairness import FairnessMonitor
+    from utils.monitoring.monitor import DeploymentMonitor, evaluate_all
+    from utils.monitoring.quality import QualityMonitor
+    from utils.monitoring.results import (
+        ALERT_METRICS,
+        GATES,
+        MONITORS,
+        Evaluation,
+        Measurements,
+        MonitorResult,
+        combined_gates,
+        overview,
+    )
+    from utils.monitoring.thresholds import Thresholds
+    from utils.monitoring.window import Window

@@ -7,6 +7,7 @@ Usage::
 
 It prints the window, the monitors without a verdict and why, one line per alert, the gates and the report's path.
 ``python -m utils.monitoring schedule ...`` runs the monitors on their schedule (:mod:`utils.monitoring.schedule_cli`).
+The monitors (aif360, alibi-detect) are imported once the arguments are parsed.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import argparse
 import dataclasses
 import math
 import sys
+from typing import TYPE_CHECKING
 
 from utils import config
-from utils.monitoring.monitor import evaluate_all
-from utils.monitoring.results import Evaluation, Thresholds
-from utils.monitoring.schedule_cli import main as schedule_main
+from utils.monitoring.thresholds import Thresholds
+
+if TYPE_CHECKING:
+    from utils.monitoring.results import Evaluation
 
 #: What each threshold option means (docs/monitoring.md, "Thresholds and minimums", explains the defaults).
 _MEANING = {
@@ -120,8 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["schedule"]:
+        from utils.monitoring.schedule_cli import main as schedule_main
+
         return schedule_main(argv[1:])
     args = _parser().parse_args(argv)
+    from utils.monitoring.monitor import evaluate_all
+
     try:
         evaluation = evaluate_all(
             args.deployment_id,

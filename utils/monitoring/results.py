@@ -1,6 +1,7 @@
-"""What the monitors produce: thresholds, measurements, each monitor's result, and the evaluation of a window.
+"""What the monitors produce: measurements, each monitor's result, and the evaluation of a window.
 
-The bottom of :mod:`utils.monitoring`: it imports nothing from the package. A monitor names its measurements in
+The bottom of :mod:`utils.monitoring` with :mod:`~utils.monitoring.thresholds` (whose :class:`Thresholds` it
+re-exports), the only part it imports. A monitor names its measurements in
 a :class:`Measurements` collector and hands back a :class:`MonitorResult` (its measurements, its details and, when
 it gave no verdict, why); :class:`Evaluation` gathers the results of one window and derives the alerts, gates and
 summary from the measurements alone.
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from utils.data import FOUR_FIFTHS_RULE
+from utils.monitoring.thresholds import Thresholds as Thresholds
 
 MONITORS: tuple[str, ...] = ("quality", "fairness", "drift", "data_quality")
 #: The metrics that raise alerts, and in which direction their threshold is crossed.
@@ -38,35 +39,6 @@ MEASUREMENT_COLUMNS: tuple[str, ...] = (
     "records",
     "alerting",
 )
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Thresholds and minimum record counts of the monitors (docs/monitoring.md explains each default)."""
-
-    #: Alert when ROC AUC on feedback is below this (the original workshop's 0.80).
-    min_auc_roc: float = 0.80
-    #: Feedback records a window needs before quality (and feedback-based fairness) gets a verdict.
-    min_feedback: int = 100
-    #: Alert when disparate impact is below this (the four-fifths rule).
-    min_disparate_impact: float = FOUR_FIFTHS_RULE
-    #: Alert only when the window gives evidence at this level that disparate impact is below the threshold
-    #: (one-sided test); None alerts on the point estimate alone, as the original service did.
-    fairness_alpha: float | None = 0.05
-    #: Payload records a window needs before fairness and drift get a verdict.
-    min_records: int = 100
-    #: Records each group of a protected attribute needs before its disparate impact gets a verdict.
-    min_group_records: int = 20
-    #: Family-wise error rate of the per-feature drift tests (Bonferroni over the 20 features).
-    drift_p_value: float = 0.01
-    #: Alert when the share of drifted features is above this (0: any drifted feature).
-    max_drifted_share: float = 0.0
-    #: Alert when the classifier drift test's p-value is below this.
-    multivariate_p_value: float = 0.01
-    #: Alert when the estimated accuracy drop (without labels) is above this.
-    max_accuracy_drop: float = 0.10
-    #: Alert when the share of scored records with a value outside the training data's ranges is above this.
-    max_out_of_range_share: float = 0.05
 
 
 def _missing(value) -> bool:

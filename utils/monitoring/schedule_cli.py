@@ -19,7 +19,6 @@ import sys
 import threading
 
 from utils import config
-from utils.monitoring.schedule import Scheduler
 
 #: How long a stopping scheduler waits for notifications still being delivered.
 DRAIN_SECONDS = 60.0
@@ -48,6 +47,8 @@ def main(argv: list[str]) -> int:
         print("--poll-seconds must be more than 0", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from utils.monitoring.schedule import Scheduler  # the monitors: imported once the arguments are parsed
+
     try:
         scheduler = Scheduler(args.deployment_id, work=args.work_dir, reference=args.reference, since=args.since)
     except Exception as error:  # an unknown deployment or an unreachable data mart: say what, not a traceback

@@ -31,48 +31,49 @@ Command line::
     python -m utils.serving [--port 8000] [--workers N] [--host 127.0.0.1] [--work-dir DIR]
 """
 
-from utils.serving.app import MAX_BODY_BYTES, create_app
-from utils.serving.errors import error_response
-from utils.serving.form import render_form
-from utils.serving.schemas import (
-    ERRORS,
-    EXAMPLE,
-    EXAMPLE_ROW,
-    DeploymentInfo,
-    DeploymentList,
-    DeploymentRequest,
-    ErrorBody,
-    FeedbackRequest,
-    FeedbackResponse,
-    InferenceRequest,
-    InferenceResponse,
-    InputData,
-    ModelMetadata,
-    Predictions,
-    ScoringRequest,
-    ScoringResponse,
-    Space,
-    Tensor,
-    TensorMetadata,
-)
-from utils.serving.server import (
-    WORKER_HEALTHCHECK_SECONDS,
-    ServerHandle,
-    free_port,
-    main,
-    start_server,
-    wait_until_ready,
-)
-from utils.serving.service import (
-    API_KEY_ENV,
-    DEPLOYMENT_REFRESH_SECONDS,
-    MAX_LOADED_MODELS,
-    ModelUnavailable,
-    Scored,
-    Service,
-    ServiceSettings,
-)
+from typing import TYPE_CHECKING
 
+from utils.lazy import lazy_exports
+
+#: Each public name and the module defining it, imported when the name is first used (see :mod:`utils.lazy`).
+_EXPORTS = {
+    "API_KEY_ENV": "utils.serving.service",
+    "DEPLOYMENT_REFRESH_SECONDS": "utils.serving.service",
+    "ERRORS": "utils.serving.schemas",
+    "EXAMPLE": "utils.serving.schemas",
+    "EXAMPLE_ROW": "utils.serving.schemas",
+    "MAX_BODY_BYTES": "utils.serving.app",
+    "MAX_LOADED_MODELS": "utils.serving.service",
+    "WORKER_HEALTHCHECK_SECONDS": "utils.serving.server",
+    "DeploymentInfo": "utils.serving.schemas",
+    "DeploymentList": "utils.serving.schemas",
+    "DeploymentRequest": "utils.serving.schemas",
+    "ErrorBody": "utils.serving.schemas",
+    "FeedbackRequest": "utils.serving.schemas",
+    "FeedbackResponse": "utils.serving.schemas",
+    "InferenceRequest": "utils.serving.schemas",
+    "InferenceResponse": "utils.serving.schemas",
+    "InputData": "utils.serving.schemas",
+    "ModelMetadata": "utils.serving.schemas",
+    "ModelUnavailable": "utils.serving.service",
+    "Predictions": "utils.serving.schemas",
+    "Scored": "utils.serving.service",
+    "ScoringRequest": "utils.serving.schemas",
+    "ScoringResponse": "utils.serving.schemas",
+    "ServerHandle": "utils.serving.server",
+    "Service": "utils.serving.service",
+    "ServiceSettings": "utils.serving.service",
+    "Space": "utils.serving.schemas",
+    "Tensor": "utils.serving.schemas",
+    "TensorMetadata": "utils.serving.schemas",
+    "create_app": "utils.serving.app",
+    "error_response": "utils.serving.errors",
+    "free_port": "utils.serving.server",
+    "main": "utils.serving.server",
+    "render_form": "utils.serving.form",
+    "start_server": "utils.serving.server",
+    "wait_until_ready": "utils.serving.server",
+}
 __all__ = [
     "API_KEY_ENV",
     "DEPLOYMENT_REFRESH_SECONDS",
@@ -111,3 +112,47 @@ __all__ = [
     "start_server",
     "wait_until_ready",
 ]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from utils.serving.app import MAX_BODY_BYTES, create_app
+    from utils.serving.errors import error_response
+    from utils.serving.form import render_form
+    from utils.serving.schemas import (
+        ERRORS,
+        EXAMPLE,
+        EXAMPLE_ROW,
+        DeploymentInfo,
+        DeploymentList,
+        DeploymentRequest,
+        ErrorBody,
+        FeedbackRequest,
+        FeedbackResponse,
+        InferenceRequest,
+        InferenceResponse,
+        InputData,
+        ModelMetadata,
+        Predictions,
+        ScoringRequest,
+        ScoringResponse,
+        Space,
+        Tensor,
+        TensorMetadata,
+    )
+    from utils.serving.server import (
+        WORKER_HEALTHCHECK_SECONDS,
+        ServerHandle,
+        free_port,
+        main,
+        start_server,
+        wait_until_ready,
+    )
+    from utils.serving.service import (
+        API_KEY_ENV,
+        DEPLOYMENT_REFRESH_SECONDS,
+        MAX_LOADED_MODELS,
+        ModelUnavailable,
+        Scored,
+        Service,
+        ServiceSettings,
+    )

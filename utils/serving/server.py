@@ -32,7 +32,6 @@ from uvicorn.supervisors.multiprocess import Multiprocess
 from uvicorn.supervisors.multiprocess import Process as WorkerProcess
 
 from utils import config, datamart
-from utils.serving.service import API_KEY_ENV
 
 #: How long the supervisor waits for a serving worker's answer to its health check before it replaces the worker,
 #: in seconds. A dead worker is replaced at once, whatever this says.
@@ -271,6 +270,8 @@ def start_server(
     if datamart_url:
         env[datamart.DATAMART_URL_ENV] = datamart_url
     if api_key is not None:
+        from utils.serving.service import API_KEY_ENV  # not at the top: the command line starts without the service
+
         env[API_KEY_ENV] = api_key
     command = [sys.executable, "-m", "utils.serving", "--host", host, "--port", str(port), "--workers", str(workers)]
     if not access_log:

@@ -1,6 +1,7 @@
 """The fixed choices and rules that the command lines offer and the modules below them enforce: deployment spaces
 (:mod:`utils.deployment`), the rule of a person's name, the policies for duplicate rows (:mod:`utils.validation`),
-the four-fifths rule (:mod:`utils.data`).
+the four-fifths rule (:mod:`utils.data`), the monitors (:mod:`utils.monitoring`) and those whose alerts retraining
+learns from (:mod:`utils.retraining`).
 
 Plain constants importing nothing, so that a command line builds its parser before any heavy library is imported.
 """
@@ -21,3 +22,8 @@ DUPLICATE_POLICIES = ("keep", "drop", "fail")
 #: The four-fifths rule: a monitored group's favourable rate below this share of the reference group's (disparate
 #: impact) is adverse (:mod:`utils.data` re-exports it; the monitoring command line's default).
 FOUR_FIFTHS_RULE = 0.80
+#: The monitors, in the order they run.
+MONITORS: tuple[str, ...] = ("quality", "fairness", "drift", "data_quality")
+#: The monitors whose alerting windows retraining learns from by default (fairness alerts can come from biased
+#: labels, which a model must not learn).
+RETRAIN_ON: tuple[str, ...] = ("drift", "quality")

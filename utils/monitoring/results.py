@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from utils.choices import MONITORS as MONITORS
 from utils.monitoring.thresholds import Thresholds as Thresholds
 
-MONITORS: tuple[str, ...] = ("quality", "fairness", "drift", "data_quality")
 #: The metrics that raise alerts, and in which direction their threshold is crossed.
 ALERT_METRICS: dict[tuple[str, str], str] = {
     ("quality", "auc_roc"): "below",

@@ -7,16 +7,24 @@ stage the candidate in preprod, evaluate it against the champion) → ``cli`` (`
 Nothing here deploys to prod.
 """
 
-from utils.retraining.run import RETRAINING_AUTHOR, Retraining, evaluate_candidate, retrain, stage_candidate
-from utils.retraining.training_set import (
-    RETRAIN_ON,
-    RetrainingError,
-    TrainingSet,
-    alerting_windows,
-    build_training_set,
-    labelled_records,
-)
+from typing import TYPE_CHECKING
 
+from utils.lazy import lazy_exports
+
+#: Each public name and the module defining it, imported when the name is first used (see :mod:`utils.lazy`).
+_EXPORTS = {
+    "RETRAINING_AUTHOR": "utils.retraining.run",
+    "RETRAIN_ON": "utils.retraining.training_set",
+    "Retraining": "utils.retraining.run",
+    "RetrainingError": "utils.retraining.training_set",
+    "TrainingSet": "utils.retraining.training_set",
+    "alerting_windows": "utils.retraining.training_set",
+    "build_training_set": "utils.retraining.training_set",
+    "evaluate_candidate": "utils.retraining.run",
+    "labelled_records": "utils.retraining.training_set",
+    "retrain": "utils.retraining.run",
+    "stage_candidate": "utils.retraining.run",
+}
 __all__ = [
     "RETRAINING_AUTHOR",
     "RETRAIN_ON",
@@ -30,3 +38,15 @@ __all__ = [
     "retrain",
     "stage_candidate",
 ]
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+
+if TYPE_CHECKING:
+    from utils.retraining.run import RETRAINING_AUTHOR, Retraining, evaluate_candidate, retrain, stage_candidate
+    from utils.retraining.training_set import (
+        RETRAIN_ON,
+        RetrainingError,
+        TrainingSet,
+        alerting_windows,
+        build_training_set,
+        labelled_records,
+    )

@@ -17,12 +17,8 @@ import argparse
 import json
 import sys
 
-import pandas as pd
-
 from utils import config
-from utils.monitoring import MONITORS
-from utils.retraining.run import evaluate_candidate, retrain, stage_candidate
-from utils.retraining.training_set import RETRAIN_ON
+from utils.choices import MONITORS, RETRAIN_ON
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    import pandas as pd  # the machinery: imported once the arguments are parsed
+
+    from utils.retraining.run import evaluate_candidate, retrain, stage_candidate
+
     try:
         retraining = retrain(
             args.deployment_id,

@@ -15,14 +15,11 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from utils import datamart
+from utils.choices import RETRAIN_ON as RETRAIN_ON
 from utils.data import CATEGORIES, FEATURES, LABEL
 from utils.features import stratified_split
 from utils.monitoring import ALERT_METRICS
 from utils.times import as_utc_or_none
-
-#: Monitors whose alerts mark records to learn from. Fairness is left out by default: its alerts can come from
-#: biased labels, which a model retrained on them would learn.
-RETRAIN_ON = ("drift", "quality")
 
 
 class RetrainingError(ValueError):

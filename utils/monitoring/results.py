@@ -16,6 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 MONITORS: tuple[str, ...] = ("quality", "fairness", "drift", "data_quality")
+#: Monitors of the serving of a deployment rather than its records, run when asked for (or by ``ALL_MONITORS``).
+SERVICE_MONITORS: tuple[str, ...] = ("performance",)
+ALL_MONITORS: tuple[str, ...] = (*MONITORS, *SERVICE_MONITORS)
 #: The metrics that raise alerts, and in which direction their threshold is crossed.
 ALERT_METRICS: dict[tuple[str, str], str] = {
     ("quality", "auc_roc"): "below",
@@ -24,6 +27,8 @@ ALERT_METRICS: dict[tuple[str, str], str] = {
     ("drift", "classifier_drift_p_value"): "below",
     ("drift", "estimated_accuracy_drop"): "above",
     ("data_quality", "out_of_range_share"): "above",
+    ("performance", "latency_p95_seconds"): "above",
+    ("performance", "rejected_request_share"): "above",
 }
 GATES: tuple[str, ...] = ("quality_ok", "fairness_ok", "drift_detected")
 MEASUREMENT_COLUMNS: tuple[str, ...] = (
@@ -65,6 +70,12 @@ class Thresholds:
     max_accuracy_drop: float = 0.10
     #: Alert when the share of scored records with a value outside the training data's ranges is above this.
     max_out_of_range_share: float = 0.05
+    #: Requests a window needs before the performance monitor gets a verdict.
+    min_requests: int = 20
+    #: Alert when the 95th percentile of the accepted requests' latency is above this, in seconds.
+    max_latency_p95_seconds: float = 1.0
+    #: Alert when the share of rejected requests is above this.
+    max_rejected_request_share: float = 0.10
 
 
 def _missing(value) -> bool:

@@ -1,0 +1,212 @@
+"""The subscriptions API: deployments to monitor, served here or by another engine, and their logged records.
+
+Protected by the API key, under ``/ml/v4`` like the deployments API:
+
+- ``POST /ml/v4/subscriptions``: subscribe a deployment that another engine serves (:mod:`utils.subscriptions`);
+- ``GET /ml/v4/subscriptions``: the subscriptions (optionally by name);
+- ``GET /ml/v4/subscriptions/{id}``: one subscription; a deployment's id gives the deployment's own subscription;
+- ``POST /ml/v4/subscriptions/{id}/payload``: log records the engine scored (inputs, prediction, probabilities,
+  optionally the transaction id and the moment), without scoring them (:mod:`utils.payload_log`);
+- ``POST /ml/v4/subscriptions/{id}/feedback``: log labelled records, naming the prediction each labels.
+
+Records are checked against the subscription's schema with the same errors as scoring (every fault by field and
+row); at most the service's row limit per request, within its body-size limit.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from utils import config
+from utils.contract import observed_ranges
+from utils.data import FEATURES
+from utils.payload_log import log_feedback, log_payload
+from utils.scoring import InputError
+from utils.serving.metrics import note_accepted
+from utils.serving.routes import ServiceDep, require_key
+from utils.serving.schemas import EXAMPLE_ROW, ErrorBody
+from utils.subscriptions import (
+    COLUMN_TYPES,
+    ENGINES,
+    Subscription,
+    SubscriptionError,
+    create_subscription,
+    get_subscription,
+    list_subscriptions,
+)
+
+router = APIRouter(prefix="/ml/v4", tags=["Subscriptions"], dependencies=[Depends(require_key)])
+ColumnType = Literal[tuple(COLUMN_TYPES)]  # type: ignore[valid-type]
+Engine = Literal[ENGINES[1:]]  # type: ignore[valid-type]
+_APPLICANT = dict(zip(FEATURES, EXAMPLE_ROW, strict=True))
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody} for code in sorted({400, 401, 503, *codes})}
+
+
+class SubscriptionRequest(BaseModel):
+    """A deployment served by another engine, to monitor. Fields left out take the credit contract's values."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(max_length=100, description="1 to 100 ASCII letters, digits, '-', '_', '.'")
+    engine: Engine
+    scoring_url: str | None = Field(None, max_length=500, description="the engine's V2 .../infer URL, if any")
+    model_id: str | None = Field(None, max_length=200, description="the model as the engine names it")
+    input_schema: Literal["credit"] | dict[str, ColumnType] = "credit"
+    label: str | None = Field(None, max_length=100)
+    classes: list[Annotated[str, Field(max_length=50)]] | None = Field(None, description="two, favourable first")
+    prediction_field: str | None = Field(None, max_length=100)
+    probability_field: str | None = Field(None, max_length=100)
+    protected_attributes: list[Annotated[str, Field(max_length=100)]] | None = Field(None, max_length=50)
+
+
+class SubscriptionInfo(BaseModel):
+    subscription_id: str
+    name: str
+    engine: str
+    created_at: str
+    scoring_url: str | None
+    deployment_id: str | None
+    model_id: str
+    input_schema: str | dict[str, str]
+    label: str
+    classes: list[str]
+    favourable: str
+    prediction_field: str
+    probability_field: str
+    protected_attributes: list[str]
+    reference: str
+    groups: dict[str, dict[str, Any]]
+
+
+class SubscriptionList(BaseModel):
+    resources: list[SubscriptionInfo]
+
+
+class LoggedPrediction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inputs: dict[str, Any]
+    prediction: str = Field(max_length=50)
+    probabilities: list[float] = Field(max_length=10, description="one per class, in the subscription's order")
+    transaction_id: str | None = Field(None, max_length=200)
+    scored_at: datetime | None = Field(None, description="when the engine scored it (default: now); UTC if naive")
+
+
+class PayloadLogRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    records: list[LoggedPrediction]
+
+
+class LabelledRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inputs: dict[str, Any]
+    label: str = Field(max_length=50)
+    transaction_id: str | None = Field(None, max_length=200)
+
+
+class FeedbackLogRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    records: list[LabelledRecord]
+
+
+class LoggedResponse(BaseModel):
+    subscription_id: str
+    records: int
+    ids: list[str] = Field(description="the transaction ids (payload) or feedback ids (feedback), in order")
+
+
+SUBSCRIPTION_EXAMPLE = {
+    "mlserver": {
+        "summary": "A credit model served by MLServer",
+        "value": {
+            "name": "credit-risk-mlserver",
+            "engine": "mlserver",
+            "scoring_url": "http://127.0.0.1:8080/v2/models/credit-risk-forest/infer",
+            "probability_field": "predict_proba",
+        },
+    }
+}
+PAYLOAD_EXAMPLE = {
+    "applicant": {
+        "summary": "One scored applicant",
+        "value": {"records": [{"inputs": _APPLICANT, "prediction": "No Risk", "probabilities": [0.8, 0.2]}]},
+    }
+}
+
+
+def _subscription(service, subscription_id: str) -> Subscription:
+    try:
+        return get_subscription(subscription_id, engine=service.engine)
+    except SubscriptionError as error:
+        raise InputError(str(error), field=error.field, status=error.status) from None
+
+
+@functools.lru_cache(maxsize=32)
+def _ranges(path: str) -> dict:
+    return observed_ranges(path)
+
+
+@router.post("/subscriptions", status_code=201, response_model=SubscriptionInfo, responses=_errors(409, 413))
+def subscribe(
+    body: Annotated[SubscriptionRequest, Body(openapi_examples=SUBSCRIPTION_EXAMPLE)], service: ServiceDep
+) -> SubscriptionInfo:
+    """Subscribe a deployment that another engine serves, for monitoring."""
+    fields = body.model_dump(exclude={"name", "engine", "scoring_url"})
+    try:
+        created = create_subscription(
+            body.name,
+            engine_name=body.engine,
+            scoring_url=body.scoring_url,
+            engine=service.engine,
+            work=service.settings.work,
+            **fields,
+        )
+    except SubscriptionError as error:
+        raise InputError(str(error), field=error.field, status=error.status) from None
+    return SubscriptionInfo(**created.as_dict())
+
+
+@router.get("/subscriptions", response_model=SubscriptionList, responses=_errors())
+def subscriptions(service: ServiceDep, name: str | None = None) -> SubscriptionList:
+    """The subscriptions, oldest first (a deployment's own appears once it has been used)."""
+    found = list_subscriptions(engine=service.engine, name=name)
+    return SubscriptionList(resources=[SubscriptionInfo(**s.as_dict()) for s in found])
+
+
+@router.get("/subscriptions/{subscription_id}", response_model=SubscriptionInfo, responses=_errors(404))
+def subscription(subscription_id: str, service: ServiceDep) -> SubscriptionInfo:
+    """One subscription; a deployment's id gives the deployment's own."""
+    return SubscriptionInfo(**_subscription(service, subscription_id).as_dict())
+
+
+@router.post(
+    "/subscriptions/{subscription_id}/payload", response_model=LoggedResponse, responses=_errors(404, 409, 413)
+)
+def log_subscription_payload(
+    subscription_id: str,
+    body: Annotated[PayloadLogRequest, Body(openapi_examples=PAYLOAD_EXAMPLE)],
+    service: ServiceDep,
+) -> LoggedResponse:
+    """Log records that the subscription's engine scored (nothing is scored here)."""
+    found = _subscription(service, subscription_id)
+    path = config.layout(service.settings.work).resolve(found.reference)
+    observed = _ranges(str(path)) if found.credit and path.is_file() else None
+    logged = [record.model_dump() for record in body.records]
+    ids = log_payload(service.engine, found, logged, max_rows=service.settings.max_rows, observed=observed)
+    note_accepted(found.subscription_id, len(ids))
+    return LoggedResponse(subscription_id=found.subscription_id, records=len(ids), ids=ids)
+
+
+@router.post("/subscriptions/{subscription_id}/feedback", response_model=LoggedResponse, responses=_errors(404, 413))
+def log_subscription_feedback(subscription_id: str, body: FeedbackLogRequest, service: ServiceDep) -> LoggedResponse:
+    """Log labelled records, each naming the logged prediction it labels (needed without a scoring URL)."""
+    found = _subscription(service, subscription_id)
+    labelled = [record.model_dump() for record in body.records]
+    ids = log_feedback(service.engine, found, labelled, max_rows=service.settings.max_rows)
+    return LoggedResponse(subscription_id=found.subscription_id, records=len(ids), ids=ids)

@@ -61,6 +61,7 @@ class RemoteModel:
         columns: Sequence[str],
         classes: Sequence[str],
         probability_field: str,
+        prediction_field: str | None = None,
         batch_rows: int = BATCH_ROWS,
         timeout: float = TIMEOUT_SECONDS,
     ):
@@ -68,30 +69,39 @@ class RemoteModel:
         self.columns = list(columns)
         self.classes_ = np.asarray(classes)
         self.probability_field = probability_field
+        self.prediction_field = prediction_field
         self.batch_rows = batch_rows
         self.timeout = timeout
         #: Rows scored through the engine so far (how much an explanation or a check cost).
         self.rows_scored = 0
 
-    def _score(self, client: httpx.Client, frame: pd.DataFrame) -> np.ndarray:
+    def _score(self, client: httpx.Client, frame: pd.DataFrame) -> tuple[list | None, np.ndarray]:
+        wanted = [name for name in (self.prediction_field, self.probability_field) if name]
         try:
-            answer = client.post(self.url, json=inference_request(frame, [self.probability_field]))
+            answer = client.post(self.url, json=inference_request(frame, wanted))
             answer.raise_for_status()
             outputs = {tensor["name"]: tensor for tensor in answer.json()["outputs"]}
             found = np.asarray(outputs[self.probability_field]["data"], dtype=float)
+            labels = outputs[self.prediction_field]["data"] if self.prediction_field else None
         except (httpx.HTTPError, KeyError, ValueError, TypeError) as error:
-            raise RemoteScoringError(f"{self.url} gave no {self.probability_field!r}: {error}") from None
-        return found.reshape(len(frame), len(self.classes_))
+            raise RemoteScoringError(f"{self.url} gave no {wanted}: {error}") from None
+        return labels, found.reshape(len(frame), len(self.classes_))
 
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """The probabilities of ``classes`` for each row of ``frame`` (its ``columns``), from the engine."""
+    def predict(self, frame: pd.DataFrame) -> tuple[list | None, np.ndarray]:
+        """The engine's decisions (its ``prediction_field``; None without one) and the probabilities of
+        ``classes`` for each row of ``frame`` (its ``columns``)."""
         frame = frame[self.columns].reset_index(drop=True)
         if not len(frame):
-            return np.empty((0, len(self.classes_)))
+            return ([] if self.prediction_field else None), np.empty((0, len(self.classes_)))
         with httpx.Client(timeout=self.timeout) as client:
             parts = [
                 self._score(client, frame.iloc[start : start + self.batch_rows])
                 for start in range(0, len(frame), self.batch_rows)
             ]
         self.rows_scored += len(frame)
-        return np.vstack(parts)
+        labels = [label for part, _ in parts for label in part] if self.prediction_field else None
+        return labels, np.vstack([proba for _, proba in parts])
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """The probabilities of ``classes`` for each row of ``frame`` (its ``columns``), from the engine."""
+        return self.predict(frame)[1]

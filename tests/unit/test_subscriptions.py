@@ -235,3 +235,28 @@ def test_a_deployment_is_monitored_through_its_subscription(workspace):
     subscription = get_subscription(workspace.deployment.deployment_id, engine=workspace.engine)
     monitor = monitor_for(subscription.subscription_id, engine=workspace.engine, work=workspace.work)
     assert monitor.deployment == workspace.deployment and monitor.model is not None
+
+
+def test_the_command_lines_create_list_and_monitor_a_subscription(biased, workspace, capsys, tmp_path):
+    from utils import subscriptions
+    from utils.monitoring.cli import main as monitoring_main
+
+    work = str(workspace.work)
+    schema = tmp_path / "schema.json"
+    schema.write_text('{"income": "number", "region": "string"}')
+    assert subscriptions.main(["--work-dir", work, "create", "--name", "cli-engine", "--engine", "custom"]) == 0
+    declared = ["--schema", str(schema), "--label", "y", "--classes", "good,bad", "--protected", "region"]
+    assert (
+        subscriptions.main(["--work-dir", work, "create", "--name", "cli-declared", "--engine", "kserve", *declared])
+        == 0
+    )
+    assert subscriptions.main(["--work-dir", work, "create", "--name", "cli-engine", "--engine", "custom"]) == 2
+    assert "a subscription named 'cli-engine' exists" in capsys.readouterr().err
+    assert subscriptions.main(["--work-dir", work, "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "cli-engine  custom" in listed and "cli-declared  kserve" in listed
+    assert monitoring_main(["--subscription-id", biased, "--work-dir", work, "--fail-on-alert"]) == 1
+    printed = capsys.readouterr().out
+    assert "ALERT fairness.disparate_impact [Sex]" in printed and "report: " in printed
+    report = printed.split("report: ")[1].strip()
+    assert "performance" in open(report).read()

@@ -16,7 +16,8 @@ import math
 import sys
 
 from utils.monitoring.monitor import evaluate_all
-from utils.monitoring.results import Evaluation, Thresholds
+from utils.monitoring.results import ALL_MONITORS, Evaluation, Thresholds
+from utils.monitoring.subscription import monitor_for
 
 #: What each threshold option means (docs/monitoring.md, "Thresholds and minimums", explains the defaults).
 _MEANING = {
@@ -30,6 +31,9 @@ _MEANING = {
     "max_drifted_share": "drift alert when the share of drifted features is above it",
     "multivariate_p_value": "drift alert when the classifier test's p-value is below it",
     "max_accuracy_drop": "model-drift alert when the estimated accuracy drop is above it",
+    "min_requests": "requests needed for a performance verdict (--subscription-id)",
+    "max_latency_p95_seconds": "performance alert when the 95th percentile latency is above it, in seconds",
+    "max_rejected_request_share": "performance alert when the share of rejected requests is above it",
 }
 
 
@@ -81,7 +85,11 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m utils.monitoring",
         description="Evaluate the quality, fairness and drift monitors of a deployment.",
     )
-    parser.add_argument("--deployment-id", required=True)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--deployment-id", help="a deployment of this project's service")
+    which.add_argument(
+        "--subscription-id", help="a subscription (served here or by another engine): every monitor, performance too"
+    )
     parser.add_argument("--start", help="window start, ISO 8601, UTC unless a zone is given (inclusive; default: open)")
     parser.add_argument("--end", help="window end, ISO 8601 (exclusive; default: open)")
     parser.add_argument("--work-dir", help="working directory (default: $CREDIT_WORKDIR, else <project>/work)")
@@ -116,17 +124,32 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     try:
-        evaluation = evaluate_all(
-            args.deployment_id,
-            args.start,
-            args.end,
-            work=args.work_dir,
-            reference=args.reference,
-            thresholds=thresholds_from(args),
-            store=not args.no_store,
-        )
+        evaluation = _evaluate_subscription(args) if args.subscription_id else _evaluate_deployment(args)
     except Exception as error:  # a missing deployment, reference or model: say what, not a traceback
         print(f"monitoring failed: {error}", file=sys.stderr)
         return 2
+    return _report(evaluation, args.fail_on_alert)
+
+
+def _evaluate_deployment(args: argparse.Namespace) -> Evaluation:
+    return evaluate_all(
+        args.deployment_id,
+        args.start,
+        args.end,
+        work=args.work_dir,
+        reference=args.reference,
+        thresholds=thresholds_from(args),
+        store=not args.no_store,
+    )
+
+
+def _evaluate_subscription(args: argparse.Namespace) -> Evaluation:
+    monitor = monitor_for(args.subscription_id, work=args.work_dir, thresholds=thresholds_from(args))
+    return monitor.evaluate(
+        args.start, args.end, monitors=ALL_MONITORS, store=not args.no_store, report=not args.no_store
+    )
+
+
+def _report(evaluation: Evaluation, fail_on_alert: bool) -> int:
     _print(evaluation)
-    return 1 if args.fail_on_alert and not evaluation.alerts.empty else 0
+    return 1 if fail_on_alert and not evaluation.alerts.empty else 0

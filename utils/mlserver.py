@@ -18,14 +18,13 @@ import json
 import os
 import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
 
 from utils import config
 from utils.deployment import is_valid_name
-from utils.serving.server import free_port, wait_until_ready
+from utils.serving.server import ServerHandle, free_port, wait_until_ready
 
 #: The environment variable naming MLServer's virtual environment, and its default.
 MLSERVER_VENV_ENV = "CREDIT_MLSERVER_VENV"
@@ -81,36 +80,12 @@ def write_model_repository(models: Mapping[str, object], folder: Path, *, ports:
     return folder
 
 
-@dataclass
-class EngineHandle:
-    """A running MLServer: its base URL, process and log file."""
-
-    url: str
-    process: subprocess.Popen
-    log_path: Path
+class EngineHandle(ServerHandle):
+    """A running MLServer: its base URL, process and log file; ``stop()`` ends it (also on interpreter exit)."""
 
     def infer_url(self, name: str) -> str:
         """The Open Inference Protocol ``infer`` URL of model ``name``."""
         return f"{self.url}/v2/models/{name}/infer"
-
-    def stop(self, timeout: float = 15.0) -> None:
-        """Stop the engine (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def __enter__(self) -> EngineHandle:
-        return self
-
-    def __exit__(self, *_) -> None:
-        self.stop()
 
 
 def start_mlserver(

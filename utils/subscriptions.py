@@ -14,21 +14,23 @@ first use, so that the monitors have one way in.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
-import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from utils import config, datamart
-from utils.contract import InputError, check_identifier, shown
-from utils.data import CLASS_ORDER, FAVOURABLE, LABEL, PROTECTED_GROUPS
+from utils.contract import InputError, check_identifier, shown, valid_rows
+from utils.data import CLASS_ORDER, FAVOURABLE, FEATURES, LABEL, PROTECTED_GROUPS, write_csv
 from utils.datamart import subscriptions as rows
 from utils.deployment import DeploymentError, get_deployment, is_valid_name
 from utils.times import utc_now
@@ -48,6 +50,8 @@ COLUMN_TYPES: dict[str, tuple[type, ...]] = {
 MAX_COLUMNS, MAX_COLUMN_NAME = 500, 100
 #: Where the reference data of a subscription are kept, inside the working directory (named by its id).
 REFERENCE_FOLDER = "subscriptions"
+#: Fewest rows reference data may have (the drift tests compare distributions).
+MIN_REFERENCE_ROWS = 50
 
 
 class SubscriptionError(ValueError):
@@ -178,17 +182,6 @@ def _check_outputs(spec: dict[str, Any]) -> dict[str, Any]:
     return {**spec, "classes": list(classes), "protected_attributes": list(protected)}
 
 
-def _copy_reference(source: str | os.PathLike, subscription_id: str, work: Path) -> str:
-    """Copy a reference data file into the working directory, named by the subscription's id."""
-    source = Path(source)
-    if not source.is_file():
-        raise SubscriptionError(f"reference data file {source} does not exist", field="reference")
-    target = config.layout(work).root / REFERENCE_FOLDER / f"{subscription_id}.csv"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
-    return config.layout(work).relative(target)
-
-
 def create_subscription(
     name: str,
     *,
@@ -203,8 +196,8 @@ def create_subscription(
 
     ``spec`` holds the fields of :class:`Subscription` after ``scoring_url`` (``input_schema``, ``label``,
     ``classes``, ``prediction_field``, ``probability_field``, ``protected_attributes``, ``model_id``); missing
-    ones take the credit contract's values. ``reference`` is a CSV file copied into the working directory; by
-    default the working directory's training split.
+    ones take the credit contract's values. ``reference`` is a CSV file, checked against the schema and copied into
+    the working directory; by default the working directory's training split.
 
     Raises:
         SubscriptionError: a field at fault (named), or a name already taken (status 409).
@@ -219,14 +212,14 @@ def create_subscription(
         spec["protected_attributes"] = ("Sex", "Age") if spec["input_schema"] == CREDIT_CONTRACT else ()
     spec = _check_outputs(spec)
     layout = config.layout(work)
-    subscription_id = datamart.new_id()
-    spec["reference"] = (
-        _copy_reference(reference, subscription_id, layout.root) if reference else layout.relative(layout.train)
-    )
+    spec["reference"] = layout.relative(layout.train)
     defaults = Subscription("", "", "", utc_now(), model_id=name)
     spec = {key: spec[key] if spec.get(key) is not None else getattr(defaults, key) for key in _SPEC_FIELDS}
-    row = {"subscription_id": subscription_id, "name": name, "engine": engine_name, "scoring_url": scoring_url}
-    return _store(engine or datamart.connect(work=work), {**row, "deployment_id": None, "spec": _json(spec)})
+    row = {"subscription_id": datamart.new_id(), "name": name, "engine": engine_name, "scoring_url": scoring_url}
+    row = {**row, "deployment_id": None, "spec": _json(spec), "created_at": utc_now()}
+    if reference:  # checked and written before the subscription is stored
+        spec["reference"] = _write_reference(_from_row(row), Path(reference).read_bytes(), layout)
+    return _store(engine or datamart.connect(work=work), {**row, "spec": _json(spec)})
 
 
 def _json(spec: dict[str, Any]) -> dict[str, Any]:
@@ -284,6 +277,56 @@ def get_subscription(subscription_id: str, *, engine: Engine) -> Subscription:
         raise SubscriptionError(error.message, field="subscription_id", status=404) from None
     found = rows.read_subscription(engine, subscription_id=subscription_id)
     return _from_row(found) if found is not None else deployment_subscription(subscription_id, engine=engine)
+
+
+def _reference_faults(subscription: Subscription, frame: pd.DataFrame) -> str | None:
+    """What is wrong with reference data for ``subscription``, or None."""
+    wanted = list(FEATURES) if subscription.credit else list(subscription.input_schema)
+    missing = [name for name in (*wanted, subscription.label) if name not in frame.columns]
+    if missing:
+        return f"the reference data lack the column(s) {', '.join(missing[:5])}"
+    if len(frame) < MIN_REFERENCE_ROWS:
+        return f"the reference data hold {len(frame)} rows; at least {MIN_REFERENCE_ROWS} are needed"
+    if subscription.credit and not (valid := valid_rows(frame)).all():
+        return f"row {int(np.flatnonzero(~valid)[0])} of the reference data breaks the credit contract"
+    unknown = set(frame[subscription.label].dropna().astype(str)) - set(subscription.classes)
+    if unknown:
+        return f"the reference data's {subscription.label} holds {shown(sorted(unknown)[0])}, not one of the classes"
+    return None
+
+
+def set_reference(
+    subscription_id: str, data: bytes, *, engine: Engine, work: str | os.PathLike | None = None
+) -> Subscription:
+    """Replace a subscription's reference data with the CSV text ``data`` (UTF-8, a header line), checked against
+    its schema and stored in the working directory under the subscription's id.
+
+    Raises:
+        SubscriptionError: no such subscription (404), a deployment's own (its reference is its training split),
+            or data that do not fit the schema (naming what is wrong).
+    """
+    found = get_subscription(subscription_id, engine=engine)
+    if found.engine == "local":
+        raise SubscriptionError("a deployment's reference data are its training split", field="subscription_id")
+    reference = _write_reference(found, data, config.layout(work))
+    spec = _json({key: getattr(found, key) for key in _SPEC_FIELDS})
+    rows.update_subscription_spec(engine, found.subscription_id, {**spec, "reference": reference})
+    return get_subscription(found.subscription_id, engine=engine)
+
+
+def _write_reference(subscription: Subscription, data: bytes, layout: config.WorkLayout) -> str:
+    """Check CSV text as the subscription's reference data and write it, named by the subscription's id; returns
+    its path relative to the working directory."""
+    try:
+        frame = pd.read_csv(io.BytesIO(data), skipinitialspace=True)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
+        problem = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise SubscriptionError(f"the reference data are no CSV text: {problem}", field="reference") from None
+    problem = _reference_faults(subscription, frame)
+    if problem:
+        raise SubscriptionError(problem, field="reference")
+    path = write_csv(frame, layout.root / REFERENCE_FOLDER / f"{subscription.subscription_id}.csv")
+    return layout.relative(path)
 
 
 def list_subscriptions(*, engine: Engine, name: str | None = None) -> list[Subscription]:

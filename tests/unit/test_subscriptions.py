@@ -244,7 +244,12 @@ def test_the_command_lines_create_list_and_monitor_a_subscription(biased, worksp
     work = str(workspace.work)
     schema = tmp_path / "schema.json"
     schema.write_text('{"income": "number", "region": "string"}')
-    assert subscriptions.main(["--work-dir", work, "create", "--name", "cli-engine", "--engine", "custom"]) == 0
+    reference = tmp_path / "reference.csv"
+    workspace.train.to_csv(reference, index=False)
+    created = ["create", "--name", "cli-engine", "--engine", "custom", "--reference", str(reference)]
+    assert subscriptions.main(["--work-dir", work, *created]) == 0
+    (made,) = [s for s in subscriptions.list_subscriptions(engine=workspace.engine) if s.name == "cli-engine"]
+    assert made.reference == f"subscriptions/{made.subscription_id}.csv"
     declared = ["--schema", str(schema), "--label", "y", "--classes", "good,bad", "--protected", "region"]
     assert (
         subscriptions.main(["--work-dir", work, "create", "--name", "cli-declared", "--engine", "kserve", *declared])
@@ -260,3 +265,28 @@ def test_the_command_lines_create_list_and_monitor_a_subscription(biased, worksp
     assert "ALERT fairness.disparate_impact [Sex]" in printed and "report: " in printed
     report = printed.split("report: ")[1].strip()
     assert "performance" in open(report).read()
+
+
+def test_reference_data_are_replaced_as_checked_csv(client, workspace):
+    sub = _subscribe(client, "reference-engine")
+    url = f"/ml/v4/subscriptions/{sub['subscription_id']}/reference"
+    csv = workspace.train.to_csv(index=False).encode()
+    answer = client.put(url, content=csv, headers={"Content-Type": "text/csv"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["reference"] == f"subscriptions/{sub['subscription_id']}.csv"
+    stored = pd.read_csv(workspace.work / answer.json()["reference"])
+    assert len(stored) == len(workspace.train)
+    for body, problem in (
+        (workspace.train.drop(columns="Age").to_csv(index=False).encode(), "lack the column(s) Age"),
+        (workspace.train.assign(Age=12).to_csv(index=False).encode(), "breaks the credit contract"),
+        (workspace.train.iloc[:5].to_csv(index=False).encode(), "at least 50"),
+        (b"", "no CSV text"),
+    ):
+        refused = client.put(url, content=body, headers={"Content-Type": "text/csv"})
+        assert refused.status_code == 400 and problem in refused.json()["error"], refused.text
+    assert (
+        client.get(f"/ml/v4/subscriptions/{sub['subscription_id']}").json()["reference"] == answer.json()["reference"]
+    )
+    own = f"/ml/v4/subscriptions/{workspace.deployment.deployment_id}/reference"
+    assert client.put(own, content=csv).status_code == 400
+    assert client.put("/ml/v4/subscriptions/nope/reference", content=csv).status_code == 404

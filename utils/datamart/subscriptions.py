@@ -82,3 +82,13 @@ def read_requests(
     frame = pd.DataFrame(rows, columns=list(_REQUEST_COLUMNS))
     frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True)
     return frame
+
+
+def update_subscription_spec(engine: Engine, subscription_id: str, spec: Mapping) -> bool:
+    """Replace a subscription's ``spec``; returns whether the subscription exists."""
+    table = subscriptions
+    with engine.begin() as connection:
+        changed = connection.execute(
+            table.update().where(table.c.subscription_id == subscription_id).values(spec=dict(spec))
+        ).rowcount
+    return changed == 1

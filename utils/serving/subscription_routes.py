@@ -7,7 +7,8 @@ Protected by the API key, under ``/ml/v4`` like the deployments API:
 - ``GET /ml/v4/subscriptions/{id}``: one subscription; a deployment's id gives the deployment's own subscription;
 - ``POST /ml/v4/subscriptions/{id}/payload``: log records the engine scored (inputs, prediction, probabilities,
   optionally the transaction id and the moment), without scoring them (:mod:`utils.payload_log`);
-- ``POST /ml/v4/subscriptions/{id}/feedback``: log labelled records, naming the prediction each labels.
+- ``POST /ml/v4/subscriptions/{id}/feedback``: log labelled records, naming the prediction each labels;
+- ``PUT /ml/v4/subscriptions/{id}/reference``: replace the reference (training) data, as CSV.
 
 Records are checked against the subscription's schema with the same errors as scoring (every fault by field and
 row); at most the service's row limit per request, within its body-size limit.
@@ -19,7 +20,7 @@ import functools
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from utils import config
@@ -38,6 +39,7 @@ from utils.subscriptions import (
     create_subscription,
     get_subscription,
     list_subscriptions,
+    set_reference,
 )
 
 router = APIRouter(prefix="/ml/v4", tags=["Subscriptions"], dependencies=[Depends(require_key)])
@@ -147,8 +149,14 @@ def _subscription(service, subscription_id: str) -> Subscription:
         raise InputError(str(error), field=error.field, status=error.status) from None
 
 
+async def raw_body(request: Request) -> bytes:
+    """The request's body as it came."""
+    return await request.body()
+
+
 @functools.lru_cache(maxsize=32)
-def _ranges(path: str) -> dict:
+def _ranges(path: str, modified_ns: int) -> dict:
+    """The reference data's ranges, read again when the file changes."""
     return observed_ranges(path)
 
 
@@ -196,7 +204,7 @@ def log_subscription_payload(
     """Log records that the subscription's engine scored (nothing is scored here)."""
     found = _subscription(service, subscription_id)
     path = config.layout(service.settings.work).resolve(found.reference)
-    observed = _ranges(str(path)) if found.credit and path.is_file() else None
+    observed = _ranges(str(path), path.stat().st_mtime_ns) if found.credit and path.is_file() else None
     logged = [record.model_dump() for record in body.records]
     ids = log_payload(service.engine, found, logged, max_rows=service.settings.max_rows, observed=observed)
     note_accepted(found.subscription_id, len(ids))
@@ -210,3 +218,32 @@ def log_subscription_feedback(subscription_id: str, body: FeedbackLogRequest, se
     labelled = [record.model_dump() for record in body.records]
     ids = log_feedback(service.engine, found, labelled, max_rows=service.settings.max_rows)
     return LoggedResponse(subscription_id=found.subscription_id, records=len(ids), ids=ids)
+
+
+#: The body of ``PUT .../reference`` as the docs show it (the handler reads it, so FastAPI cannot tell).
+REFERENCE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/csv": {
+                "schema": {"type": "string"},
+                "description": "A header line naming the input columns and the label, then one record per line.",
+            }
+        },
+    }
+}
+
+
+@router.put(
+    "/subscriptions/{subscription_id}/reference",
+    response_model=SubscriptionInfo,
+    responses=_errors(404, 413),
+    openapi_extra=REFERENCE_BODY,
+)
+def put_reference(subscription_id: str, body: Annotated[bytes, Depends(raw_body)], service: ServiceDep):
+    """Replace the reference (training) data of a subscription served by another engine, as CSV."""
+    try:
+        found = set_reference(subscription_id, body, engine=service.engine, work=service.settings.work)
+    except SubscriptionError as error:
+        raise InputError(str(error), field=error.field, status=error.status) from None
+    return SubscriptionInfo(**found.as_dict())

@@ -17,6 +17,7 @@ import argparse
 import io
 import json
 import os
+import re
 import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -48,6 +49,13 @@ COLUMN_TYPES: dict[str, tuple[type, ...]] = {
 }
 #: Most columns a declared schema may have, and longest column name.
 MAX_COLUMNS, MAX_COLUMN_NAME = 500, 100
+#: The rules as JSON Schema patterns (for the API's description): a subscription's name (the deployment name rule),
+#: a column name (no control character), an identifier (labels, output fields), a scoring URL.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+COLUMN_NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+URL_PATTERN = r"^https?://[^\s]+$"
+_COLUMN_NAME, _URL = re.compile(COLUMN_NAME_PATTERN[1:-1]), re.compile(URL_PATTERN[1:-1])  # matched whole
 #: Where the reference data of a subscription are kept, inside the working directory (named by its id).
 REFERENCE_FOLDER = "subscriptions"
 #: Fewest rows reference data may have (the drift tests compare distributions).
@@ -144,8 +152,9 @@ def _check_schema(schema: object) -> str | dict[str, str]:
             field="input_schema",
         )
     for name, kind in schema.items():
-        if not name or len(name) > MAX_COLUMN_NAME or not name.isprintable():
-            raise SubscriptionError(f"column name {shown(name)} is empty, too long or not printable", field=name)
+        if not isinstance(name, str) or len(name) > MAX_COLUMN_NAME or not _COLUMN_NAME.fullmatch(name):
+            message = f"column name {shown(name)} is empty, too long or holds a control character"
+            raise SubscriptionError(message, field="input_schema")
         if kind not in COLUMN_TYPES:
             raise SubscriptionError(
                 f"column {name!r} has type {shown(kind)}; choose from {list(COLUMN_TYPES)}", field=name
@@ -205,7 +214,7 @@ def create_subscription(
     _check_name(name, "name")
     if engine_name not in ENGINES or engine_name == "local":
         raise SubscriptionError(f"engine {shown(engine_name)} is not one of {list(ENGINES[1:])}", field="engine")
-    if scoring_url is not None and not scoring_url.startswith(("http://", "https://")):
+    if scoring_url is not None and not _URL.fullmatch(scoring_url):
         raise SubscriptionError(f"scoring_url {shown(scoring_url)} is no http(s) URL", field="scoring_url")
     spec["input_schema"] = _check_schema(spec.get("input_schema") or CREDIT_CONTRACT)
     if spec.get("protected_attributes") is None:  # the credit contract's groups, else none

@@ -116,13 +116,15 @@ def test_logged_records_are_checked_against_the_contract_and_nothing_is_stored(c
     good = _records(workspace.test.iloc[:3], np.array([0.2, 0.7, 0.4]))
     bad = [dict(r, inputs=dict(r["inputs"])) for r in good]
     bad[1]["inputs"]["Age"] = 300
+    bad[0]["inputs"]["Job"] = {"nested": [1]}
+    bad[0]["scored_at"] = "0001-01-01T00:00:00"
     bad[2]["probabilities"] = [0.5, 0.6]
     bad[2]["prediction"] = "maybe"
     url = f"/ml/v4/subscriptions/{sub['subscription_id']}/payload"
     answer = client.post(url, json={"records": bad})
     assert answer.status_code == 400
     faults = {(f["field"], f["row"]) for f in answer.json()["faults"]}
-    assert faults == {("Age", 1), ("prediction", 2), ("probabilities", 2)}
+    assert faults == {("Job", 0), ("Age", 1), ("prediction", 2), ("probabilities", 2)}
     assert datamart.read_payload(workspace.engine, sub["subscription_id"]).empty
     too_many = client.post(url, json={"records": good * 400})
     assert too_many.status_code == 413
@@ -147,7 +149,7 @@ def test_feedback_names_a_logged_prediction_when_there_is_no_url(client, workspa
 
 def test_a_declared_schema_is_checked_by_type(client, workspace):
     schema = {"income": "number", "region": "string", "years": "integer"}
-    body = {"input_schema": schema, "label": "default", "classes": ["repaid", "default"], "protected_attributes": []}
+    body = {"input_schema": schema, "label": "default", "classes": ["repaid", "default"]}
     sub = _subscribe(client, "declared-engine", **body)
     url = f"/ml/v4/subscriptions/{sub['subscription_id']}/payload"
     good = {

@@ -21,19 +21,26 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 from utils import config
 from utils.contract import observed_ranges
-from utils.data import FEATURES
+from utils.data import FEATURES, PROTECTED_GROUPS
+from utils.deployment import NAME_RULE
 from utils.payload_log import log_feedback, log_payload
 from utils.scoring import InputError
 from utils.serving.metrics import note_accepted
 from utils.serving.routes import ServiceDep, require_key
 from utils.serving.schemas import EXAMPLE_ROW, ErrorBody
 from utils.subscriptions import (
+    COLUMN_NAME_PATTERN,
     COLUMN_TYPES,
     ENGINES,
+    IDENTIFIER_PATTERN,
+    MAX_COLUMN_NAME,
+    MAX_COLUMNS,
+    NAME_PATTERN,
+    URL_PATTERN,
     Subscription,
     SubscriptionError,
     create_subscription,
@@ -52,20 +59,60 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorBody} for code in sorted({400, 401, 503, *codes})}
 
 
-class SubscriptionRequest(BaseModel):
-    """A deployment served by another engine, to monitor. Fields left out take the credit contract's values."""
+Identifier = Annotated[str, Field(min_length=1, max_length=100, pattern=IDENTIFIER_PATTERN)]
+#: The column names a declared schema may use (checked by :mod:`utils.subscriptions`).
+_COLUMN_NAMES = {"minLength": 1, "maxLength": MAX_COLUMN_NAME, "pattern": COLUMN_NAME_PATTERN}
+ClassName = Annotated[str, Field(min_length=1, max_length=50)]
+
+
+class _Subscribed(BaseModel):
+    """What every subscription names."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(max_length=100, description="1 to 100 ASCII letters, digits, '-', '_', '.'")
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN, description=NAME_RULE)
     engine: Engine
-    scoring_url: str | None = Field(None, max_length=500, description="the engine's V2 .../infer URL, if any")
+    scoring_url: str | None = Field(
+        None, max_length=500, pattern=URL_PATTERN, description="the engine's V2 .../infer URL, if any"
+    )
     model_id: str | None = Field(None, max_length=200, description="the model as the engine names it")
-    input_schema: Literal["credit"] | dict[str, ColumnType] = "credit"
-    label: str | None = Field(None, max_length=100)
-    classes: list[Annotated[str, Field(max_length=50)]] | None = Field(None, description="two, favourable first")
-    prediction_field: str | None = Field(None, max_length=100)
-    probability_field: str | None = Field(None, max_length=100)
-    protected_attributes: list[Annotated[str, Field(max_length=100)]] | None = Field(None, max_length=50)
+    prediction_field: Identifier | None = Field(None, description="the engine's output with the decision")
+    probability_field: Identifier | None = Field(None, description="the engine's output with the probabilities")
+
+
+class SubscriptionRequest(_Subscribed):
+    """A deployment served by another engine whose inputs follow the credit contract (label Risk, classes
+    No Risk and Risk)."""
+
+    input_schema: Literal["credit"] = "credit"
+    protected_attributes: list[Literal[tuple(PROTECTED_GROUPS)]] | None = Field(  # type: ignore[valid-type]
+        None, max_length=len(PROTECTED_GROUPS), json_schema_extra={"uniqueItems": True}
+    )
+
+
+class DeclaredSubscriptionRequest(_Subscribed):
+    """A deployment served by another engine whose inputs are declared columns and types (payload and feedback
+    are logged and checked, requests measured; the quality, fairness and drift monitors need the credit contract)."""
+
+    input_schema: dict[str, ColumnType] = Field(
+        min_length=1, max_length=MAX_COLUMNS, json_schema_extra={"propertyNames": _COLUMN_NAMES}
+    )
+    label: Identifier
+    classes: list[ClassName] = Field(
+        min_length=2, max_length=2, json_schema_extra={"uniqueItems": True}, description="favourable first"
+    )
+
+
+def _schema_kind(body: object) -> str:
+    """Which request a body is: ``declared`` when its input schema is an object of columns, else ``credit``."""
+    declared = isinstance(body, dict) and isinstance(body.get("input_schema"), dict)
+    return "declared" if declared else "credit"
+
+
+#: A subscription request, read as the kind its ``input_schema`` says (errors then name that kind's fields).
+AnySubscriptionRequest = Annotated[
+    Annotated[SubscriptionRequest, Tag("credit")] | Annotated[DeclaredSubscriptionRequest, Tag("declared")],
+    Discriminator(_schema_kind),
+]
 
 
 class SubscriptionInfo(BaseModel):
@@ -162,7 +209,8 @@ def _ranges(path: str, modified_ns: int) -> dict:
 
 @router.post("/subscriptions", status_code=201, response_model=SubscriptionInfo, responses=_errors(409, 413))
 def subscribe(
-    body: Annotated[SubscriptionRequest, Body(openapi_examples=SUBSCRIPTION_EXAMPLE)], service: ServiceDep
+    body: Annotated[AnySubscriptionRequest, Body(openapi_examples=SUBSCRIPTION_EXAMPLE)],
+    service: ServiceDep,
 ) -> SubscriptionInfo:
     """Subscribe a deployment that another engine serves, for monitoring."""
     fields = body.model_dump(exclude={"name", "engine", "scoring_url"})

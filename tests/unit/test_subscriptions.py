@@ -266,7 +266,9 @@ def test_the_command_lines_create_list_and_monitor_a_subscription(biased, worksp
     printed = capsys.readouterr().out
     assert "ALERT fairness.disparate_impact [Sex]" in printed and "report: " in printed
     report = printed.split("report: ")[1].strip()
-    assert "performance" in open(report).read()
+    shown = open(report).read()
+    assert "Performance: requests, latency, rejections" in shown and "latency_p95_seconds" in shown
+    assert "Rejected requests and rows by reason" in shown
 
 
 def test_reference_data_are_replaced_as_checked_csv(client, workspace):

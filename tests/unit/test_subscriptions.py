@@ -294,3 +294,41 @@ def test_reference_data_are_replaced_as_checked_csv(client, workspace):
     own = f"/ml/v4/subscriptions/{workspace.deployment.deployment_id}/reference"
     assert client.put(own, content=csv).status_code == 400
     assert client.put("/ml/v4/subscriptions/nope/reference", content=csv).status_code == 404
+
+
+def _request_log(seconds: list[float], reasons: list[str | None], rows: list[int]) -> pd.DataFrame:
+    start = pd.Timestamp("2026-03-02", tz="UTC")
+    return pd.DataFrame(
+        {
+            "endpoint": "payload",
+            "received_at": [start + pd.Timedelta(seconds=i) for i in range(len(seconds))],
+            "seconds": seconds,
+            "status": [200 if r is None else 400 for r in reasons],
+            "records": [0 if r else n for r, n in zip(reasons, rows, strict=True)],
+            "rejected_rows": [n if r else 0 for r, n in zip(reasons, rows, strict=True)],
+            "reason": reasons,
+        }
+    )
+
+
+def test_the_performance_monitor_judges_latency_and_rejections_from_the_request_log():
+    from utils.monitoring.performance import PerformanceMonitor
+    from utils.monitoring.results import Thresholds
+
+    slow = [0.1] * 18 + [3.0, 3.0, 3.0]
+    log = _request_log(slow + [0.01] * 4, [None] * 21 + ["contract", "contract", "malformed", "too_large"], [10] * 25)
+    result = PerformanceMonitor(Thresholds()).run(log)
+    rows = {(m["metric"], m["subject"]): m for m in result.measurements}
+    assert rows[("requests", None)]["value"] == 25 and rows[("records", None)]["value"] == 210
+    assert rows[("latency_p50_seconds", None)]["value"] == pytest.approx(0.1)
+    assert rows[("latency_p95_seconds", None)]["breached"] is True  # 3 of 21 accepted requests took 3 s
+    assert rows[("rejected_request_share", None)]["value"] == pytest.approx(4 / 25)
+    assert rows[("rejected_request_share", None)]["breached"] is True
+    assert rows[("rejected_rows", "contract")]["value"] == 20 and rows[("rejected_rows", "malformed")]["value"] == 10
+    assert rows[("records_per_second", None)]["value"] == pytest.approx(210 / (24 + 0.01))
+    assert result.status is None and list(result.details["rejections"].index) == ["contract", "malformed", "too_large"]
+    few = PerformanceMonitor(Thresholds()).run(log.iloc[:5])
+    assert few.status == "5 requests, 20 needed"
+    assert all(m["breached"] is None for m in few.measurements)
+    empty = PerformanceMonitor(Thresholds()).run(log.iloc[:0])
+    assert empty.status == "0 requests, 20 needed" and {m["metric"] for m in empty.measurements} >= {"requests"}

@@ -17,6 +17,7 @@ row); at most the service's row limit per request, within its body-size limit.
 from __future__ import annotations
 
 import functools
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -189,11 +190,18 @@ PAYLOAD_EXAMPLE = {
 }
 
 
-def _subscription(service, subscription_id: str) -> Subscription:
+@contextmanager
+def _answered_as_input_error():
+    """A refused subscription as the service's error answer (its status, message and field)."""
     try:
-        return get_subscription(subscription_id, engine=service.engine)
+        yield
     except SubscriptionError as error:
         raise InputError(str(error), field=error.field, status=error.status) from None
+
+
+def _subscription(service, subscription_id: str) -> Subscription:
+    with _answered_as_input_error():
+        return get_subscription(subscription_id, engine=service.engine)
 
 
 async def raw_body(request: Request) -> bytes:
@@ -214,7 +222,7 @@ def subscribe(
 ) -> SubscriptionInfo:
     """Subscribe a deployment that another engine serves, for monitoring."""
     fields = body.model_dump(exclude={"name", "engine", "scoring_url"})
-    try:
+    with _answered_as_input_error():
         created = create_subscription(
             body.name,
             engine_name=body.engine,
@@ -223,8 +231,6 @@ def subscribe(
             work=service.settings.work,
             **fields,
         )
-    except SubscriptionError as error:
-        raise InputError(str(error), field=error.field, status=error.status) from None
     return SubscriptionInfo(**created.as_dict())
 
 
@@ -290,8 +296,6 @@ REFERENCE_BODY = {
 )
 def put_reference(subscription_id: str, body: Annotated[bytes, Depends(raw_body)], service: ServiceDep):
     """Replace the reference (training) data of a subscription served by another engine, as CSV."""
-    try:
+    with _answered_as_input_error():
         found = set_reference(subscription_id, body, engine=service.engine, work=service.settings.work)
-    except SubscriptionError as error:
-        raise InputError(str(error), field=error.field, status=error.status) from None
     return SubscriptionInfo(**found.as_dict())

@@ -17,6 +17,7 @@ from sklearn.pipeline import Pipeline
 
 from utils import datamart
 from utils.data import FEATURES, LABEL, generate_credit_data
+from utils.datamart.subscriptions import read_requests
 from utils.deployment import deploy
 from utils.external import log_outcomes, score_and_log, service_client, subscribe
 from utils.features import fit_preprocessor
@@ -70,6 +71,14 @@ def engines(workspace):
         mlserver.stop()
 
 
+def _wait_for_requests(workspace, deployment_id: str, count: int) -> None:
+    """Wait until the request log holds ``count`` requests of the deployment (written in batches)."""
+    deadline = time.monotonic() + 10
+    while len(read_requests(workspace.engine, deployment_id)) < count:
+        assert time.monotonic() < deadline, "the request log never held every request"
+        time.sleep(0.1)
+
+
 def _monitored(workspace, engines, model_name: str) -> str:
     """Subscribe MLServer's ``model_name``, send it 400 applicants and log them, with outcomes for half."""
     _, mlserver, client = engines
@@ -87,6 +96,7 @@ def _monitored(workspace, engines, model_name: str) -> str:
     traffic = generate_credit_data(400, seed=21)
     logged = score_and_log(client, subscription.subscription_id, engine, traffic, rows_per_request=20)
     assert log_outcomes(client, subscription.subscription_id, traffic.iloc[:200], logged["transaction_id"][:200]) == 200
+    _wait_for_requests(workspace, subscription.subscription_id, 400 // 20)
     return subscription.subscription_id
 
 
@@ -152,6 +162,7 @@ def test_metrics_of_two_workers_match_the_payload_log_after_a_bounded_load(works
         time.sleep(0.2)
     assert _metric(text, "credit_scoring_records_total", target.deployment_id) == stored
     assert _metric(text, "credit_scoring_rejected_rows_total", target.deployment_id) == 12 * 3
+    _wait_for_requests(workspace, target.deployment_id, LOAD_REQUESTS)
     monitor = monitor_for(target.deployment_id, engine=workspace.engine, work=workspace.work)
     performance = monitor.evaluate(monitors=("performance",), report=False, store=False).measurements
     value = performance.set_index(["metric", "subject"])["value"]

@@ -184,6 +184,7 @@ def biased(client, workspace):
     bad[0]["inputs"] = dict(bad[0]["inputs"], Sex="unknown")
     rejected = client.post(f"/ml/v4/subscriptions/{sub['subscription_id']}/payload", json={"records": bad})
     assert rejected.status_code == 400
+    client.app.state.request_log.flush()  # written in batches, a quarter of a second apart
     return sub["subscription_id"]
 
 
@@ -332,3 +333,21 @@ def test_the_performance_monitor_judges_latency_and_rejections_from_the_request_
     assert all(m["breached"] is None for m in few.measurements)
     empty = PerformanceMonitor(Thresholds()).run(log.iloc[:0])
     assert empty.status == "0 requests, 20 needed" and {m["metric"] for m in empty.measurements} >= {"requests"}
+
+
+def test_the_request_log_is_written_in_batches_and_when_it_closes(tmp_path):
+    from utils.serving.metrics import RequestLog
+
+    engine = datamart.connect(f"sqlite:///{tmp_path / 'datamart.sqlite'}")
+    log = RequestLog(engine)
+    row = {"deployment_id": "d", "endpoint": "payload", "received_at": pd.Timestamp("2026-03-02", tz="UTC")}
+    for index in range(3):
+        log.add({**row, "seconds": 0.01, "status": 200, "records": index, "rejected_rows": 0, "reason": None})
+    deadline = time.monotonic() + 10
+    while len(read_requests(engine, "d")) < 3:  # the writer thread, a quarter of a second later
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    log.add({**row, "seconds": 0.02, "status": 400, "records": 0, "rejected_rows": 2, "reason": "contract"})
+    log.close()
+    written = read_requests(engine, "d")
+    assert list(written["records"]) == [0, 1, 2, 0] and list(written["reason"].fillna("")) == ["", "", "", "contract"]

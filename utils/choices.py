@@ -22,8 +22,11 @@ DUPLICATE_POLICIES = ("keep", "drop", "fail")
 #: The four-fifths rule: a monitored group's favourable rate below this share of the reference group's (disparate
 #: impact) is adverse (:mod:`utils.data` re-exports it; the monitoring command line's default).
 FOUR_FIFTHS_RULE = 0.80
-#: The monitors, in the order they run.
+#: The monitors of a deployment's records, in the order they run.
 MONITORS: tuple[str, ...] = ("quality", "fairness", "drift", "data_quality")
+#: Monitors of the serving of a deployment rather than its records, run when asked for (or by ``ALL_MONITORS``).
+SERVICE_MONITORS: tuple[str, ...] = ("performance",)
+ALL_MONITORS: tuple[str, ...] = (*MONITORS, *SERVICE_MONITORS)
 #: The monitors whose alerting windows retraining learns from by default (fairness alerts can come from biased
 #: labels, which a model must not learn).
 RETRAIN_ON: tuple[str, ...] = ("drift", "quality")

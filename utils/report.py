@@ -210,6 +210,18 @@ def _drift(e) -> list[str]:
     return parts
 
 
+def _performance(e) -> list[str]:
+    """The performance monitor's section: requests, records, rate and latency percentiles, rejections by reason."""
+    found = e.measurements[(e.measurements["monitor"] == "performance") & e.measurements["subject"].isna()]
+    if found.empty:
+        return []
+    parts = ["<h2>Performance: requests, latency, rejections</h2>", table_html(found.set_index("metric")[["value"]])]
+    rejections = e.details.get("rejections")
+    if rejections is not None and not rejections.empty:
+        parts += ["<h3>Rejected requests and rows by reason</h3>", table_html(rejections)]
+    return parts
+
+
 def render_report(evaluation, history: pd.DataFrame | None = None, *, thresholds=None) -> str:
     """The HTML of the report of an :class:`utils.monitoring.Evaluation` (``history``: stored measurements;
     ``thresholds``: the :class:`~utils.monitoring.Thresholds` it was judged by, whose rules the verdicts state).
@@ -217,7 +229,7 @@ def render_report(evaluation, history: pd.DataFrame | None = None, *, thresholds
     A monitor that gave no verdict says why, from the evaluation's ``statuses`` (each monitor's own status).
     """
     e = evaluation
-    parts = [*_overview(e, history, thresholds), *_fairness(e), *_drift(e)]
+    parts = [*_overview(e, history, thresholds), *_fairness(e), *_drift(e), *_performance(e)]
     parts.append(
         '<p class="muted">How to read this report: docs/monitoring.md. Drift detection uses alibi-detect, under the '
         "Business Source License 1.1: free for this workshop's educational use, not for most production use.</p>"

@@ -398,7 +398,8 @@ def test_the_openapi_document_is_as_strict_as_the_answers(client):
 def test_every_documented_example_is_answered_with_success(workspace, client):
     """What "Try it out" sends from the docs is a valid request, for every operation that has a body."""
     spec = client.get("/openapi.json").json()["paths"]
-    path_values = {"deployment_id": workspace.deployment.deployment_id, "name": "credit-risk"}
+    deployment_id = workspace.deployment.deployment_id  # a deployment is a subscription too
+    path_values = {"deployment_id": deployment_id, "name": "credit-risk", "subscription_id": deployment_id}
     tried = set()
     for path, operations in spec.items():
         for method, operation in operations.items():

@@ -223,3 +223,37 @@ monitor_runs = sa.Table(
     sa.Column("evaluation_id", sa.String(64), nullable=False),
     sa.Column("evaluated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# A deployment to monitor, served here or by another engine (revision 0005): its engine, the URL that scores it
+# (NULL: none given), and ``spec``, the JSON document of :class:`utils.subscriptions.Subscription` (input schema,
+# classes and favourable class, protected attributes). ``deployment_id`` names this project's own deployment when
+# the subscription is one. Its payload and feedback records carry the subscription id as their ``deployment_id``.
+subscriptions = sa.Table(
+    "subscriptions",
+    metadata,
+    sa.Column("subscription_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    sa.Column("engine", sa.String(20), nullable=False),
+    sa.Column("scoring_url", sa.String(500)),
+    sa.Column("deployment_id", sa.String(64), unique=True),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# One row per scoring or payload-logging request (revision 0005), for the performance monitor: how many records it
+# carried and how many were accepted, how long it took, and, when refused, why (``reason``: the rule at fault) with
+# the rejected rows. Rejected records are counted here, never stored as payload.
+request_log = sa.Table(
+    "request_log",
+    metadata,
+    sa.Column("request_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("deployment_id", sa.String(64), nullable=False),
+    sa.Column("endpoint", sa.String(20), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("status", sa.Integer, nullable=False),
+    sa.Column("records", sa.Integer, nullable=False),
+    sa.Column("rejected_rows", sa.Integer, nullable=False),
+    sa.Column("reason", sa.String(100)),
+    sa.Index("ix_request_log_deployment_time", "deployment_id", "received_at"),
+)

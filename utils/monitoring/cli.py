@@ -19,6 +19,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from utils import config
+from utils.choices import ALL_MONITORS
 from utils.monitoring.thresholds import Thresholds
 
 if TYPE_CHECKING:
@@ -36,6 +37,9 @@ _MEANING = {
     "max_drifted_share": "drift alert when the share of drifted features is above it",
     "multivariate_p_value": "drift alert when the classifier test's p-value is below it",
     "max_accuracy_drop": "model-drift alert when the estimated accuracy drop is above it",
+    "min_requests": "requests needed for a performance verdict (--subscription-id)",
+    "max_latency_p95_seconds": "performance alert when the 95th percentile latency is above it, in seconds",
+    "max_rejected_request_share": "performance alert when the share of rejected requests is above it",
 }
 
 
@@ -87,7 +91,11 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m utils.monitoring",
         description="Evaluate the quality, fairness and drift monitors of a deployment.",
     )
-    parser.add_argument("--deployment-id", required=True)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--deployment-id", help="a deployment of this project's service")
+    which.add_argument(
+        "--subscription-id", help="a subscription (served here or by another engine): every monitor, performance too"
+    )
     parser.add_argument("--start", help="window start, ISO 8601, UTC unless a zone is given (inclusive; default: open)")
     parser.add_argument("--end", help="window end, ISO 8601 (exclusive; default: open)")
     parser.add_argument("--work-dir", help=config.WORK_DIR_HELP)
@@ -127,20 +135,37 @@ def main(argv: list[str] | None = None) -> int:
 
         return schedule_main(argv[1:])
     args = _parser().parse_args(argv)
-    from utils.monitoring.monitor import evaluate_all
-
     try:
-        evaluation = evaluate_all(
-            args.deployment_id,
-            args.start,
-            args.end,
-            work=args.work_dir,
-            reference=args.reference,
-            thresholds=thresholds_from(args),
-            store=not args.no_store,
-        )
+        evaluation = _evaluate_subscription(args) if args.subscription_id else _evaluate_deployment(args)
     except Exception as error:  # a missing deployment, reference or model: say what, not a traceback
         print(f"monitoring failed: {error}", file=sys.stderr)
         return 2
+    return _report(evaluation, args.fail_on_alert)
+
+
+def _evaluate_deployment(args: argparse.Namespace) -> Evaluation:
+    from utils.monitoring.monitor import evaluate_all  # the monitors: imported once the arguments are parsed
+
+    return evaluate_all(
+        args.deployment_id,
+        args.start,
+        args.end,
+        work=args.work_dir,
+        reference=args.reference,
+        thresholds=thresholds_from(args),
+        store=not args.no_store,
+    )
+
+
+def _evaluate_subscription(args: argparse.Namespace) -> Evaluation:
+    from utils.monitoring.subscription import monitor_for
+
+    monitor = monitor_for(args.subscription_id, work=args.work_dir, thresholds=thresholds_from(args))
+    return monitor.evaluate(
+        args.start, args.end, monitors=ALL_MONITORS, store=not args.no_store, report=not args.no_store
+    )
+
+
+def _report(evaluation: Evaluation, fail_on_alert: bool) -> int:
     _print(evaluation)
-    return 1 if args.fail_on_alert and not evaluation.alerts.empty else 0
+    return 1 if fail_on_alert and not evaluation.alerts.empty else 0

@@ -75,7 +75,8 @@ class DriftMonitor:
             enough = n >= t.min_records
             details["data_drift"] = self._data_drift(out, payload, enough)
             details["multivariate_drift"] = self._multivariate_drift(out, payload, enough)
-            details["model_drift"] = self._model_drift(out, payload, enough, measured_accuracy)
+            if self.model is not None:  # none to score with: no estimate of the accuracy without labels
+                details["model_drift"] = self._model_drift(out, payload, enough, measured_accuracy)
         else:
             for metric, threshold in _ALERTING.items():
                 out.verdict(metric, None, getattr(t, threshold), records=0, enough=False)

@@ -66,9 +66,9 @@ class FairnessMonitor:
         sample = sample_records(payload, self.sample_size, self.seed)
         for attribute in self.attributes:
             rows.append(self._group_metrics(out, payload, feedback, attribute))
-            if len(sample):
+            if len(sample) and self.model is not None:
                 perturbed.append(self._perturbation(out, sample, attribute))
-            if debias and len(feedback) >= t.min_feedback and len(payload):
+            if debias and self.model is not None and len(feedback) >= t.min_feedback and len(payload):
                 companions[attribute] = self._companion(out, feedback, sample, attribute, records=len(payload))
         details = {"fairness": _indexed(rows), "perturbation": _indexed(perturbed), "companions": companions}
         n = len(payload)

@@ -18,13 +18,15 @@ from threadpoolctl import threadpool_limits
 
 from utils import config, datamart
 from utils.data import load_credit_csv
-from utils.deployment import get_deployment, is_valid_name
+from utils.datamart.subscriptions import read_requests as datamart_requests
+from utils.deployment import Deployment, get_deployment, is_valid_name
 from utils.monitoring.data_quality import DataQualityMonitor
 from utils.monitoring.drift import DriftMonitor
 from utils.monitoring.fairness import FairnessMonitor
 from utils.monitoring.notifications import notify_changes
+from utils.monitoring.performance import PerformanceMonitor
 from utils.monitoring.quality import QualityMonitor
-from utils.monitoring.results import MONITORS, Evaluation, MonitorResult, Thresholds, measurement_frame
+from utils.monitoring.results import ALL_MONITORS, MONITORS, Evaluation, MonitorResult, Thresholds, measurement_frame
 from utils.monitoring.window import Window, no_records
 from utils.registry import registry_for, training_data_path
 from utils.report import write_report
@@ -57,6 +59,8 @@ class DeploymentMonitor:
         sample_size: most records used by the per-record checks (perturbation, debiased companion, model drift)
             per window, a seeded sample; fairness metrics and data drift always use every record.
         seed: seed of every sample and detector, so that the same data give the same results.
+        deployment, model: what is monitored when it is no deployment of the registry's models (a subscription,
+            :mod:`utils.monitoring.subscription`): its stand-in record and its model (None: none to score with).
     """
 
     def __init__(
@@ -70,13 +74,15 @@ class DeploymentMonitor:
         work: str | os.PathLike | None = None,
         sample_size: int = 50_000,
         seed: int = 0,
+        deployment: Deployment | None = None,
+        model=None,
     ):
         self.layout = config.layout(work)
         self.work = self.layout.root
         self.engine = engine or datamart.connect(work=self.work)
-        self.deployment = get_deployment(deployment_id, engine=self.engine)
+        self.deployment = deployment or get_deployment(deployment_id, engine=self.engine)
         self.registry = registry_for(self.work)
-        self.model = self.registry.load(self.deployment.model_id)
+        self.model = model if deployment else self.registry.load(self.deployment.model_id)
         if reference is None:
             reference = training_data_path(self.registry.metadata(self.deployment.model_id), self.work)
         self.reference = reference if isinstance(reference, pd.DataFrame) else load_credit_csv(reference)
@@ -90,6 +96,7 @@ class DeploymentMonitor:
         )
         self.drift = DriftMonitor(self.model, self.reference, self.thresholds, sample_size=sample_size, seed=seed)
         self.data_quality = DataQualityMonitor(self.thresholds)
+        self.performance = PerformanceMonitor(self.thresholds)
 
     def records(self, start=None, end=None, *, feedback: bool = False, monitors: tuple[str, ...] = MONITORS):
         """The payload (or ``feedback``) records of the window [``start``, ``end``), read when one of ``monitors``
@@ -138,15 +145,18 @@ class DeploymentMonitor:
         raises ``WindowAlreadyRan`` when one is recorded already). Stored measurements notify the deployment's
         receivers of the alerts that began or recovered (:mod:`utils.monitoring.notifications`), in the background.
         """
-        unknown = sorted(set(monitors) - set(MONITORS))
+        unknown = sorted(set(monitors) - set(ALL_MONITORS))
         if unknown:
-            raise ValueError(f"unknown monitor(s) {unknown}; choose from {list(MONITORS)}")
+            raise ValueError(f"unknown monitor(s) {unknown}; choose from {list(ALL_MONITORS)}")
         start, end = as_utc_or_none(start), as_utc_or_none(end)
         if payload is None:
             payload = self.records(start, end, monitors=monitors)
         if feedback is None:
             feedback = self.records(start, end, feedback=True, monitors=monitors)
         results = self.run(payload, feedback, monitors=monitors, debias=debias)
+        if "performance" in monitors:
+            requests = datamart_requests(self.engine, self.deployment.deployment_id, start, end)
+            results.append(self.performance.run(requests, start, end))
         evaluation = self._evaluation(start, end, len(payload), len(feedback), results)
         if store:
             self.store(evaluation, runs=monitors if scheduled else ())

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from utils.choices import ALL_MONITORS as ALL_MONITORS
 from utils.choices import MONITORS as MONITORS
+from utils.choices import SERVICE_MONITORS as SERVICE_MONITORS
 from utils.monitoring.thresholds import Thresholds as Thresholds
 
 #: The metrics that raise alerts, and in which direction their threshold is crossed.
@@ -27,6 +29,8 @@ ALERT_METRICS: dict[tuple[str, str], str] = {
     ("drift", "classifier_drift_p_value"): "below",
     ("drift", "estimated_accuracy_drop"): "above",
     ("data_quality", "out_of_range_share"): "above",
+    ("performance", "latency_p95_seconds"): "above",
+    ("performance", "rejected_request_share"): "above",
 }
 GATES: tuple[str, ...] = ("quality_ok", "fairness_ok", "drift_detected")
 MEASUREMENT_COLUMNS: tuple[str, ...] = (

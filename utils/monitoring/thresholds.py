@@ -35,3 +35,9 @@ class Thresholds:
     max_accuracy_drop: float = 0.10
     #: Alert when the share of scored records with a value outside the training data's ranges is above this.
     max_out_of_range_share: float = 0.05
+    #: Requests a window needs before the performance monitor gets a verdict.
+    min_requests: int = 20
+    #: Alert when the 95th percentile of the accepted requests' latency is above this, in seconds.
+    max_latency_p95_seconds: float = 1.0
+    #: Alert when the share of rejected requests is above this.
+    max_rejected_request_share: float = 0.10

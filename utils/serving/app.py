@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 
 import swagger_ui_bundle
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -15,9 +15,11 @@ from utils.serving.errors import BodyLimit, install_error_handlers
 from utils.serving.insights_routes import ROUTERS as INSIGHTS_ROUTERS
 from utils.serving.insights_routes import install_page_errors
 from utils.serving.lifecycle_routes import router as lifecycle_router
-from utils.serving.routes import ROUTERS
+from utils.serving.metrics import install_metrics
+from utils.serving.routes import ROUTERS, require_key
 from utils.serving.schemas import InferenceRequest
 from utils.serving.service import Service, ServiceSettings
+from utils.serving.subscription_routes import router as subscription_router
 
 #: Largest request body accepted, in bytes (far above :data:`utils.scoring.MAX_ROWS` rows of JSON).
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -92,4 +94,6 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     for router in INSIGHTS_ROUTERS:
         app.include_router(router)
     install_page_errors(app)
+    app.include_router(subscription_router)
+    install_metrics(app, dependencies=[Depends(require_key)])
     return app

@@ -52,6 +52,7 @@ from utils.scoring import (
     records,
     row_object_columns,
 )
+from utils.serving.metrics import note_accepted
 from utils.serving.schemas import (
     DeploymentInfo,
     DeploymentList,
@@ -263,6 +264,7 @@ def score(engine: Engine, scorer: Scorer, deployment: Deployment, columns: Colum
     probabilities = proba.tolist()
     flags = scorer.out_of_range(columns)
     ids = log_payload(engine, deployment, columns, labels, probabilities, flags)
+    note_accepted(deployment.deployment_id, len(ids))
     return Scored(labels, probabilities, ids, flags)
 
 

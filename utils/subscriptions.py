@@ -1,0 +1,409 @@
+"""Subscriptions: the deployments the monitors watch, served by this project or by another engine.
+
+A subscription names a deployment, the engine that serves it (``local`` for this project's own service,
+``mlserver``, ``mlflow``, ``kserve``, ``custom``), the URL that scores it (optional: an Open Inference Protocol
+``.../infer`` endpoint), its input schema (the credit contract, or a declared set of typed columns), the label and
+its classes (the favourable one first), the output fields of the engine's answer, the protected attributes and
+the reference (training) data. Its payload and feedback records are logged through the API under the subscription
+id, validated against its schema; the monitors read them there (:mod:`utils.monitoring.subscription`).
+
+Every deployment of this project is a subscription too (engine ``local``, the deployment's id and name), made on
+first use, so that the monitors have one way in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from utils import config, datamart
+from utils.contract import InputError, check_identifier, shown, valid_rows
+from utils.data import CLASS_ORDER, FAVOURABLE, FEATURES, LABEL, PROTECTED_GROUPS, write_csv
+from utils.datamart import subscriptions as rows
+from utils.deployment import DeploymentError, get_deployment, is_valid_name
+from utils.times import utc_now
+
+#: The serving engines a subscription may name; ``local`` is this project's own service.
+ENGINES: tuple[str, ...] = ("local", "mlserver", "mlflow", "kserve", "custom")
+#: The input schema of the credit data contract (:mod:`utils.contract`).
+CREDIT_CONTRACT = "credit"
+#: The types a declared column may have, and the JSON values each accepts.
+COLUMN_TYPES: dict[str, tuple[type, ...]] = {
+    "integer": (int,),
+    "number": (int, float),
+    "string": (str,),
+    "boolean": (bool,),
+}
+#: Most columns a declared schema may have, and longest column name.
+MAX_COLUMNS, MAX_COLUMN_NAME = 500, 100
+#: The rules as JSON Schema patterns (for the API's description): a subscription's name (the deployment name rule),
+#: a column name (no control character), an identifier (labels, output fields), a scoring URL.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+COLUMN_NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
+URL_PATTERN = r"^https?://[^\s]+$"
+_COLUMN_NAME, _URL = re.compile(COLUMN_NAME_PATTERN[1:-1]), re.compile(URL_PATTERN[1:-1])  # matched whole
+#: Where the reference data of a subscription are kept, inside the working directory (named by its id).
+REFERENCE_FOLDER = "subscriptions"
+#: Fewest rows reference data may have (the drift tests compare distributions).
+MIN_REFERENCE_ROWS = 50
+
+
+class SubscriptionError(ValueError):
+    """A subscription that cannot be made or found: the message names the field at fault."""
+
+    def __init__(self, message: str, *, field: str | None = None, status: int = 400):
+        super().__init__(message)
+        self.field = field
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A deployment the monitors watch (see the module's docstring)."""
+
+    subscription_id: str
+    name: str
+    engine: str
+    created_at: datetime
+    scoring_url: str | None = None
+    deployment_id: str | None = None
+    model_id: str = ""
+    input_schema: str | dict[str, str] = CREDIT_CONTRACT
+    label: str = LABEL
+    classes: tuple[str, ...] = CLASS_ORDER
+    prediction_field: str = "prediction"
+    probability_field: str = "probability"
+    protected_attributes: tuple[str, ...] = ("Sex", "Age")
+    #: The reference data, relative to the working directory.
+    reference: str = "data/train.csv"
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def favourable(self) -> str:
+        """The favourable class: the first of ``classes``."""
+        return self.classes[0]
+
+    @property
+    def credit(self) -> bool:
+        """Whether the inputs follow the credit contract (and so every monitor applies)."""
+        return self.input_schema == CREDIT_CONTRACT
+
+    def as_dict(self) -> dict[str, Any]:
+        """The subscription as JSON-able values (times in ISO 8601, UTC)."""
+        return {**asdict(self), "created_at": self.created_at.isoformat(), "favourable": self.favourable}
+
+
+_SPEC_FIELDS = (
+    "model_id",
+    "input_schema",
+    "label",
+    "classes",
+    "prediction_field",
+    "probability_field",
+    "protected_attributes",
+    "reference",
+)
+
+
+def _from_row(row: dict) -> Subscription:
+    spec = row["spec"]
+    return Subscription(
+        subscription_id=row["subscription_id"],
+        name=row["name"],
+        engine=row["engine"],
+        created_at=row["created_at"],
+        scoring_url=row["scoring_url"],
+        deployment_id=row["deployment_id"],
+        **{name: tuple(spec[name]) if isinstance(spec[name], list) else spec[name] for name in _SPEC_FIELDS},
+        groups={a: PROTECTED_GROUPS[a] for a in spec["protected_attributes"] if a in PROTECTED_GROUPS},
+    )
+
+
+def _check_name(value: object, field: str) -> str:
+    if not is_valid_name(value):
+        raise SubscriptionError(
+            f"{field} {shown(value)} is invalid: 1 to 100 characters, ASCII letters, digits, '-', '_' and '.', "
+            "starting with a letter or digit",
+            field=field,
+        )
+    return value
+
+
+def _check_schema(schema: object) -> str | dict[str, str]:
+    if schema == CREDIT_CONTRACT:
+        return schema
+    if not isinstance(schema, dict) or not schema or len(schema) > MAX_COLUMNS:
+        raise SubscriptionError(
+            f"input_schema is {CREDIT_CONTRACT!r} or an object of 1 to {MAX_COLUMNS} columns and their types",
+            field="input_schema",
+        )
+    for name, kind in schema.items():
+        if not isinstance(name, str) or len(name) > MAX_COLUMN_NAME or not _COLUMN_NAME.fullmatch(name):
+            message = f"column name {shown(name)} is empty, too long or holds a control character"
+            raise SubscriptionError(message, field="input_schema")
+        if kind not in COLUMN_TYPES:
+            raise SubscriptionError(
+                f"column {name!r} has type {shown(kind)}; choose from {list(COLUMN_TYPES)}", field=name
+            )
+    return dict(schema)
+
+
+def _check_outputs(spec: dict[str, Any]) -> dict[str, Any]:
+    """The label, classes, output fields and protected attributes, checked against the input schema."""
+    classes = tuple(spec.get("classes") or CLASS_ORDER)
+    if len(classes) != 2 or len(set(classes)) != 2 or not all(isinstance(c, str) and 0 < len(c) <= 50 for c in classes):
+        raise SubscriptionError(
+            "classes are two different names (of 1 to 50 characters), favourable first", field="classes"
+        )
+    protected = tuple(spec.get("protected_attributes") or ())
+    schema = spec["input_schema"]
+    if schema == CREDIT_CONTRACT:
+        if (spec.get("label") or LABEL) != LABEL or classes != CLASS_ORDER:
+            raise SubscriptionError(
+                f"the credit contract's label is {LABEL!r} with classes {list(CLASS_ORDER)} ({FAVOURABLE!r} "
+                "favourable)",
+                field="classes",
+            )
+        unknown = [a for a in protected if a not in PROTECTED_GROUPS]
+    else:
+        unknown = [a for a in protected if a not in schema]
+    if unknown:
+        raise SubscriptionError(
+            f"protected attribute {unknown[0]!r} is not an input column", field="protected_attributes"
+        )
+    for name in ("label", "prediction_field", "probability_field"):
+        if spec.get(name) is not None:
+            check_identifier(spec[name], name, max_length=100)
+    return {**spec, "classes": list(classes), "protected_attributes": list(protected)}
+
+
+def create_subscription(
+    name: str,
+    *,
+    engine_name: str,
+    scoring_url: str | None = None,
+    reference: str | os.PathLike | None = None,
+    engine: Engine | None = None,
+    work: str | os.PathLike | None = None,
+    **spec: Any,
+) -> Subscription:
+    """Record a new subscription and return it.
+
+    ``spec`` holds the fields of :class:`Subscription` after ``scoring_url`` (``input_schema``, ``label``,
+    ``classes``, ``prediction_field``, ``probability_field``, ``protected_attributes``, ``model_id``); missing
+    ones take the credit contract's values. ``reference`` is a CSV file, checked against the schema and copied into
+    the working directory; by default the working directory's training split.
+
+    Raises:
+        SubscriptionError: a field at fault (named), or a name already taken (status 409).
+    """
+    _check_name(name, "name")
+    if engine_name not in ENGINES or engine_name == "local":
+        raise SubscriptionError(f"engine {shown(engine_name)} is not one of {list(ENGINES[1:])}", field="engine")
+    if scoring_url is not None and not _URL.fullmatch(scoring_url):
+        raise SubscriptionError(f"scoring_url {shown(scoring_url)} is no http(s) URL", field="scoring_url")
+    spec["input_schema"] = _check_schema(spec.get("input_schema") or CREDIT_CONTRACT)
+    if spec.get("protected_attributes") is None:  # the credit contract's groups, else none
+        spec["protected_attributes"] = ("Sex", "Age") if spec["input_schema"] == CREDIT_CONTRACT else ()
+    spec = _check_outputs(spec)
+    layout = config.layout(work)
+    spec["reference"] = layout.relative(layout.train)
+    defaults = Subscription("", "", "", utc_now(), model_id=name)
+    spec = {key: spec[key] if spec.get(key) is not None else getattr(defaults, key) for key in _SPEC_FIELDS}
+    row = {"subscription_id": datamart.new_id(), "name": name, "engine": engine_name, "scoring_url": scoring_url}
+    row = {**row, "deployment_id": None, "spec": _json(spec), "created_at": utc_now()}
+    if reference:  # checked and written before the subscription is stored
+        spec["reference"] = _write_reference(_from_row(row), Path(reference).read_bytes(), layout)
+    return _store(engine or datamart.connect(work=work), {**row, "spec": _json(spec)})
+
+
+def _json(spec: dict[str, Any]) -> dict[str, Any]:
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in spec.items()}
+
+
+def _store(engine: Engine, row: dict) -> Subscription:
+    try:
+        stored = rows.insert_subscription(engine, {**row, "created_at": utc_now()})
+    except IntegrityError:
+        raise SubscriptionError(f"a subscription named {row['name']!r} exists", field="name", status=409) from None
+    return _from_row(stored)
+
+
+def deployment_subscription(deployment_id: str, *, engine: Engine) -> Subscription:
+    """The subscription of this project's deployment ``deployment_id`` (engine ``local``), made on first use.
+
+    Raises:
+        SubscriptionError: no such deployment (status 404).
+    """
+    found = rows.read_subscription(engine, deployment_id=deployment_id)
+    if found is not None:
+        return _from_row(found)
+    try:
+        deployment = get_deployment(deployment_id, engine=engine)
+    except DeploymentError as error:
+        raise SubscriptionError(str(error), field="subscription_id", status=404) from None
+    spec = _json({key: getattr(Subscription("", "", "", utc_now()), key) for key in _SPEC_FIELDS})
+    row = {
+        "subscription_id": deployment.deployment_id,
+        "name": f"{deployment.name}-{deployment.space}",
+        "engine": "local",
+        "scoring_url": None,
+        "deployment_id": deployment.deployment_id,
+        "spec": {**spec, "model_id": deployment.model_id},
+    }
+    try:
+        return _store(engine, row)
+    except SubscriptionError:  # made meanwhile by another process, or its name is taken
+        found = rows.read_subscription(engine, deployment_id=deployment_id)
+        if found is None:
+            raise
+        return _from_row(found)
+
+
+def get_subscription(subscription_id: str, *, engine: Engine) -> Subscription:
+    """A subscription by id; a deployment's id gives the deployment's subscription.
+
+    Raises:
+        SubscriptionError: no subscription or deployment with that id (status 404).
+    """
+    try:
+        check_identifier(subscription_id, "subscription_id", status=404)
+    except InputError as error:
+        raise SubscriptionError(error.message, field="subscription_id", status=404) from None
+    found = rows.read_subscription(engine, subscription_id=subscription_id)
+    return _from_row(found) if found is not None else deployment_subscription(subscription_id, engine=engine)
+
+
+def _reference_faults(subscription: Subscription, frame: pd.DataFrame) -> str | None:
+    """What is wrong with reference data for ``subscription``, or None."""
+    wanted = list(FEATURES) if subscription.credit else list(subscription.input_schema)
+    missing = [name for name in (*wanted, subscription.label) if name not in frame.columns]
+    if missing:
+        return f"the reference data lack the column(s) {', '.join(missing[:5])}"
+    if len(frame) < MIN_REFERENCE_ROWS:
+        return f"the reference data hold {len(frame)} rows; at least {MIN_REFERENCE_ROWS} are needed"
+    if subscription.credit and not (valid := valid_rows(frame)).all():
+        return f"row {int(np.flatnonzero(~valid)[0])} of the reference data breaks the credit contract"
+    unknown = set(frame[subscription.label].dropna().astype(str)) - set(subscription.classes)
+    if unknown:
+        return f"the reference data's {subscription.label} holds {shown(sorted(unknown)[0])}, not one of the classes"
+    return None
+
+
+def set_reference(
+    subscription_id: str, data: bytes, *, engine: Engine, work: str | os.PathLike | None = None
+) -> Subscription:
+    """Replace a subscription's reference data with the CSV text ``data`` (UTF-8, a header line), checked against
+    its schema and stored in the working directory under the subscription's id.
+
+    Raises:
+        SubscriptionError: no such subscription (404), a deployment's own (its reference is its training split),
+            or data that do not fit the schema (naming what is wrong).
+    """
+    found = get_subscription(subscription_id, engine=engine)
+    if found.engine == "local":
+        raise SubscriptionError("a deployment's reference data are its training split", field="subscription_id")
+    reference = _write_reference(found, data, config.layout(work))
+    spec = _json({key: getattr(found, key) for key in _SPEC_FIELDS})
+    rows.update_subscription_spec(engine, found.subscription_id, {**spec, "reference": reference})
+    return get_subscription(found.subscription_id, engine=engine)
+
+
+def _write_reference(subscription: Subscription, data: bytes, layout: config.WorkLayout) -> str:
+    """Check CSV text as the subscription's reference data and write it, named by the subscription's id; returns
+    its path relative to the working directory."""
+    try:
+        frame = pd.read_csv(io.BytesIO(data), skipinitialspace=True)
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
+        problem = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise SubscriptionError(f"the reference data are no CSV text: {problem}", field="reference") from None
+    problem = _reference_faults(subscription, frame)
+    if problem:
+        raise SubscriptionError(problem, field="reference")
+    path = write_csv(frame, layout.root / REFERENCE_FOLDER / f"{subscription.subscription_id}.csv")
+    return layout.relative(path)
+
+
+def list_subscriptions(*, engine: Engine, name: str | None = None) -> list[Subscription]:
+    """The recorded subscriptions, oldest first (a deployment's appears once it has been used)."""
+    return [_from_row(row) for row in rows.read_subscriptions(engine, name=name)]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m utils.subscriptions", description="Create and list the deployments the monitors watch."
+    )
+    parser.add_argument("--work-dir", help="working directory (default: $CREDIT_WORKDIR, else <project>/work)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="list the subscriptions")
+    create = commands.add_parser("create", help="subscribe a deployment that another engine serves")
+    create.add_argument("--name", required=True, help="1 to 100 ASCII letters, digits, '-', '_', '.'")
+    create.add_argument("--engine", required=True, choices=ENGINES[1:])
+    create.add_argument("--scoring-url", help="the engine's Open Inference Protocol .../infer URL")
+    create.add_argument("--model-id", help="the model as the engine names it (default: the name)")
+    create.add_argument("--schema", help="a JSON file of column names and types (default: the credit contract)")
+    create.add_argument("--label", help="the label's name (a declared schema)")
+    create.add_argument("--classes", help="the two classes, favourable first, comma-separated (a declared schema)")
+    create.add_argument("--prediction-field", help="the engine's output holding the decision")
+    create.add_argument("--probability-field", help="the engine's output holding the probabilities")
+    create.add_argument("--protected", help="protected attributes, comma-separated (default: Sex,Age for credit)")
+    create.add_argument("--reference", help="reference (training) data CSV, copied into the working directory")
+    return parser
+
+
+def _spec_options(args: argparse.Namespace) -> dict[str, Any]:
+    split = lambda text: None if text is None else [part.strip() for part in text.split(",") if part.strip()]  # noqa: E731
+    return {
+        "model_id": args.model_id,
+        "input_schema": json.loads(Path(args.schema).read_text()) if args.schema else None,
+        "label": args.label,
+        "classes": split(args.classes),
+        "prediction_field": args.prediction_field,
+        "probability_field": args.probability_field,
+        "protected_attributes": split(args.protected),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``create`` a subscription or ``list`` them; exit status 2 with the reason when refused."""
+    args = _parser().parse_args(argv)
+    engine = datamart.connect(work=args.work_dir)
+    try:
+        if args.command == "create":
+            spec = _spec_options(args)
+            created = create_subscription(
+                args.name,
+                engine_name=args.engine,
+                scoring_url=args.scoring_url,
+                reference=args.reference,
+                engine=engine,
+                work=args.work_dir,
+                **spec,
+            )
+            print(f"subscription {created.subscription_id}: {created.name} ({created.engine})")
+            return 0
+    except (SubscriptionError, InputError, OSError, ValueError) as error:
+        print(f"subscription refused: {error}", file=sys.stderr)
+        return 2
+    for found in list_subscriptions(engine=engine):
+        url = found.scoring_url or "no scoring URL"
+        print(f"{found.subscription_id}  {found.name}  {found.engine}  {found.model_id}  {url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

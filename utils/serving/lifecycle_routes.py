@@ -18,16 +18,16 @@ for an unknown record or model version, 409 when "Checks for Model Production" r
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from utils import lifecycle
 from utils.deployment import MAX_PERSON_LENGTH, PERSON_PATTERN, SPACES, DeploymentError, ProductionCheckError
 from utils.factsheet import render_factsheet
-from utils.registry import ModelNotFound, RegistryError, parse_model_id
+from utils.registry import ModelNotFound, RegistryError
 from utils.scoring import InputError
 from utils.serving.routes import ServiceDep, require_key
 from utils.serving.schemas import DEPLOYMENT_NAME, MODEL_REF, DeploymentInfo, ErrorBody
@@ -284,19 +284,19 @@ _FACTSHEET_ANSWERS = {
 
 @router.get("/models/{model_id}/factsheet", response_model=dict[str, Any], responses=_FACTSHEET_ANSWERS)
 def factsheet(
-    model_id: str,
+    model_id: Annotated[str, Path(json_schema_extra=MODEL_REF)],  # documented; the registry's check names the rule
     request: Request,
     service: ServiceDep,
     format: Literal["json", "markdown"] | None = Query(None, description="markdown, or send Accept: text/markdown"),
 ) -> Any:
     """The version's factsheet, rendered now from its metadata and the data mart: intended use and limitations,
     training data, fairness at training time, evaluations, approval decisions, deployments, monitoring status."""
-    with _answers("model_id"):
-        parse_model_id(model_id)  # a malformed id: 400
     try:
-        document = service.registry.factsheet(model_id, engine=service.engine)
-    except RegistryError:
+        document = service.registry.factsheet(model_id, engine=service.engine)  # "<name>-latest": its newest
+    except ModelNotFound:
         raise InputError(f"no model version {model_id!r} in the registry", field="model_id", status=404) from None
+    except RegistryError as error:  # a malformed id
+        raise InputError(str(error), field="model_id") from None
     if format == "markdown" or (format is None and MARKDOWN in request.headers.get("accept", "")):
         return Response(render_factsheet(document), media_type=f"{MARKDOWN}; charset=utf-8")
     return document

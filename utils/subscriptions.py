@@ -33,7 +33,6 @@ from utils import config, datamart
 from utils.contract import InputError, check_identifier, shown, valid_rows
 from utils.data import CLASS_ORDER, FAVOURABLE, FEATURES, LABEL, PROTECTED_GROUPS, write_csv
 from utils.datamart import subscriptions as rows
-from utils.deployment import DeploymentError, get_deployment, is_valid_name
 from utils.times import utc_now
 
 #: The serving engines a subscription may name; ``local`` is this project's own service.
@@ -54,7 +53,10 @@ MAX_COLUMNS, MAX_COLUMN_NAME = 500, 100
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 COLUMN_NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]+$"
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]*$"
-URL_PATTERN = r"^https?://[^\s]+$"
+URL_PATTERN = r"^https?://[^\s\x00-\x1f\x7f]+$"
+#: Free text a subscription names (the engine's model name, class names): no control characters, which no database
+#: stores alike (PostgreSQL refuses NUL).
+TEXT_PATTERN = COLUMN_NAME_PATTERN
 _COLUMN_NAME, _URL = re.compile(COLUMN_NAME_PATTERN[1:-1]), re.compile(URL_PATTERN[1:-1])  # matched whole
 #: Where the reference data of a subscription are kept, inside the working directory (named by its id).
 REFERENCE_FOLDER = "subscriptions"
@@ -134,6 +136,8 @@ def _from_row(row: dict) -> Subscription:
 
 
 def _check_name(value: object, field: str) -> str:
+    from utils.deployment import is_valid_name  # not at the top: the command line's --help stays light
+
     if not is_valid_name(value):
         raise SubscriptionError(
             f"{field} {shown(value)} is invalid: 1 to 100 characters, ASCII letters, digits, '-', '_' and '.', "
@@ -165,9 +169,18 @@ def _check_schema(schema: object) -> str | dict[str, str]:
 def _check_outputs(spec: dict[str, Any]) -> dict[str, Any]:
     """The label, classes, output fields and protected attributes, checked against the input schema."""
     classes = tuple(spec.get("classes") or CLASS_ORDER)
-    if len(classes) != 2 or len(set(classes)) != 2 or not all(isinstance(c, str) and 0 < len(c) <= 50 for c in classes):
+    named = all(isinstance(c, str) and 0 < len(c) <= 50 and _COLUMN_NAME.fullmatch(c) for c in classes)
+    if len(classes) != 2 or len(set(classes)) != 2 or not named:
         raise SubscriptionError(
-            "classes are two different names (of 1 to 50 characters), favourable first", field="classes"
+            "classes are two different names (of 1 to 50 characters, no control characters), favourable first",
+            field="classes",
+        )
+    model_id = spec.get("model_id")
+    if model_id is not None and not (
+        isinstance(model_id, str) and len(model_id) <= 200 and _COLUMN_NAME.fullmatch(model_id)
+    ):
+        raise SubscriptionError(
+            f"model_id {shown(model_id)} is invalid: 1 to 200 characters, no control characters", field="model_id"
         )
     protected = tuple(spec.get("protected_attributes") or ())
     schema = spec["input_schema"]
@@ -252,6 +265,8 @@ def deployment_subscription(deployment_id: str, *, engine: Engine) -> Subscripti
     found = rows.read_subscription(engine, deployment_id=deployment_id)
     if found is not None:
         return _from_row(found)
+    from utils.deployment import DeploymentError, get_deployment
+
     try:
         deployment = get_deployment(deployment_id, engine=engine)
     except DeploymentError as error:

@@ -88,9 +88,23 @@ def test_a_subscription_is_created_listed_and_read(client):
         ({"name": "x", "engine": "custom", "classes": ["a", "b"]}, 400, "classes"),
         ({"name": "x", "engine": "custom", "input_schema": {"a": "complex"}}, 400, "input_schema"),
         ({"name": "x", "engine": "custom", "input_schema": {"a": "number"}, "protected_attributes": ["b"]}, 400, None),
+        ({"name": "x", "engine": "custom", "model_id": "forest\u0000v1"}, 400, "model_id"),
+        ({"name": "x", "engine": "custom", "scoring_url": "http://127.0.0.1:1/\u0000"}, 400, "scoring_url"),
+        (
+            {
+                "name": "x",
+                "engine": "custom",
+                "input_schema": {"a": "number"},
+                "label": "y",
+                "classes": ["ok\u0000", "no"],
+            },
+            400,
+            "classes",
+        ),
     ],
 )
 def test_a_bad_subscription_is_refused_naming_the_field(client, body, status, field):
+    """Control characters too (PostgreSQL stores no NUL: a 500 there before they were refused)."""
     answer = client.post("/ml/v4/subscriptions", json=body)
     assert answer.status_code == status, answer.text
     if field:

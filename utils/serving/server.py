@@ -32,7 +32,6 @@ from uvicorn.supervisors.multiprocess import Multiprocess
 from uvicorn.supervisors.multiprocess import Process as WorkerProcess
 
 from utils import config, datamart
-from utils.serving.metrics import prepare_multiprocess
 
 #: How long the supervisor waits for a serving worker's answer to its health check before it replaces the worker,
 #: in seconds. A dead worker is replaced at once, whatever this says.
@@ -361,6 +360,8 @@ def main(argv: list[str] | None = None) -> None:
         os.environ[datamart.DATAMART_URL_ENV] = args.datamart_url
     datamart.connect()  # create the tables once, before the workers start
     if args.workers > 1:  # the workers add up their Prometheus metrics in files of one fresh folder
+        from utils.serving.metrics import prepare_multiprocess  # not at the top: it imports the service
+
         prepare_multiprocess(config.layout().logs / f"metrics-{args.port}")
     limits = ClientLimits(**{name: getattr(args, name) for name in _LIMIT_OPTIONS})
     server_config = ServerConfig(

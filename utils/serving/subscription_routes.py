@@ -41,6 +41,7 @@ from utils.subscriptions import (
     MAX_COLUMN_NAME,
     MAX_COLUMNS,
     NAME_PATTERN,
+    TEXT_PATTERN,
     URL_PATTERN,
     Subscription,
     SubscriptionError,
@@ -63,7 +64,7 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 Identifier = Annotated[str, Field(min_length=1, max_length=100, pattern=IDENTIFIER_PATTERN)]
 #: The column names a declared schema may use (checked by :mod:`utils.subscriptions`).
 _COLUMN_NAMES = {"minLength": 1, "maxLength": MAX_COLUMN_NAME, "pattern": COLUMN_NAME_PATTERN}
-ClassName = Annotated[str, Field(min_length=1, max_length=50)]
+ClassName = Annotated[str, Field(min_length=1, max_length=50, pattern=TEXT_PATTERN)]
 
 
 class _Subscribed(BaseModel):
@@ -75,7 +76,9 @@ class _Subscribed(BaseModel):
     scoring_url: str | None = Field(
         None, max_length=500, pattern=URL_PATTERN, description="the engine's V2 .../infer URL, if any"
     )
-    model_id: str | None = Field(None, max_length=200, description="the model as the engine names it")
+    model_id: str | None = Field(
+        None, max_length=200, pattern=TEXT_PATTERN, description="the model as the engine names it"
+    )
     prediction_field: Identifier | None = Field(None, description="the engine's output with the decision")
     probability_field: Identifier | None = Field(None, description="the engine's output with the probabilities")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from utils import datamart
-from utils.data import PROTECTED_GROUPS
+from utils.data import PROTECTED_GROUPS, generate_credit_data
 from utils.datamart import lifecycle as lifecycle_rows
 from utils.deployment import ProductionCheckError, delete_deployment, deploy, find_deployments
 from utils.lifecycle import (
@@ -29,7 +29,7 @@ from utils.lifecycle import (
     set_monitor_config,
 )
 from utils.lifecycle.cli import main
-from utils.monitoring import Thresholds
+from utils.monitoring import DeploymentMonitor, Thresholds
 from utils.registry import ModelRegistry
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "datamart-before-migrations.sql"
@@ -271,7 +271,7 @@ def test_a_monitor_configuration_is_validated_before_it_is_written(engine, regis
     assert not monitor_config(deployed.deployment_id, engine=engine).stored
 
 
-def test_promotion_deploys_the_evaluated_file_and_copies_the_monitor_configuration(engine, registry):
+def test_promotion_deploys_the_evaluated_file_and_copies_the_monitor_configuration(engine, registry, work):
     evaluation = _evaluate(engine, registry, model_id="credit-risk-v2")
     evaluated_file = registry.get(evaluation.model_id).model_file.read_bytes()
     document = {"thresholds": {"min_records": 40, "min_auc_roc": 0.75}, "protected_groups": ["Sex"]}
@@ -285,6 +285,13 @@ def test_promotion_deploys_the_evaluated_file_and_copies_the_monitor_configurati
     copied = monitor_config(prod.deployment_id, engine=engine)
     assert copied.document == monitor_config(evaluation.deployment_id, engine=engine).document
     assert (copied.thresholds.min_records, copied.thresholds.min_auc_roc, copied.attributes) == (40, 0.75, ("Sex",))
+    reference = generate_credit_data(300, 3)  # the prod deployment's monitors run with the copied configuration
+    monitor = DeploymentMonitor(prod.deployment_id, reference=reference, engine=engine, work=work)
+    assert (monitor.thresholds.min_records, monitor.thresholds.min_auc_roc, monitor.attributes) == (40, 0.75, ("Sex",))
+    given = DeploymentMonitor(
+        prod.deployment_id, reference=reference, thresholds=Thresholds(), attributes=("Age",), engine=engine, work=work
+    )
+    assert (given.thresholds.min_records, given.attributes) == (Thresholds().min_records, ("Age",))
     assert (promoted.evaluation_id, promoted.source_deployment_id) == (
         evaluation.evaluation_id,
         evaluation.deployment_id,

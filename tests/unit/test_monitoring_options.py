@@ -70,3 +70,10 @@ def test_the_options_reach_the_evaluation(monkeypatch, capsys):
     assert cli.main(["--deployment-id", "d", "--min-feedback", "30", "--multivariate-p-value", "0.001"]) == 2
     assert received["thresholds"] == Thresholds(min_feedback=30, multivariate_p_value=0.001)
     assert "monitoring failed: no such deployment" in capsys.readouterr().err
+
+
+def test_an_option_overrides_the_stored_configuration_and_only_what_it_names():
+    stored = Thresholds(min_records=40, fairness_alpha=None)
+    assert cli.thresholds_from(_parse(), stored) == stored
+    chosen = cli.thresholds_from(_parse("--min-auc-roc", "0.9", "--fairness-alpha", "0.01"), stored)
+    assert chosen == Thresholds(min_records=40, min_auc_roc=0.9, fairness_alpha=0.01)

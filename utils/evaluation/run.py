@@ -13,7 +13,6 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -187,14 +186,6 @@ def _test_data(test: pd.DataFrame | str | os.PathLike | None, layout) -> pd.Data
     return check_frame(test if isinstance(test, pd.DataFrame) else load_credit_csv(layout.resolve(test or layout.test)))
 
 
-def _configured_monitor(deployment_id: str, engine: Engine, work: Path) -> DeploymentMonitor:
-    """The deployment's monitors, with its stored monitor configuration (thresholds, protected attributes)."""
-    settings = lifecycle.monitor_config(deployment_id, engine=engine)
-    return DeploymentMonitor(
-        deployment_id, thresholds=settings.thresholds, attributes=settings.attributes, engine=engine, work=work
-    )
-
-
 def evaluate_deployment(
     deployment_id: str,
     url: str,
@@ -231,7 +222,7 @@ def evaluate_deployment(
     deployment = get_deployment(deployment_id, engine=engine)
     frame = _test_data(test, layout)
     baseline = registry.get(baseline_model_id).model_id if baseline_model_id else None
-    monitor = _configured_monitor(deployment_id, engine, layout.root)
+    monitor = DeploymentMonitor(deployment_id, engine=engine, work=layout.root)  # its stored configuration
     start, end, ids = _send(url, deployment_id, frame, api_key)
     monitoring = monitor.evaluate(start, end, store=False, report=False)
     probabilities = {deployment.model_id: _logged_risk(engine, deployment_id, start, end, ids)}

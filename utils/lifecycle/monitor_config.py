@@ -30,7 +30,8 @@ from utils.deployment import DeploymentError, check_person
 from utils.lifecycle.records import LifecycleError
 from utils.monitoring.notifications import default_notifications, validate_notifications
 from utils.monitoring.results import Thresholds
-from utils.monitoring.schedule import default_schedule, thresholds_of, validate_schedule
+from utils.monitoring.schedule import default_schedule, validate_schedule
+from utils.monitoring.thresholds import thresholds_of
 
 #: The one threshold that is not a probability or a share (the others lie in [0, 1]).
 _UNBOUNDED = ("min_disparate_impact",)

@@ -75,15 +75,17 @@ def _add_threshold_options(parser: argparse.ArgumentParser) -> None:
             f"--{field.name.replace('_', '-')}",
             dest=field.name,
             type=_value_type(field),
-            default=field.default,
+            default=argparse.SUPPRESS,  # not given: no attribute (``none`` is a value of its own)
             metavar="N" if isinstance(field.default, int) else "X",
-            help=f"{meaning} (default: {field.default})",
+            help=f"{meaning} (default: the deployment's stored configuration, else {field.default})",
         )
 
 
-def thresholds_from(args: argparse.Namespace) -> Thresholds:
-    """The :class:`Thresholds` the parsed options ask for (a default for each option not given)."""
-    return Thresholds(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Thresholds)})
+def thresholds_from(args: argparse.Namespace, base: Thresholds | None = None) -> Thresholds:
+    """The :class:`Thresholds` the parsed options ask for, each option not given at ``base``'s value (default: the
+    defaults of :class:`Thresholds`)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Thresholds) if hasattr(args, f.name)}
+    return dataclasses.replace(base or Thresholds(), **given)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -144,15 +146,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _evaluate_deployment(args: argparse.Namespace) -> Evaluation:
-    from utils.monitoring.monitor import evaluate_all  # the monitors: imported once the arguments are parsed
+    from utils import datamart  # the monitors: imported once the arguments are parsed
+    from utils.monitoring.monitor import evaluate_all, stored_configuration
 
+    stored, _, _ = stored_configuration(datamart.connect(work=args.work_dir), args.deployment_id)
     return evaluate_all(
         args.deployment_id,
         args.start,
         args.end,
         work=args.work_dir,
         reference=args.reference,
-        thresholds=thresholds_from(args),
+        thresholds=thresholds_from(args, stored),
         store=not args.no_store,
     )
 

@@ -27,6 +27,7 @@ from utils.monitoring.notifications import notify_changes
 from utils.monitoring.performance import PerformanceMonitor
 from utils.monitoring.quality import QualityMonitor
 from utils.monitoring.results import ALL_MONITORS, MONITORS, Evaluation, MonitorResult, Thresholds, measurement_frame
+from utils.monitoring.thresholds import thresholds_of
 from utils.monitoring.window import Window, no_records
 from utils.registry import registry_for, training_data_path
 from utils.report import write_report
@@ -46,6 +47,18 @@ def _file_stamp(moment: datetime | None) -> str:
     return stamp.strftime("%Y%m%d") if stamp == stamp.normalize() else stamp.strftime("%Y%m%dT%H%M")
 
 
+#: The protected attributes monitored when a deployment's configuration names none.
+DEFAULT_ATTRIBUTES: tuple[str, ...] = ("Sex", "Age")
+
+
+def stored_configuration(engine: Engine, deployment_id: str) -> tuple[Thresholds, tuple[str, ...], dict]:
+    """The thresholds and protected attributes of a deployment's stored monitor configuration, and the document
+    itself (``{}`` when none is stored; a field it leaves out is at its default)."""
+    row = datamart.read_monitor_config(engine, deployment_id)
+    document = (row or {}).get("config", {})
+    return thresholds_of(document), tuple(document.get("protected_groups", DEFAULT_ATTRIBUTES)), document
+
+
 class DeploymentMonitor:
     """The monitors of one deployment, set up once (model, reference data, detectors) and run on any window.
 
@@ -54,8 +67,9 @@ class DeploymentMonitor:
         reference: the training data (features and label), as a DataFrame or a CSV path; by default the data the
             deployed version was trained on: its recorded training set (a retrained version's, under
             ``retraining/``), else ``<work dir>/data/train.csv``, written by notebook 01.
-        thresholds: thresholds and minimums (defaults: :class:`Thresholds`).
-        attributes: the protected attributes to monitor.
+        thresholds: thresholds and minimums (default: the deployment's stored monitor configuration, see
+            ``utils.lifecycle.monitor_config``; without one, :class:`Thresholds`).
+        attributes: the protected attributes to monitor (default: the stored configuration's, else Sex and Age).
         sample_size: most records used by the per-record checks (perturbation, debiased companion, model drift)
             per window, a seeded sample; fairness metrics and data drift always use every record.
         seed: seed of every sample and detector, so that the same data give the same results.
@@ -69,7 +83,7 @@ class DeploymentMonitor:
         *,
         reference: pd.DataFrame | str | os.PathLike | None = None,
         thresholds: Thresholds | None = None,
-        attributes: tuple[str, ...] = ("Sex", "Age"),
+        attributes: tuple[str, ...] | None = None,
         engine: Engine | None = None,
         work: str | os.PathLike | None = None,
         sample_size: int = 50_000,
@@ -86,8 +100,9 @@ class DeploymentMonitor:
         if reference is None:
             reference = training_data_path(self.registry.metadata(self.deployment.model_id), self.work)
         self.reference = reference if isinstance(reference, pd.DataFrame) else load_credit_csv(reference)
-        self.thresholds = thresholds or Thresholds()
-        self.attributes = tuple(attributes)
+        stored_thresholds, stored_attributes, _ = stored_configuration(self.engine, self.deployment.deployment_id)
+        self.thresholds = thresholds or stored_thresholds
+        self.attributes = tuple(stored_attributes if attributes is None else attributes)
         self.sample_size = sample_size
         self.seed = seed
         self.quality = QualityMonitor(self.thresholds)

@@ -18,14 +18,13 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.engine import Engine
 
 from utils import config, datamart
 from utils.deployment import get_deployment
-from utils.monitoring.monitor import DeploymentMonitor
+from utils.monitoring.monitor import DeploymentMonitor, stored_configuration
 from utils.monitoring.notifications import notifier_for, resume_pending
 from utils.monitoring.results import MONITORS, Evaluation, Thresholds
 from utils.times import as_utc, utc_now
@@ -77,16 +76,8 @@ def validate_schedule(given: object) -> dict:
 def stored_settings(engine: Engine, deployment_id: str) -> tuple[Thresholds, tuple[str, ...], dict]:
     """The thresholds, protected attributes and schedule of a deployment's stored monitor configuration (a field
     the document leaves out, or the whole document, at its default)."""
-    row = datamart.read_monitor_config(engine, deployment_id)
-    document = (row or {}).get("config", {})
-    attributes = tuple(document.get("protected_groups", ("Sex", "Age")))
-    return thresholds_of(document), attributes, validate_schedule(document.get("schedule", default_schedule()))
-
-
-def thresholds_of(document: dict) -> Thresholds:
-    """The :class:`Thresholds` of a monitor configuration document (a field it leaves out at its default)."""
-    known = {f.name for f in fields(Thresholds)}  # a document stored before a field was added or removed reads
-    return Thresholds(**{k: v for k, v in document.get("thresholds", {}).items() if k in known})
+    thresholds, attributes, document = stored_configuration(engine, deployment_id)
+    return thresholds, attributes, validate_schedule(document.get("schedule", default_schedule()))
 
 
 def aligned_start(moment: datetime, minutes: int) -> datetime:

@@ -3,7 +3,7 @@ command line builds one option per field without importing pandas."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from utils.choices import FOUR_FIFTHS_RULE
 
@@ -41,3 +41,9 @@ class Thresholds:
     max_latency_p95_seconds: float = 1.0
     #: Alert when the share of rejected requests is above this.
     max_rejected_request_share: float = 0.10
+
+
+def thresholds_of(document: dict) -> Thresholds:
+    """The :class:`Thresholds` of a monitor configuration document (a field it leaves out at its default)."""
+    known = {f.name for f in fields(Thresholds)}  # a document stored before a field was added or removed reads
+    return Thresholds(**{k: v for k, v in document.get("thresholds", {}).items() if k in known})

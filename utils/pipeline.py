@@ -251,7 +251,7 @@ def _print_summary(outputs: dict, work: Path, stage: str) -> None:
             f"pre-production evaluation of {outputs['evaluated_model_id']} (deployment "
             f"{outputs['preprod_deployment_id']}) against {outputs['baseline_model_id']}: {outputs['verdict']}"
         )
-    where = f"{outputs.get('space', 'dev')} deployment {outputs.get('deployment_id')}"
+    where = f"{outputs.get('space')} deployment {outputs.get('deployment_id')}"  # 04 and 08 record the space
     if outputs.get("space") == "prod":
         print(f"{outputs['model_id']} approved and promoted: the {where} serves it")
     elif "deployment_id" in outputs:

@@ -112,6 +112,7 @@ def test_prod_promotes_only_the_approved_version_and_retrains_nothing(sample_csv
     work = tmp_path / "work"
     preprod = run_pipeline(_settings(sample_csv, stage="preprod"), work_dir=work, progress_bar=False)
     assert preprod["verdict"] == "passed" and preprod["evaluated_model_id"] == "credit-risk-v1"
+    assert preprod["space"] == "preprod", "04 records the space it deployed into (the summary names it)"
     promote = STAGES["prod"][:1]
     settings = _settings(sample_csv, stage="prod", model_id="credit-risk-v1")
     with pytest.raises(PipelineStopped) as refused:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from utils import pipeline
 from utils.pipeline import PipelineStopped, record_outputs
 from utils.stages import STAGES, _evaluation_gate, _quality_gate, _validation_gate
 
@@ -137,3 +138,22 @@ def test_record_outputs_keeps_numpy_values_as_json_values(tmp_path):
     record_outputs({"training_done": np.bool_(False), "rows": np.int64(3), "auc": np.float64(0.5)}, path)
 
     assert json.loads(path.read_text()) == {"training_done": False, "rows": 3, "auc": 0.5}
+
+
+def test_the_summary_names_the_space_of_the_deployment_each_result_concerns(capsys, tmp_path):
+    trained = {"model_id": "credit-risk-v1", "auc_roc": 0.87, "factsheet_path": "registry/credit-risk/v1/factsheet.md"}
+    preprod = {**trained, "deployment_id": "d-pre", "space": "preprod", "verdict": "passed"}
+    preprod |= {"evaluated_model_id": "credit-risk-v1", "preprod_deployment_id": "d-pre", "baseline_model_id": "c-v1"}
+    pipeline._print_summary(preprod, tmp_path, "preprod")
+    printed = capsys.readouterr().out
+    assert "credit-risk-v1 deployed: the preprod deployment d-pre" in printed
+    assert "evaluation of credit-risk-v1 (deployment d-pre) against c-v1: passed" in printed
+    prod = {"model_id": "credit-risk-v1", "deployment_id": "d-prod", "space": "prod", "quality_ok": True}
+    prod |= {"fairness_ok": False, "drift_detected": True, "dashboard_url": "http://127.0.0.1:8000/dashboard/x"}
+    prod |= {"rows_scored": 10, "rows_rejected": 1, "output_path": "batch/scored.csv"}
+    pipeline._print_summary(prod, tmp_path, "prod")
+    printed = capsys.readouterr().out
+    assert "approved and promoted: the prod deployment d-prod serves it" in printed
+    assert (
+        "monitoring of the prod deployment d-prod" in printed and "batch job with the prod deployment d-prod" in printed
+    )

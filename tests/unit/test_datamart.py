@@ -147,6 +147,7 @@ for n in range(int(sys.argv[3])):
 """
 
 
+@pytest.mark.slow  # starts processes
 def test_concurrent_writer_processes_lose_nothing(datamart_url):
     datamart.connect(datamart_url)
     writers = [subprocess.Popen([sys.executable, "-c", _WRITER, datamart_url, "d1", "150"]) for _ in range(4)]

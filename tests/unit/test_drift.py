@@ -158,6 +158,7 @@ def test_model_drift_estimate_follows_the_accuracy(train_test, preprocessor):
     assert abs(estimate.estimated_accuracy - measured) < 0.08
 
 
+@pytest.mark.slow  # starts processes
 def test_alibi_detect_is_imported_without_a_word():
     code = "from utils import drift; drift._alibi()"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)

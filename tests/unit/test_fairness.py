@@ -126,6 +126,7 @@ def test_debiased_companion_closes_the_gap(small_frame, preprocessor):
     assert 0.5 < table.loc["debiased", "accuracy"] <= 1
 
 
+@pytest.mark.slow  # starts processes
 def test_aif360_is_imported_without_a_word():
     code = "from utils import fairness; fairness._aif360(); import logging; logging.getLogger().warning('after')"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

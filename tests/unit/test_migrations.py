@@ -76,6 +76,7 @@ def test_a_data_mart_newer_than_the_code_is_refused_untouched(tmp_path):
         assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "9999"
 
 
+@pytest.mark.slow  # starts processes
 def test_the_command_line_reports_and_upgrades(tmp_path):
     url = _old_datamart(tmp_path / "old.sqlite")
     run = [sys.executable, "-m", "utils.datamart"]
@@ -86,6 +87,7 @@ def test_the_command_line_reports_and_upgrades(tmp_path):
     assert after.stdout.strip() == f"data mart revision {migrations.head()}; newest known {migrations.head()}"
 
 
+@pytest.mark.slow  # starts processes
 def test_processes_starting_at_once_migrate_a_new_data_mart_once(tmp_path):
     url = f"sqlite:///{tmp_path / 'race.sqlite'}"
     code = f"from utils import datamart; datamart.connect({url!r}); print('ok')"

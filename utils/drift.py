@@ -35,6 +35,9 @@ from threadpoolctl import threadpool_limits
 from utils.data import CATEGORIES, FEATURES, LABEL
 from utils.decision import RISK_THRESHOLD, model_decisions, risk_probability
 
+#: The columns the detectors compare, each with its categories (None: a numeric column): the credit contract's
+#: 20 features by default; a declared schema gives its own (:mod:`utils.monitoring.declared`).
+CREDIT_COLUMNS: dict[str, tuple | None] = {name: CATEGORIES.get(name) for name in FEATURES}
 _CATEGORICAL_INDEX = [i for i, name in enumerate(FEATURES) if name in CATEGORIES]
 #: The smallest effect size that counts as drift, for both measures (Evidently's default for each).
 MIN_EFFECT = 0.1
@@ -60,20 +63,26 @@ def _alibi() -> SimpleNamespace:
     return SimpleNamespace(ClassifierDrift=ClassifierDrift, TabularDrift=TabularDrift)
 
 
-def encode(frame: pd.DataFrame) -> np.ndarray:
-    """The 20 features as a float matrix: categories as their index in the contract's domain, numbers as they are.
+def encode(frame: pd.DataFrame, columns: dict[str, tuple | None] = CREDIT_COLUMNS) -> np.ndarray:
+    """The ``columns`` (by default the 20 features) as a float matrix: categories as their index in the column's
+    domain, numbers as they are.
 
     A value outside the domain becomes -1, so that it shows up as a category of its own.
     """
-    columns = []
-    for name in FEATURES:
+    encoded = []
+    for name, categories in columns.items():
         values = frame[name]
-        if name in CATEGORIES:
-            codes = pd.Categorical(values, categories=list(CATEGORIES[name])).codes
-            columns.append(codes.astype(np.float64))
+        if categories is not None:
+            codes = pd.Categorical(values, categories=list(categories)).codes
+            encoded.append(codes.astype(np.float64))
         else:
-            columns.append(values.to_numpy(dtype=np.float64))
-    return np.column_stack(columns) if columns else np.empty((len(frame), 0))
+            encoded.append(values.to_numpy(dtype=np.float64))
+    return np.column_stack(encoded) if encoded else np.empty((len(frame), 0))
+
+
+def _categorical(columns: dict[str, tuple | None]) -> np.ndarray:
+    """Which of ``columns`` are categorical, in order."""
+    return np.array([categories is not None for categories in columns.values()], dtype=bool)
 
 
 def _sample(frame: pd.DataFrame, size: int | None, seed: int) -> pd.DataFrame:
@@ -131,35 +140,38 @@ class DataDriftDetector:
         p_value: float = 0.01,
         correction: str = "bonferroni",
         min_effect: float = MIN_EFFECT,
+        columns: dict[str, tuple | None] = CREDIT_COLUMNS,
     ):
         """``p_value``: the family-wise error rate (Bonferroni) or false discovery rate (``correction="fdr"``);
-        ``min_effect``: the effect size a significant feature needs to count as drifted."""
+        ``min_effect``: the effect size a significant feature needs to count as drifted; ``columns``: the columns
+        compared and their categories (see :data:`CREDIT_COLUMNS`)."""
         if not 0 < p_value < 1:
             raise ValueError(f"p_value must be between 0 and 1, got {p_value}")
         if not min_effect >= 0:
             raise ValueError(f"min_effect must be 0 or more, got {min_effect}")
         self.p_value = p_value
         self.min_effect = min_effect
+        self.columns = dict(columns)
         self.reference_records = len(reference)
-        self._reference = encode(reference)
-        spread = self._reference.std(axis=0) if len(reference) else np.ones(len(FEATURES))
+        self._reference = encode(reference, self.columns)
+        spread = self._reference.std(axis=0) if len(reference) else np.ones(len(self.columns))
         self._scale = np.where(spread > 0, spread, 1.0)  # a constant reference column: plain units
         self._detector = _alibi().TabularDrift(
             self._reference,
             p_val=p_value,
-            categories_per_feature=dict.fromkeys(_CATEGORICAL_INDEX),
+            categories_per_feature=dict.fromkeys(np.flatnonzero(_categorical(self.columns)).tolist()),
             correction=correction,
         )
 
     def effect_sizes(self, frame: pd.DataFrame) -> np.ndarray:
         """Per feature, how far ``frame`` moved from the reference, whatever the number of records."""
-        window = encode(frame)
-        effects = np.full(len(FEATURES), np.nan)
+        window = encode(frame, self.columns)
+        effects = np.full(len(self.columns), np.nan)
         if not len(window):
             return effects
-        for i, name in enumerate(FEATURES):
-            if name in CATEGORIES:
-                size = len(CATEGORIES[name])
+        for i, categories in enumerate(self.columns.values()):
+            if categories is not None:
+                size = len(categories)
                 expected, seen = _category_shares(self._reference[:, i], size), _category_shares(window[:, i], size)
                 effects[i] = jensenshannon(expected, seen, base=2)
             else:
@@ -170,11 +182,13 @@ class DataDriftDetector:
         """Test every feature of ``frame`` against the reference."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            found = self._detector.predict(encode(frame), drift_type="batch", return_p_val=True, return_distance=True)
+            found = self._detector.predict(
+                encode(frame, self.columns), drift_type="batch", return_p_val=True, return_distance=True
+            )
         data = found["data"]
         p_values = np.asarray(data["p_val"], dtype=float)
         threshold = float(data["threshold"])
-        categorical = np.isin(np.arange(len(FEATURES)), _CATEGORICAL_INDEX)
+        categorical = _categorical(self.columns)
         kind = np.where(categorical, "categorical", "numeric")
         effect = self.effect_sizes(frame)
         significant = p_values < threshold
@@ -189,7 +203,7 @@ class DataDriftDetector:
                 "effect": effect,
                 "drifted": significant & (effect > self.min_effect),
             },
-            index=pd.Index(FEATURES, name="feature"),
+            index=pd.Index(list(self.columns), name="feature"),
         )
         return DataDrift(features, threshold, len(frame), self.min_effect)
 
@@ -221,9 +235,12 @@ class MultivariateDriftDetector:
         max_records: int = 1000,
         folds: int = 5,
         seed: int = 0,
+        columns: dict[str, tuple | None] = CREDIT_COLUMNS,
     ):
-        """Up to ``max_records`` records of the reference and of each window take part (a seeded sample)."""
+        """Up to ``max_records`` records of the reference and of each window take part (a seeded sample);
+        ``columns``: the columns compared and their categories (see :data:`CREDIT_COLUMNS`)."""
         self.p_value = p_value
+        self.columns = dict(columns)
         self.max_records = max_records
         self.seed = seed
         sample = _sample(reference, max_records, seed)
@@ -232,12 +249,12 @@ class MultivariateDriftDetector:
             max_iter=50,
             learning_rate=0.1,
             max_leaf_nodes=15,
-            categorical_features=np.isin(np.arange(len(FEATURES)), _CATEGORICAL_INDEX),
+            categorical_features=_categorical(self.columns),
             early_stopping=False,
             random_state=seed,
         )
         self._detector = _alibi().ClassifierDrift(
-            encode(sample), classifier, backend="sklearn", p_val=p_value, n_folds=folds, seed=seed
+            encode(sample, self.columns), classifier, backend="sklearn", p_val=p_value, n_folds=folds, seed=seed
         )
 
     def check(self, frame: pd.DataFrame) -> MultivariateDrift:
@@ -245,7 +262,7 @@ class MultivariateDriftDetector:
         sample = _sample(frame, self.max_records, self.seed + 1)
         with warnings.catch_warnings(), threadpool_limits(limits=1):  # small fits: threads cost more than they give
             warnings.simplefilter("ignore")
-            found = self._detector.predict(encode(sample))["data"]
+            found = self._detector.predict(encode(sample, self.columns))["data"]
         return MultivariateDrift(
             float(found["p_val"]), float(found["distance"]), self.p_value, len(sample), self.reference_records
         )

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from utils.data import FAVOURABLE, FEATURES, NUMERIC_RANGES, PROTECTED_GROUPS, UNFAVOURABLE, in_monitored_group
+from utils.data import FAVOURABLE, FEATURES, NUMERIC_RANGES, PROTECTED_GROUPS, UNFAVOURABLE
 from utils.decision import RISK_THRESHOLD, decide, model_decisions, risk_probability
 
 #: The decision threshold on the favourable class's score, the scale aif360 works on (:mod:`utils.decision`).
@@ -71,23 +71,36 @@ def _aif360() -> SimpleNamespace:
     )
 
 
-def group_names(attribute: str) -> tuple[str, str]:
-    """Readable names of the monitored and reference groups, e.g. ``("female", "male")`` or ``("18-25", "26-75")``."""
-    groups = PROTECTED_GROUPS[attribute]
-    name = lambda g: f"{g[0]}-{g[1]}" if isinstance(g, tuple) else str(g)  # noqa: E731
-    return name(groups["monitored"]), name(groups["reference"])
+def _group_name(group) -> str:
+    if isinstance(group, tuple):
+        return f"{group[0]}-{group[1]}"
+    return "/".join(map(str, group)) if isinstance(group, list) else str(group)
 
 
-def group_masks(frame: pd.DataFrame, attribute: str) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean masks of the rows in the monitored group and in the reference group of ``attribute``."""
-    if attribute not in PROTECTED_GROUPS:
-        raise ValueError(f"unknown protected attribute {attribute!r}; choose one of {sorted(PROTECTED_GROUPS)}")
-    reference = PROTECTED_GROUPS[attribute]["reference"]
-    if isinstance(reference, tuple):
-        in_reference = frame[attribute].between(*reference).to_numpy()
-    else:
-        in_reference = (frame[attribute] == reference).to_numpy()
-    return in_monitored_group(frame, attribute), in_reference
+def group_names(attribute: str, groups: dict | None = None) -> tuple[str, str]:
+    """Readable names of the monitored and reference groups, e.g. ``("female", "male")`` or ``("18-25", "26-75")``.
+
+    ``groups``: the groups of each protected attribute, by default the credit contract's ``PROTECTED_GROUPS``; a
+    group is a range ``(low, high)`` (a tuple, inclusive), a list of values, or one value.
+    """
+    found = (groups or PROTECTED_GROUPS)[attribute]
+    return _group_name(found["monitored"]), _group_name(found["reference"])
+
+
+def _in_group(values: pd.Series, group) -> np.ndarray:
+    if isinstance(group, tuple):
+        return values.between(*group).to_numpy()
+    return values.isin(group if isinstance(group, list) else [group]).to_numpy()
+
+
+def group_masks(frame: pd.DataFrame, attribute: str, groups: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks of the rows in the monitored group and in the reference group of ``attribute`` (``groups``:
+    as for :func:`group_names`)."""
+    groups = groups or PROTECTED_GROUPS
+    if attribute not in groups:
+        raise ValueError(f"unknown protected attribute {attribute!r}; choose one of {sorted(groups)}")
+    found = groups[attribute]
+    return _in_group(frame[attribute], found["monitored"]), _in_group(frame[attribute], found["reference"])
 
 
 def _dataset(
@@ -138,7 +151,12 @@ def _rates(group: np.ndarray, favourable: np.ndarray) -> dict[str, float]:
 
 
 def fairness_metrics(
-    frame: pd.DataFrame, attribute: str, *, prediction: str = "prediction", label: str | None = None
+    frame: pd.DataFrame,
+    attribute: str,
+    *,
+    prediction: str = "prediction",
+    label: str | None = None,
+    groups: dict | None = None,
 ) -> dict:
     """Fairness of the decisions in ``frame[prediction]`` towards the monitored group of ``attribute``.
 
@@ -149,12 +167,13 @@ def fairness_metrics(
     applicants get the favourable decision) and ``average_odds_difference`` (the mean of that difference and of
     the false favourable rates' difference), from ``ClassificationMetric``. A metric that cannot be computed
     (an empty group, no favourable decision in the reference group) is NaN. Rows in neither group are left out.
+    ``groups``: the groups of each protected attribute (:func:`group_names`), by default the credit contract's.
     """
-    monitored, reference = group_masks(frame, attribute)
+    monitored, reference = group_masks(frame, attribute, groups)
     rows = monitored | reference
     group = reference[rows].astype(int)
     decided = (frame[prediction].to_numpy()[rows] == FAVOURABLE).astype(int)
-    names = group_names(attribute)
+    names = group_names(attribute, groups)
     result: dict = {"attribute": attribute, "monitored": names[0], "reference": names[1], **_rates(group, decided)}
     result |= dict.fromkeys(("disparate_impact", "statistical_parity_difference"), np.nan)
     if label is not None:

@@ -175,7 +175,7 @@ def test_a_declared_schema_is_checked_by_type(client, workspace):
     bad = dict(good, inputs={"income": "rich", "years": 2.5, "colour": "red"})
     faults = {(f["field"], f["row"]) for f in client.post(url, json={"records": [bad]}).json()["faults"]}
     assert faults == {("income", 0), ("years", 0), ("region", 0), ("'colour'", 0)}
-    with pytest.raises(SubscriptionError, match="credit contract"):
+    with pytest.raises(SubscriptionError, match="reference data lack the column"):  # none given: the credit data's
         monitor_for(sub["subscription_id"], engine=workspace.engine, work=workspace.work)
 
 
@@ -257,6 +257,7 @@ def test_a_deployment_is_monitored_through_its_subscription(workspace):
 def test_the_command_lines_create_list_and_monitor_a_subscription(biased, workspace, capsys, tmp_path):
     from utils import subscriptions
     from utils.monitoring.cli import main as monitoring_main
+    from utils.subscriptions import cli as subscriptions_cli
 
     work = str(workspace.work)
     schema = tmp_path / "schema.json"
@@ -264,17 +265,21 @@ def test_the_command_lines_create_list_and_monitor_a_subscription(biased, worksp
     reference = tmp_path / "reference.csv"
     workspace.train.to_csv(reference, index=False)
     created = ["create", "--name", "cli-engine", "--engine", "custom", "--reference", str(reference)]
-    assert subscriptions.main(["--work-dir", work, *created]) == 0
+    assert subscriptions_cli.main(["--work-dir", work, *created]) == 0
     (made,) = [s for s in subscriptions.list_subscriptions(engine=workspace.engine) if s.name == "cli-engine"]
     assert made.reference == f"subscriptions/{made.subscription_id}.csv"
+    groups = tmp_path / "groups.json"
+    groups.write_text('{"region": {"monitored": "north", "reference": ["south", "east"]}}')
     declared = ["--schema", str(schema), "--label", "y", "--classes", "good,bad", "--protected", "region"]
-    assert (
-        subscriptions.main(["--work-dir", work, "create", "--name", "cli-declared", "--engine", "kserve", *declared])
-        == 0
-    )
-    assert subscriptions.main(["--work-dir", work, "create", "--name", "cli-engine", "--engine", "custom"]) == 2
+    create_declared = ["--work-dir", work, "create", "--name", "cli-declared", "--engine", "kserve", *declared]
+    assert subscriptions_cli.main(create_declared) == 2
+    assert "'region' needs its groups" in capsys.readouterr().err
+    assert subscriptions_cli.main([*create_declared, "--groups", str(groups)]) == 0
+    (made,) = [s for s in subscriptions.list_subscriptions(engine=workspace.engine) if s.name == "cli-declared"]
+    assert made.groups == {"region": {"monitored": ["north"], "reference": ["south", "east"]}}
+    assert subscriptions_cli.main(["--work-dir", work, "create", "--name", "cli-engine", "--engine", "custom"]) == 2
     assert "a subscription named 'cli-engine' exists" in capsys.readouterr().err
-    assert subscriptions.main(["--work-dir", work, "list"]) == 0
+    assert subscriptions_cli.main(["--work-dir", work, "list"]) == 0
     listed = capsys.readouterr().out
     assert "cli-engine  custom" in listed and "cli-declared  kserve" in listed
     assert monitoring_main(["--subscription-id", biased, "--work-dir", work, "--fail-on-alert"]) == 1

@@ -14,7 +14,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from utils.datamart.schema import request_log, subscriptions
+from utils.datamart.schema import feedback_records, payload_records, request_log, subscriptions
 from utils.times import as_utc, as_utc_or_none
 
 _REQUEST_COLUMNS = ("endpoint", "received_at", "seconds", "status", "records", "rejected_rows", "reason")
@@ -92,3 +92,39 @@ def update_subscription_spec(engine: Engine, subscription_id: str, spec: Mapping
             table.update().where(table.c.subscription_id == subscription_id).values(spec=dict(spec))
         ).rowcount
     return changed == 1
+
+
+def read_linked_feedback(
+    engine: Engine, deployment_id: str, start: datetime | None = None, end: datetime | None = None
+) -> pd.DataFrame:
+    """The feedback records of ``deployment_id`` recorded in [``start``, ``end``) that name a logged prediction of
+    it, oldest first: ``feedback_id``, ``recorded_at``, one column per input field, ``label`` and
+    ``logged_probability_risk`` (the probability of the second class logged with that prediction)."""
+    f, p = feedback_records, payload_records
+    linked = sa.and_(p.c.transaction_id == f.c.transaction_id, p.c.deployment_id == f.c.deployment_id)
+    query = (
+        sa.select(f.c.feedback_id, f.c.recorded_at, f.c.inputs, f.c.label, p.c.probability_risk)
+        .join(p, linked)
+        .where(f.c.deployment_id == deployment_id)
+        .order_by(f.c.record_id)
+    )
+    if start is not None:
+        query = query.where(f.c.recorded_at >= as_utc(start))
+    if end is not None:
+        query = query.where(f.c.recorded_at < as_utc(end))
+    with engine.connect() as connection:
+        rows = connection.execute(query).mappings().all()
+    head = pd.DataFrame(
+        {
+            "feedback_id": [row["feedback_id"] for row in rows],
+            "recorded_at": pd.to_datetime([as_utc(row["recorded_at"]) for row in rows], utc=True),
+        }
+    )
+    inputs = pd.DataFrame([row["inputs"] for row in rows])
+    tail = pd.DataFrame(
+        {
+            "label": [row["label"] for row in rows],
+            "logged_probability_risk": pd.Series([row["probability_risk"] for row in rows], dtype=float),
+        }
+    )
+    return pd.concat([head, inputs, tail], axis=1)

@@ -15,7 +15,7 @@ import functools
 import numpy as np
 import pandas as pd
 
-from utils.drift import MIN_EFFECT, DataDriftDetector, ModelDriftEstimator, MultivariateDriftDetector
+from utils.drift import CREDIT_COLUMNS, MIN_EFFECT, DataDriftDetector, ModelDriftEstimator, MultivariateDriftDetector
 from utils.monitoring.results import Measurements, MonitorResult, Thresholds
 from utils.monitoring.window import Window
 
@@ -32,6 +32,7 @@ class DriftMonitor:
 
     ``sample_size`` bounds the records of the model-drift estimate, a sample seeded by ``seed`` (also the seed of
     the classifier test). ``min_effect`` is the effect size a significant feature needs to count as drifted.
+    ``columns``: the columns compared and their categories (:data:`utils.drift.CREDIT_COLUMNS` by default).
     """
 
     name = "drift"
@@ -45,8 +46,10 @@ class DriftMonitor:
         sample_size: int,
         seed: int,
         min_effect: float = MIN_EFFECT,
+        columns: dict[str, tuple | None] = CREDIT_COLUMNS,
     ):
         self.model = model
+        self.columns = columns
         self.reference = reference
         self.thresholds = thresholds
         self.sample_size = sample_size
@@ -55,11 +58,17 @@ class DriftMonitor:
 
     @functools.cached_property
     def data_drift(self) -> DataDriftDetector:
-        return DataDriftDetector(self.reference, p_value=self.thresholds.drift_p_value, min_effect=self.min_effect)
+        t = self.thresholds
+        return DataDriftDetector(
+            self.reference, p_value=t.drift_p_value, min_effect=self.min_effect, columns=self.columns
+        )
 
     @functools.cached_property
     def multivariate_drift(self) -> MultivariateDriftDetector:
-        return MultivariateDriftDetector(self.reference, p_value=self.thresholds.multivariate_p_value, seed=self.seed)
+        t = self.thresholds
+        return MultivariateDriftDetector(
+            self.reference, p_value=t.multivariate_p_value, seed=self.seed, columns=self.columns
+        )
 
     @functools.cached_property
     def model_drift(self) -> ModelDriftEstimator:

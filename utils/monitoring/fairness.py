@@ -46,13 +46,24 @@ class FairnessMonitor:
     """Judges a window's decisions for each protected attribute of ``attributes``.
 
     ``sample_size`` bounds the records of the per-record checks (perturbation, debiased companion), a sample
-    seeded by ``seed``; the fairness metrics always use every record.
+    seeded by ``seed``; the fairness metrics always use every record. ``groups``: each attribute's monitored and
+    reference group (:func:`utils.fairness.group_names`), by default the credit contract's.
     """
 
     name = "fairness"
 
-    def __init__(self, model, thresholds: Thresholds, attributes: tuple[str, ...], *, sample_size: int, seed: int):
+    def __init__(
+        self,
+        model,
+        thresholds: Thresholds,
+        attributes: tuple[str, ...],
+        *,
+        sample_size: int,
+        seed: int,
+        groups: dict | None = None,
+    ):
         self.model = model
+        self.groups = groups
         self.thresholds = thresholds
         self.attributes = tuple(attributes)
         self.sample_size = sample_size
@@ -97,8 +108,8 @@ class FairnessMonitor:
     def _group_metrics(self, out: Measurements, payload, feedback, attribute: str) -> dict:
         """Name the group metrics of ``attribute``; returns its row of the fairness table."""
         n, n_feedback = len(payload), len(feedback)
-        found = fairness_metrics(payload, attribute)
-        labelled = fairness_metrics(feedback, attribute, label=LABEL)
+        found = fairness_metrics(payload, attribute, groups=self.groups)
+        labelled = fairness_metrics(feedback, attribute, label=LABEL, groups=self.groups)
         di, low, high, p_value, breached = self._disparate_impact(found, n)
         threshold = self.thresholds.min_disparate_impact
         out.add("disparate_impact", di, records=n, subject=attribute, threshold=threshold, breached=breached)
@@ -107,7 +118,7 @@ class FairnessMonitor:
         out.add("disparate_impact_p_value", p_value, records=n, subject=attribute)
         parity = found.get("statistical_parity_difference")
         out.add("statistical_parity_difference", parity, records=n, subject=attribute)
-        monitored, reference = group_names(attribute)
+        monitored, reference = group_names(attribute, self.groups)
         for group, key in ((monitored, "monitored"), (reference, "reference")):
             rate = found.get(f"favourable_rate_{key}")
             out.add("favourable_rate", rate, records=n, subject=f"{attribute}={group}")

@@ -20,6 +20,7 @@ from utils import config, datamart
 from utils.data import FEATURES, load_credit_csv
 from utils.deployment import Deployment
 from utils.explain import Explanation
+from utils.monitoring.declared import DeclaredMonitor
 from utils.monitoring.monitor import DeploymentMonitor
 from utils.remote import RemoteModel
 from utils.subscriptions import Subscription, SubscriptionError, get_subscription
@@ -56,9 +57,11 @@ def monitor_for(
     """The monitors of a subscription (or of a deployment, by its id); ``options`` as for
     :class:`DeploymentMonitor` (thresholds, sample size, seed).
 
+    A subscription with a declared schema gets a :class:`~utils.monitoring.declared.DeclaredMonitor`: the same
+    monitors on its declared columns, classes and groups.
+
     Raises:
-        SubscriptionError: no such subscription, or one whose inputs do not follow the credit contract (the
-            monitors compute on its features).
+        SubscriptionError: no such subscription, or reference data that do not fit its declared schema.
     """
     engine = engine or datamart.connect(work=work)
     subscription = get_subscription(subscription_id, engine=engine)
@@ -66,11 +69,8 @@ def monitor_for(
     if subscription.engine == "local":
         return DeploymentMonitor(subscription.deployment_id, engine=engine, work=work, **options)
     if not subscription.credit:
-        raise SubscriptionError(
-            f"subscription {subscription.name!r} declares its own columns: its payload and feedback are logged and "
-            "its requests measured, but the quality, fairness and drift monitors need the credit contract's inputs",
-            field="input_schema",
-        )
+        options["attributes"] = tuple(a for a in options["attributes"] if a in subscription.groups)
+        return DeclaredMonitor(subscription, _stand_in(subscription), engine=engine, work=work, **options)
     layout = config.layout(work)
     reference = load_credit_csv(layout.require(subscription.reference))
     return DeploymentMonitor(
@@ -92,6 +92,8 @@ def explain_logged(monitor: DeploymentMonitor, transaction_id: str, *, seed: int
         SubscriptionError: the subscription has no scoring URL, so nothing can ask its model again.
         KeyError: no such logged transaction.
     """
+    if isinstance(monitor, DeclaredMonitor):
+        monitor.explain(transaction_id)  # refuses, saying why
     if not isinstance(monitor.model, RemoteModel):
         name = monitor.deployment.name
         raise SubscriptionError(

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Request
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictBool, StrictFloat, StrictInt, Tag
 
 from utils import config
 from utils.contract import observed_ranges
@@ -40,6 +40,7 @@ from utils.subscriptions import (
     IDENTIFIER_PATTERN,
     MAX_COLUMN_NAME,
     MAX_COLUMNS,
+    MAX_GROUP_TEXT,
     NAME_PATTERN,
     TEXT_PATTERN,
     URL_PATTERN,
@@ -65,6 +66,22 @@ Identifier = Annotated[str, Field(min_length=1, max_length=100, pattern=IDENTIFI
 #: The column names a declared schema may use (checked by :mod:`utils.subscriptions`).
 _COLUMN_NAMES = {"minLength": 1, "maxLength": MAX_COLUMN_NAME, "pattern": COLUMN_NAME_PATTERN}
 ClassName = Annotated[str, Field(min_length=1, max_length=50, pattern=TEXT_PATTERN)]
+ColumnName = Annotated[str, Field(min_length=1, max_length=MAX_COLUMN_NAME, pattern=COLUMN_NAME_PATTERN)]
+GroupValue = StrictInt | StrictFloat | StrictBool | Annotated[str, Field(max_length=MAX_GROUP_TEXT)]
+#: One group of a protected attribute: a range ``[low, high]`` of a numeric column, else a value or values.
+Group = Annotated[
+    list[GroupValue] | StrictBool | Annotated[str, Field(max_length=MAX_GROUP_TEXT)],
+    Field(description="[low, high] for an integer or number column; one value or a list of values otherwise"),
+]
+
+
+class ProtectedGroups(BaseModel):
+    """The two groups of one protected attribute: the one watched for unfavourable treatment, and the one it is
+    compared with; they may not overlap."""
+
+    model_config = ConfigDict(extra="forbid")
+    monitored: Group
+    reference: Group
 
 
 class _Subscribed(BaseModel):
@@ -94,8 +111,10 @@ class SubscriptionRequest(_Subscribed):
 
 
 class DeclaredSubscriptionRequest(_Subscribed):
-    """A deployment served by another engine whose inputs are declared columns and types (payload and feedback
-    are logged and checked, requests measured; the quality, fairness and drift monitors need the credit contract)."""
+    """A deployment served by another engine whose inputs are declared columns and types, with its label, its two
+    classes (favourable first) and its protected attributes, each with its monitored and reference group. Every
+    monitor applies: quality on feedback linked to logged predictions, fairness on the groups, drift on the declared
+    columns against the reference data."""
 
     input_schema: dict[str, ColumnType] = Field(
         min_length=1, max_length=MAX_COLUMNS, json_schema_extra={"propertyNames": _COLUMN_NAMES}
@@ -103,6 +122,15 @@ class DeclaredSubscriptionRequest(_Subscribed):
     label: Identifier
     classes: list[ClassName] = Field(
         min_length=2, max_length=2, json_schema_extra={"uniqueItems": True}, description="favourable first"
+    )
+    protected_attributes: list[ColumnName] | None = Field(
+        None, max_length=MAX_COLUMNS, json_schema_extra={"uniqueItems": True}, description="input columns"
+    )
+    groups: dict[str, ProtectedGroups] | None = Field(
+        None,
+        max_length=MAX_COLUMNS,
+        json_schema_extra={"propertyNames": _COLUMN_NAMES},
+        description="each protected attribute's monitored and reference group (every one needs them)",
     )
 
 
@@ -183,7 +211,22 @@ SUBSCRIPTION_EXAMPLE = {
             "scoring_url": "http://127.0.0.1:8080/v2/models/credit-risk-forest/infer",
             "probability_field": "predict_proba",
         },
-    }
+    },
+    "declared": {
+        "summary": "A model of declared columns, with protected groups",
+        "value": {
+            "name": "loan-default-kserve",
+            "engine": "kserve",
+            "input_schema": {"income": "number", "years_employed": "integer", "region": "string", "age": "integer"},
+            "label": "default",
+            "classes": ["repaid", "default"],
+            "protected_attributes": ["age", "region"],
+            "groups": {
+                "age": {"monitored": [18, 25], "reference": [26, 99]},
+                "region": {"monitored": "rural", "reference": ["urban", "suburban"]},
+            },
+        },
+    },
 }
 PAYLOAD_EXAMPLE = {
     "applicant": {

@@ -7,18 +7,18 @@ its classes (the favourable one first), the output fields of the engine's answer
 the reference (training) data. Its payload and feedback records are logged through the API under the subscription
 id, validated against its schema; the monitors read them there (:mod:`utils.monitoring.subscription`).
 
+A declared schema's protected attributes come with their groups (:mod:`utils.subscriptions.groups`); the credit
+contract's are fixed. The command line is :mod:`utils.subscriptions.cli`.
+
 Every deployment of this project is a subscription too (engine ``local``, the deployment's id and name), made on
 first use, so that the monitors have one way in.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
-import json
 import os
 import re
-import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +33,9 @@ from utils import config, datamart
 from utils.contract import InputError, check_identifier, shown, valid_rows
 from utils.data import CLASS_ORDER, FAVOURABLE, FEATURES, LABEL, PROTECTED_GROUPS, write_csv
 from utils.datamart import subscriptions as rows
+from utils.subscriptions.errors import SubscriptionError as SubscriptionError
+from utils.subscriptions.groups import MAX_GROUP_TEXT as MAX_GROUP_TEXT
+from utils.subscriptions.groups import NUMERIC_TYPES, as_groups, check_groups
 from utils.times import utc_now
 
 #: The serving engines a subscription may name; ``local`` is this project's own service.
@@ -60,17 +63,22 @@ TEXT_PATTERN = COLUMN_NAME_PATTERN
 _COLUMN_NAME, _URL = re.compile(COLUMN_NAME_PATTERN[1:-1]), re.compile(URL_PATTERN[1:-1])  # matched whole
 #: Where the reference data of a subscription are kept, inside the working directory (named by its id).
 REFERENCE_FOLDER = "subscriptions"
+#: The payload and feedback logs' own fields, which no declared column may be named (they are read side by side).
+RESERVED_COLUMNS: tuple[str, ...] = (
+    "transaction_id",
+    "deployment_id",
+    "model_id",
+    "scored_at",
+    "prediction",
+    "probability_no_risk",
+    "probability_risk",
+    "out_of_range",
+    "feedback_id",
+    "recorded_at",
+    "label",
+)
 #: Fewest rows reference data may have (the drift tests compare distributions).
 MIN_REFERENCE_ROWS = 50
-
-
-class SubscriptionError(ValueError):
-    """A subscription that cannot be made or found: the message names the field at fault."""
-
-    def __init__(self, message: str, *, field: str | None = None, status: int = 400):
-        super().__init__(message)
-        self.field = field
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,7 @@ class Subscription:
     protected_attributes: tuple[str, ...] = ("Sex", "Age")
     #: The reference data, relative to the working directory.
     reference: str = "data/train.csv"
+    #: Each protected attribute's monitored and reference group (a numeric range as a tuple, else values).
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -123,6 +132,10 @@ _SPEC_FIELDS = (
 
 def _from_row(row: dict) -> Subscription:
     spec = row["spec"]
+    if spec["input_schema"] == CREDIT_CONTRACT:
+        groups = {a: PROTECTED_GROUPS[a] for a in spec["protected_attributes"] if a in PROTECTED_GROUPS}
+    else:
+        groups = as_groups(spec["input_schema"], spec.get("groups") or {})
     return Subscription(
         subscription_id=row["subscription_id"],
         name=row["name"],
@@ -131,7 +144,7 @@ def _from_row(row: dict) -> Subscription:
         scoring_url=row["scoring_url"],
         deployment_id=row["deployment_id"],
         **{name: tuple(spec[name]) if isinstance(spec[name], list) else spec[name] for name in _SPEC_FIELDS},
-        groups={a: PROTECTED_GROUPS[a] for a in spec["protected_attributes"] if a in PROTECTED_GROUPS},
+        groups=groups,
     )
 
 
@@ -159,6 +172,8 @@ def _check_schema(schema: object) -> str | dict[str, str]:
         if not isinstance(name, str) or len(name) > MAX_COLUMN_NAME or not _COLUMN_NAME.fullmatch(name):
             message = f"column name {shown(name)} is empty, too long or holds a control character"
             raise SubscriptionError(message, field="input_schema")
+        if name in RESERVED_COLUMNS:
+            raise SubscriptionError(f"column {name!r} is a field of the payload log itself; rename it", field=name)
         if kind not in COLUMN_TYPES:
             raise SubscriptionError(
                 f"column {name!r} has type {shown(kind)}; choose from {list(COLUMN_TYPES)}", field=name
@@ -198,10 +213,18 @@ def _check_outputs(spec: dict[str, Any]) -> dict[str, Any]:
         raise SubscriptionError(
             f"protected attribute {unknown[0]!r} is not an input column", field="protected_attributes"
         )
+    if len(set(protected)) != len(protected):
+        raise SubscriptionError("protected attributes are named once each", field="protected_attributes")
+    if schema == CREDIT_CONTRACT:
+        if spec.get("groups"):
+            raise SubscriptionError("the credit contract's groups are fixed; declare no groups", field="groups")
+        groups = None
+    else:
+        groups = check_groups(schema, protected, spec.get("groups"))
     for name in ("label", "prediction_field", "probability_field"):
         if spec.get(name) is not None:
             check_identifier(spec[name], name, max_length=100)
-    return {**spec, "classes": list(classes), "protected_attributes": list(protected)}
+    return {**spec, "classes": list(classes), "protected_attributes": list(protected), "groups": groups}
 
 
 def create_subscription(
@@ -217,7 +240,8 @@ def create_subscription(
     """Record a new subscription and return it.
 
     ``spec`` holds the fields of :class:`Subscription` after ``scoring_url`` (``input_schema``, ``label``,
-    ``classes``, ``prediction_field``, ``probability_field``, ``protected_attributes``, ``model_id``); missing
+    ``classes``, ``prediction_field``, ``probability_field``, ``protected_attributes``, ``model_id``, and for a
+    declared schema the ``groups`` of each protected attribute, :mod:`utils.subscriptions.groups`); missing
     ones take the credit contract's values. ``reference`` is a CSV file, checked against the schema and copied into
     the working directory; by default the working directory's training split.
 
@@ -236,7 +260,10 @@ def create_subscription(
     layout = config.layout(work)
     spec["reference"] = layout.relative(layout.train)
     defaults = Subscription("", "", "", utc_now(), model_id=name)
+    groups = spec["groups"]
     spec = {key: spec[key] if spec.get(key) is not None else getattr(defaults, key) for key in _SPEC_FIELDS}
+    if groups is not None:  # a declared schema's (the credit contract's are fixed)
+        spec["groups"] = groups
     row = {"subscription_id": datamart.new_id(), "name": name, "engine": engine_name, "scoring_url": scoring_url}
     row = {**row, "deployment_id": None, "spec": _json(spec), "created_at": utc_now()}
     if reference:  # checked and written before the subscription is stored
@@ -303,7 +330,7 @@ def get_subscription(subscription_id: str, *, engine: Engine) -> Subscription:
     return _from_row(found) if found is not None else deployment_subscription(subscription_id, engine=engine)
 
 
-def _reference_faults(subscription: Subscription, frame: pd.DataFrame) -> str | None:
+def reference_faults(subscription: Subscription, frame: pd.DataFrame) -> str | None:
     """What is wrong with reference data for ``subscription``, or None."""
     wanted = list(FEATURES) if subscription.credit else list(subscription.input_schema)
     missing = [name for name in (*wanted, subscription.label) if name not in frame.columns]
@@ -311,6 +338,14 @@ def _reference_faults(subscription: Subscription, frame: pd.DataFrame) -> str | 
         return f"the reference data lack the column(s) {', '.join(missing[:5])}"
     if len(frame) < MIN_REFERENCE_ROWS:
         return f"the reference data hold {len(frame)} rows; at least {MIN_REFERENCE_ROWS} are needed"
+    for name, kind in ({} if subscription.credit else subscription.input_schema).items():
+        text = frame[name].astype(str).str.strip()
+        if kind in NUMERIC_TYPES:
+            wrong = pd.to_numeric(text, errors="coerce").isna()
+        else:
+            wrong = ~text.str.lower().isin(["true", "false"]) if kind == "boolean" else frame[name].isna()
+        if wrong.any():
+            return f"row {int(np.flatnonzero(wrong)[0])} of the reference data's column {name!r} is no {kind}"
     if subscription.credit and not (valid := valid_rows(frame)).all():
         return f"row {int(np.flatnonzero(~valid)[0])} of the reference data breaks the credit contract"
     unknown = set(frame[subscription.label].dropna().astype(str)) - set(subscription.classes)
@@ -334,6 +369,8 @@ def set_reference(
         raise SubscriptionError("a deployment's reference data are its training split", field="subscription_id")
     reference = _write_reference(found, data, config.layout(work))
     spec = _json({key: getattr(found, key) for key in _SPEC_FIELDS})
+    if not found.credit:
+        spec["groups"] = {a: {side: list(v) for side, v in sides.items()} for a, sides in found.groups.items()}
     rows.update_subscription_spec(engine, found.subscription_id, {**spec, "reference": reference})
     return get_subscription(found.subscription_id, engine=engine)
 
@@ -346,7 +383,7 @@ def _write_reference(subscription: Subscription, data: bytes, layout: config.Wor
     except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as error:
         problem = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
         raise SubscriptionError(f"the reference data are no CSV text: {problem}", field="reference") from None
-    problem = _reference_faults(subscription, frame)
+    problem = reference_faults(subscription, frame)
     if problem:
         raise SubscriptionError(problem, field="reference")
     path = write_csv(frame, layout.root / REFERENCE_FOLDER / f"{subscription.subscription_id}.csv")
@@ -356,69 +393,3 @@ def _write_reference(subscription: Subscription, data: bytes, layout: config.Wor
 def list_subscriptions(*, engine: Engine, name: str | None = None) -> list[Subscription]:
     """The recorded subscriptions, oldest first (a deployment's appears once it has been used)."""
     return [_from_row(row) for row in rows.read_subscriptions(engine, name=name)]
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m utils.subscriptions", description="Create and list the deployments the monitors watch."
-    )
-    parser.add_argument("--work-dir", help="working directory (default: $CREDIT_WORKDIR, else <project>/work)")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="list the subscriptions")
-    create = commands.add_parser("create", help="subscribe a deployment that another engine serves")
-    create.add_argument("--name", required=True, help="1 to 100 ASCII letters, digits, '-', '_', '.'")
-    create.add_argument("--engine", required=True, choices=ENGINES[1:])
-    create.add_argument("--scoring-url", help="the engine's Open Inference Protocol .../infer URL")
-    create.add_argument("--model-id", help="the model as the engine names it (default: the name)")
-    create.add_argument("--schema", help="a JSON file of column names and types (default: the credit contract)")
-    create.add_argument("--label", help="the label's name (a declared schema)")
-    create.add_argument("--classes", help="the two classes, favourable first, comma-separated (a declared schema)")
-    create.add_argument("--prediction-field", help="the engine's output holding the decision")
-    create.add_argument("--probability-field", help="the engine's output holding the probabilities")
-    create.add_argument("--protected", help="protected attributes, comma-separated (default: Sex,Age for credit)")
-    create.add_argument("--reference", help="reference (training) data CSV, copied into the working directory")
-    return parser
-
-
-def _spec_options(args: argparse.Namespace) -> dict[str, Any]:
-    split = lambda text: None if text is None else [part.strip() for part in text.split(",") if part.strip()]  # noqa: E731
-    return {
-        "model_id": args.model_id,
-        "input_schema": json.loads(Path(args.schema).read_text()) if args.schema else None,
-        "label": args.label,
-        "classes": split(args.classes),
-        "prediction_field": args.prediction_field,
-        "probability_field": args.probability_field,
-        "protected_attributes": split(args.protected),
-    }
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command line: ``create`` a subscription or ``list`` them; exit status 2 with the reason when refused."""
-    args = _parser().parse_args(argv)
-    engine = datamart.connect(work=args.work_dir)
-    try:
-        if args.command == "create":
-            spec = _spec_options(args)
-            created = create_subscription(
-                args.name,
-                engine_name=args.engine,
-                scoring_url=args.scoring_url,
-                reference=args.reference,
-                engine=engine,
-                work=args.work_dir,
-                **spec,
-            )
-            print(f"subscription {created.subscription_id}: {created.name} ({created.engine})")
-            return 0
-    except (SubscriptionError, InputError, OSError, ValueError) as error:
-        print(f"subscription refused: {error}", file=sys.stderr)
-        return 2
-    for found in list_subscriptions(engine=engine):
-        url = found.scoring_url or "no scoring URL"
-        print(f"{found.subscription_id}  {found.name}  {found.engine}  {found.model_id}  {url}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from utils.subscriptions.cli import main
+
+sys.exit(main())

@@ -1,7 +1,8 @@
 """Monitors of a subscription with a declared schema (not the credit contract): a loan-default model of five
 typed columns with two protected attributes, its traffic logged through the REST API in-process. Quality,
 fairness and drift give verdicts; a model biased against the young raises the fairness alert; a window of
-drifted applicants raises the drift alert; protected groups are validated naming the field."""
+drifted applicants raises the drift alert; protected groups are validated naming the field. On SQLite and on
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 
 from utils import datamart
+from utils.monitoring.cli import main as monitoring_main
 from utils.monitoring.results import MONITORS
 from utils.monitoring.subscription import explain_logged, monitor_for
 from utils.serving import ServiceSettings, create_app
@@ -20,6 +22,8 @@ from utils.subscriptions import SubscriptionError
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
+
+pytestmark = pytest.mark.datamarts  # the feedback joined to logged predictions is SQL of its own
 
 API_KEY = "declared-test-key"
 SCHEMA = {"income": "number", "years_employed": "integer", "region": "string", "age": "integer", "owns_home": "boolean"}
@@ -162,9 +166,12 @@ def test_a_drifted_window_raises_the_drift_alert(fair, workspace):
     assert found[("drift", "drifted_share", None)] is True
     assert set(evaluation.details["data_drift"].drifted) >= {"income", "region"}
     assert found[("quality", "auc_roc", None)] is None  # no feedback that day
+    empty = monitor.evaluate("2027-01-01", "2027-01-02", monitors=MONITORS, report=False, store=False)
+    assert empty.payload_records == empty.feedback_records == 0
+    assert set(verdicts(empty).values()) == {None}
 
 
-def test_a_biased_model_raises_the_fairness_alert(client, workspace):
+def test_a_biased_model_raises_the_fairness_alert(client, workspace, capsys):
     subscription_id = subscribe(client, "loan-biased")
     frame = applicants(600, seed=4)
     log(client, workspace.engine, subscription_id, frame, biased_risk(frame), DAY_ONE, feedback=200)
@@ -176,6 +183,9 @@ def test_a_biased_model_raises_the_fairness_alert(client, workspace):
     assert evaluation.gates["fairness_ok"] is False
     with pytest.raises(SubscriptionError, match="declares its own columns"):
         explain_logged(monitor, "any")
+    command = ["--subscription-id", subscription_id, "--work-dir", str(workspace.work), "--fail-on-alert"]
+    assert monitoring_main([*command, "--no-store"]) == 1
+    assert "ALERT fairness.disparate_impact [age]" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -27,13 +27,14 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from utils import config, datamart
-from utils.data import CLASS_ORDER, FAVOURABLE, LABEL, UNFAVOURABLE
+from utils.data import CLASS_ORDER, FAVOURABLE, FEATURES, LABEL, UNFAVOURABLE
 from utils.datamart.subscriptions import read_linked_feedback
 from utils.deployment import Deployment
 from utils.monitoring.drift import DriftMonitor
 from utils.monitoring.fairness import FairnessMonitor
 from utils.monitoring.monitor import _READS, DeploymentMonitor
 from utils.monitoring.results import MONITORS
+from utils.monitoring.window import no_records
 from utils.subscriptions import Subscription, SubscriptionError, reference_faults
 from utils.subscriptions.groups import NUMERIC_TYPES
 
@@ -178,14 +179,9 @@ class DeclaredMonitor(DeploymentMonitor):
 
     def _empty(self, *, feedback: bool) -> pd.DataFrame:
         """No records, with the columns and types of :meth:`records`."""
-        columns = {name: self.reference[name].iloc[:0] for name in self.subscription.input_schema}
-        decided = pd.Categorical([], categories=list(CLASS_ORDER))
-        if feedback:
-            tail = {LABEL: decided, "logged_probability_risk": pd.Series(dtype=float)}
-        else:
-            tail = {"prediction": decided, "probability_risk": pd.Series(dtype=float)}
-            tail["out_of_range"] = pd.Series(dtype=bool)
-        return pd.DataFrame({**columns, **tail})
+        columns = pd.DataFrame({name: self.reference[name].iloc[:0] for name in self.subscription.input_schema})
+        outputs = no_records(feedback=feedback).drop(columns=list(FEATURES))
+        return pd.concat([columns, outputs], axis=1)
 
     def explain(self, transaction_id: str, *, seed: int | None = None):
         """Not available: explanations score changed records of the credit contract through the engine's URL."""

@@ -74,6 +74,10 @@ def _aif360() -> SimpleNamespace:
 def _group_name(group) -> str:
     if isinstance(group, tuple):
         return f"{group[0]}-{group[1]}"
+    if isinstance(group, dict):
+        (key, value), *_ = group.items()
+        listed = "/".join(map(str, value)) if isinstance(value, list) else f"{value:g}"
+        return {"below": f"under {listed}", "at_least": f"{listed} or more", "other_than": f"not {listed}"}[key]
     return "/".join(map(str, group)) if isinstance(group, list) else str(group)
 
 
@@ -81,7 +85,8 @@ def group_names(attribute: str, groups: dict | None = None) -> tuple[str, str]:
     """Readable names of the monitored and reference groups, e.g. ``("female", "male")`` or ``("18-25", "26-75")``.
 
     ``groups``: the groups of each protected attribute, by default the credit contract's ``PROTECTED_GROUPS``; a
-    group is a range ``(low, high)`` (a tuple, inclusive), a list of values, or one value.
+    group is a range ``(low, high)`` (a tuple, inclusive), ``{"below": x}``, ``{"at_least": x}``, a list of values,
+    ``{"other_than": [values]}``, or one value.
     """
     found = (groups or PROTECTED_GROUPS)[attribute]
     return _group_name(found["monitored"]), _group_name(found["reference"])
@@ -90,6 +95,11 @@ def group_names(attribute: str, groups: dict | None = None) -> tuple[str, str]:
 def _in_group(values: pd.Series, group) -> np.ndarray:
     if isinstance(group, tuple):
         return values.between(*group).to_numpy()
+    if isinstance(group, dict):
+        (key, value), *_ = group.items()
+        if key == "other_than":
+            return (~values.isin(value) & values.notna()).to_numpy()
+        return (values < value if key == "below" else values >= value).to_numpy()
     return values.isin(group if isinstance(group, list) else [group]).to_numpy()
 
 

@@ -1,7 +1,7 @@
 """Monitors of a subscription with a declared schema (not the credit contract): a loan-default model of five
 typed columns with two protected attributes, its traffic logged through the REST API in-process. Quality,
 fairness and drift give verdicts; a model biased against the young raises the fairness alert; a window of
-drifted applicants raises the drift alert; protected groups are validated naming the field. On SQLite and on
+drifted applicants raises the drift alert; protected columns are validated naming the column. On SQLite and on
 PostgreSQL."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from utils.monitoring.cli import main as monitoring_main
 from utils.monitoring.results import MONITORS
 from utils.monitoring.subscription import explain_logged, monitor_for
 from utils.serving import ServiceSettings, create_app
-from utils.subscriptions import SubscriptionError
+from utils.subscriptions import SubscriptionError, create_subscription
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -26,12 +26,14 @@ with warnings.catch_warnings():
 pytestmark = pytest.mark.datamarts  # the feedback joined to logged predictions is SQL of its own
 
 API_KEY = "declared-test-key"
-SCHEMA = {"income": "number", "years_employed": "integer", "region": "string", "age": "integer", "owns_home": "boolean"}
-CLASSES = ["repaid", "default"]
-GROUPS = {
-    "age": {"monitored": [18, 25], "reference": [26, 90]},
-    "region": {"monitored": "rural", "reference": ["urban", "suburban"]},
+TYPES = {"income": "number", "years_employed": "integer", "region": "string", "age": "integer", "owns_home": "boolean"}
+#: The declared schema: the young (under 26) and rural applicants are the monitored groups.
+SCHEMA = {
+    **TYPES,
+    "age": {"type": "integer", "protected": {"below": 26}},
+    "region": {"type": "string", "protected": {"monitored": ["rural"]}},
 }
+CLASSES = ["repaid", "default"]
 DAY_ONE, DAY_TWO = "2026-05-04", "2026-05-05"
 
 
@@ -74,10 +76,12 @@ def client(workspace):
 
 def subscribe(client, name: str, **fields) -> str:
     body = {"name": name, "engine": "kserve", "input_schema": SCHEMA, "label": "default", "classes": CLASSES}
-    body |= {"protected_attributes": list(GROUPS), "groups": GROUPS, **fields}
-    answer = client.post("/ml/v4/subscriptions", json=body)
+    answer = client.post("/ml/v4/subscriptions", json={**body, **fields})
     assert answer.status_code == 201, answer.text
-    subscription_id = answer.json()["subscription_id"]
+    made = answer.json()
+    assert made["input_schema"] == TYPES and made["protected_attributes"] == ["region", "age"]
+    assert made["groups"]["age"] == {"monitored": {"below": 26}, "reference": {"at_least": 26}}
+    subscription_id = made["subscription_id"]
     reference = applicants(2000, seed=1).to_csv(index=False).encode()
     stored = client.put(f"/ml/v4/subscriptions/{subscription_id}/reference", content=reference)
     assert stored.status_code == 200, stored.text
@@ -89,7 +93,7 @@ def log(
 ) -> None:
     """Log the decisions on ``frame`` as scored on ``day``, in requests of 100, and labels for the first
     ``feedback`` of them, each naming its prediction, recorded on ``day`` too (a simulation's history)."""
-    inputs = frame[list(SCHEMA)].astype(object).to_dict("records")
+    inputs = frame[list(TYPES)].astype(object).to_dict("records")
     records = [
         {
             "inputs": row,
@@ -150,10 +154,10 @@ def test_a_fair_model_in_distribution_gets_verdicts_and_no_alert(fair, workspace
     assert found[("data_quality", "out_of_range_share", None)] is False
     assert ("drift", "estimated_accuracy_drop", None) not in found  # no model to score with
     drift = evaluation.details["data_drift"].features
-    assert list(drift.index) == list(SCHEMA)
+    assert list(drift.index) == list(TYPES)
     assert drift.loc["region", "test"] == "chi-square" and drift.loc["income", "test"] == "Kolmogorov-Smirnov"
-    assert evaluation.details["fairness"].loc["age", "monitored"] == "18-25"
-    assert evaluation.details["fairness"].loc["region", "reference"] == "urban/suburban"
+    assert evaluation.details["fairness"].loc["age", "monitored"] == "under 26"
+    assert evaluation.details["fairness"].loc["region", "reference"] == "not rural"
     stored = monitor.history()
     assert set(stored["monitor"]) >= {"quality", "fairness", "drift"}
     assert evaluation.report_path.is_file() and "region" in evaluation.report_path.read_text()
@@ -189,26 +193,35 @@ def test_a_biased_model_raises_the_fairness_alert(client, workspace, capsys):
 
 
 @pytest.mark.parametrize(
-    ("change", "field", "words"),
+    ("column", "declared"),
     [
-        ({"protected_attributes": ["gender"], "groups": {}}, "protected_attributes", "'gender' is not an input"),
-        ({"groups": {"age": GROUPS["age"]}}, "groups.region", "needs its groups"),
-        ({"groups": {**GROUPS, "age": {"monitored": "young", "reference": [26, 90]}}}, "groups.age.monitored", None),
-        ({"groups": {**GROUPS, "age": {"monitored": [18, 30], "reference": [26, 90]}}}, "groups.age", "overlap"),
-        ({"groups": {**GROUPS, "region": {"monitored": 3, "reference": "urban"}}}, "groups.region.monitored", None),
-        ({"groups": {**GROUPS, "income": {"monitored": [0, 1], "reference": [2, 3]}}}, "groups", "no protected"),
-        ({"input_schema": {**SCHEMA, "prediction": "number"}}, "prediction", "payload log"),
+        ("age", {"type": "integer", "protected": {"monitored": ["young"]}}),
+        ("age", {"type": "integer", "protected": {"below": 26, "at_least": 60}}),
+        ("region", {"type": "string", "protected": {"monitored": []}}),
+        ("region", {"type": "string", "protected": {"monitored": ["rural", "rural"]}}),
+        ("owns_home", {"type": "boolean", "protected": {"monitored": "yes"}}),
+        ("income", {"type": "number"}),
+        ("prediction", "number"),
     ],
 )
-def test_protected_groups_are_checked_naming_the_field(client, change, field, words):
-    body = {"name": "loan-refused", "engine": "custom", "input_schema": SCHEMA, "label": "default"}
-    body |= {"classes": CLASSES, "protected_attributes": list(GROUPS), "groups": GROUPS, **change}
-    answer = client.post("/ml/v4/subscriptions", json=body)
-    assert answer.status_code in (400, 422), answer.text
-    found = answer.json()
-    assert field in str(found.get("field")) + str(found.get("faults", "")), found
-    if words:
-        assert words in found["error"]
+def test_a_protected_column_is_checked_naming_it(client, workspace, column, declared):
+    """Over REST (the OpenAPI document's rules) and from Python (the same rules, each refusal naming the column)."""
+    spec = {"input_schema": {**SCHEMA, column: declared}, "label": "default", "classes": CLASSES}
+    answer = client.post("/ml/v4/subscriptions", json={"name": "loan-refused", "engine": "custom", **spec})
+    assert answer.status_code == 400, answer.text
+    assert column in answer.text
+    with pytest.raises(SubscriptionError) as refused:
+        create_subscription("loan-refused", engine_name="custom", engine=workspace.engine, work=workspace.work, **spec)
+    assert refused.value.field == column
+
+
+def test_protected_attributes_of_a_declared_schema_are_its_protected_columns(client, workspace):
+    spec = {"input_schema": SCHEMA, "label": "default", "classes": CLASSES, "protected_attributes": ["income"]}
+    answer = client.post("/ml/v4/subscriptions", json={"name": "loan-listed", "engine": "custom", **spec})
+    assert answer.status_code == 400 and "protected_attributes" in answer.text
+    with pytest.raises(SubscriptionError) as refused:
+        create_subscription("loan-listed", engine_name="custom", engine=workspace.engine, work=workspace.work, **spec)
+    assert refused.value.field == "protected_attributes"
 
 
 def test_a_declared_subscription_without_reference_data_is_refused_by_the_monitors(client, workspace):
@@ -223,6 +236,5 @@ def test_the_openapi_document_shows_a_declared_subscription_with_groups(client):
     document = client.get("/openapi.json").json()
     operation = document["paths"]["/ml/v4/subscriptions"]["post"]
     example = operation["requestBody"]["content"]["application/json"]["examples"]["declared"]["value"]
-    assert example["groups"]["age"] == {"monitored": [18, 25], "reference": [26, 99]}
-    declared = document["components"]["schemas"]["DeclaredSubscriptionRequest"]["properties"]
-    assert {"protected_attributes", "groups"} <= set(declared)
+    assert example["input_schema"]["age"] == {"type": "integer", "protected": {"below": 26}}
+    assert {"ProtectedNumeric", "ProtectedString", "ProtectedBoolean"} <= set(document["components"]["schemas"])

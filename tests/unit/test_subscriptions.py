@@ -261,22 +261,21 @@ def test_the_command_lines_create_list_and_monitor_a_subscription(biased, worksp
 
     work = str(workspace.work)
     schema = tmp_path / "schema.json"
-    schema.write_text('{"income": "number", "region": "string"}')
+    schema.write_text('{"income": "number", "region": {"type": "string", "protected": {"monitored": ["north"]}}}')
     reference = tmp_path / "reference.csv"
     workspace.train.to_csv(reference, index=False)
     created = ["create", "--name", "cli-engine", "--engine", "custom", "--reference", str(reference)]
     assert subscriptions_cli.main(["--work-dir", work, *created]) == 0
     (made,) = [s for s in subscriptions.list_subscriptions(engine=workspace.engine) if s.name == "cli-engine"]
     assert made.reference == f"subscriptions/{made.subscription_id}.csv"
-    groups = tmp_path / "groups.json"
-    groups.write_text('{"region": {"monitored": "north", "reference": ["south", "east"]}}')
-    declared = ["--schema", str(schema), "--label", "y", "--classes", "good,bad", "--protected", "region"]
+    declared = ["--schema", str(schema), "--label", "y", "--classes", "good,bad"]
     create_declared = ["--work-dir", work, "create", "--name", "cli-declared", "--engine", "kserve", *declared]
-    assert subscriptions_cli.main(create_declared) == 2
-    assert "'region' needs its groups" in capsys.readouterr().err
-    assert subscriptions_cli.main([*create_declared, "--groups", str(groups)]) == 0
+    assert subscriptions_cli.main([*create_declared, "--protected", "income"]) == 2
+    assert "protected attributes are the columns it declares protected" in capsys.readouterr().err
+    assert subscriptions_cli.main(create_declared) == 0
     (made,) = [s for s in subscriptions.list_subscriptions(engine=workspace.engine) if s.name == "cli-declared"]
-    assert made.groups == {"region": {"monitored": ["north"], "reference": ["south", "east"]}}
+    assert made.protected_attributes == ("region",)
+    assert made.groups == {"region": {"monitored": ["north"], "reference": {"other_than": ["north"]}}}
     assert subscriptions_cli.main(["--work-dir", work, "create", "--name", "cli-engine", "--engine", "custom"]) == 2
     assert "a subscription named 'cli-engine' exists" in capsys.readouterr().err
     assert subscriptions_cli.main(["--work-dir", work, "list"]) == 0

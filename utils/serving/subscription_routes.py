@@ -41,7 +41,9 @@ from utils.subscriptions import (
     MAX_COLUMN_NAME,
     MAX_COLUMNS,
     MAX_GROUP_TEXT,
+    MAX_GROUP_VALUES,
     NAME_PATTERN,
+    RESERVED_COLUMNS,
     TEXT_PATTERN,
     URL_PATTERN,
     Subscription,
@@ -64,24 +66,72 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 Identifier = Annotated[str, Field(min_length=1, max_length=100, pattern=IDENTIFIER_PATTERN)]
 #: The column names a declared schema may use (checked by :mod:`utils.subscriptions`).
-_COLUMN_NAMES = {"minLength": 1, "maxLength": MAX_COLUMN_NAME, "pattern": COLUMN_NAME_PATTERN}
+_COLUMN_NAMES = {
+    "minLength": 1,
+    "maxLength": MAX_COLUMN_NAME,
+    "pattern": COLUMN_NAME_PATTERN,
+    "not": {"enum": list(RESERVED_COLUMNS)},
+}
 ClassName = Annotated[str, Field(min_length=1, max_length=50, pattern=TEXT_PATTERN)]
-ColumnName = Annotated[str, Field(min_length=1, max_length=MAX_COLUMN_NAME, pattern=COLUMN_NAME_PATTERN)]
-GroupValue = StrictInt | StrictFloat | StrictBool | Annotated[str, Field(max_length=MAX_GROUP_TEXT)]
-#: One group of a protected attribute: a range ``[low, high]`` of a numeric column, else a value or values.
-Group = Annotated[
-    list[GroupValue] | StrictBool | Annotated[str, Field(max_length=MAX_GROUP_TEXT)],
-    Field(description="[low, high] for an integer or number column; one value or a list of values otherwise"),
-]
+Number = Annotated[StrictInt | StrictFloat, Field(allow_inf_nan=False)]
+GroupText = Annotated[str, Field(min_length=1, max_length=MAX_GROUP_TEXT, pattern=TEXT_PATTERN)]
 
 
-class ProtectedGroups(BaseModel):
-    """The two groups of one protected attribute: the one watched for unfavourable treatment, and the one it is
-    compared with; they may not overlap."""
-
+class _Closed(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    monitored: Group
-    reference: Group
+
+
+class Below(_Closed):
+    """Monitored: values under ``below``; reference: the others."""
+
+    below: Number
+
+
+class AtLeast(_Closed):
+    """Monitored: values of ``at_least`` and over; reference: the others."""
+
+    at_least: Number
+
+
+class MonitoredValues(_Closed):
+    """Monitored: these values; reference: every other value."""
+
+    monitored: list[GroupText] = Field(
+        min_length=1, max_length=MAX_GROUP_VALUES, json_schema_extra={"uniqueItems": True}
+    )
+
+
+class MonitoredFlag(_Closed):
+    """Monitored: this value; reference: the other."""
+
+    monitored: StrictBool
+
+
+class ProtectedNumeric(_Closed):
+    """A protected integer or number column, split at a threshold."""
+
+    type: Literal["integer", "number"]
+    protected: Below | AtLeast
+
+
+class ProtectedString(_Closed):
+    """A protected string column: the monitored values against every other."""
+
+    type: Literal["string"]
+    protected: MonitoredValues
+
+
+class ProtectedBoolean(_Closed):
+    """A protected boolean column: one value against the other."""
+
+    type: Literal["boolean"]
+    protected: MonitoredFlag
+
+
+#: A declared column: its type, or a protected column with the groups fairness compares.
+DeclaredColumn = (
+    ColumnType | Annotated[ProtectedNumeric | ProtectedString | ProtectedBoolean, Field(discriminator="type")]
+)
 
 
 class _Subscribed(BaseModel):
@@ -111,26 +161,20 @@ class SubscriptionRequest(_Subscribed):
 
 
 class DeclaredSubscriptionRequest(_Subscribed):
-    """A deployment served by another engine whose inputs are declared columns and types, with its label, its two
-    classes (favourable first) and its protected attributes, each with its monitored and reference group. Every
+    """A deployment served by another engine whose inputs are declared columns and types, with its label and its
+    two classes (favourable first); its protected attributes are the columns declared with their groups. Every
     monitor applies: quality on feedback linked to logged predictions, fairness on the groups, drift on the declared
     columns against the reference data."""
 
-    input_schema: dict[str, ColumnType] = Field(
-        min_length=1, max_length=MAX_COLUMNS, json_schema_extra={"propertyNames": _COLUMN_NAMES}
+    input_schema: dict[str, DeclaredColumn] = Field(
+        min_length=1,
+        max_length=MAX_COLUMNS,
+        json_schema_extra={"propertyNames": _COLUMN_NAMES},
+        description="column to type; a protected column is an object of its type and its monitored group",
     )
     label: Identifier
     classes: list[ClassName] = Field(
         min_length=2, max_length=2, json_schema_extra={"uniqueItems": True}, description="favourable first"
-    )
-    protected_attributes: list[ColumnName] | None = Field(
-        None, max_length=MAX_COLUMNS, json_schema_extra={"uniqueItems": True}, description="input columns"
-    )
-    groups: dict[str, ProtectedGroups] | None = Field(
-        None,
-        max_length=MAX_COLUMNS,
-        json_schema_extra={"propertyNames": _COLUMN_NAMES},
-        description="each protected attribute's monitored and reference group (every one needs them)",
     )
 
 
@@ -217,14 +261,14 @@ SUBSCRIPTION_EXAMPLE = {
         "value": {
             "name": "loan-default-kserve",
             "engine": "kserve",
-            "input_schema": {"income": "number", "years_employed": "integer", "region": "string", "age": "integer"},
+            "input_schema": {
+                "income": "number",
+                "years_employed": "integer",
+                "region": {"type": "string", "protected": {"monitored": ["rural"]}},
+                "age": {"type": "integer", "protected": {"below": 26}},
+            },
             "label": "default",
             "classes": ["repaid", "default"],
-            "protected_attributes": ["age", "region"],
-            "groups": {
-                "age": {"monitored": [18, 25], "reference": [26, 99]},
-                "region": {"monitored": "rural", "reference": ["urban", "suburban"]},
-            },
         },
     },
 }

@@ -7,8 +7,9 @@ its classes (the favourable one first), the output fields of the engine's answer
 the reference (training) data. Its payload and feedback records are logged through the API under the subscription
 id, validated against its schema; the monitors read them there (:mod:`utils.monitoring.subscription`).
 
-A declared schema's protected attributes come with their groups (:mod:`utils.subscriptions.groups`); the credit
-contract's are fixed. The command line is :mod:`utils.subscriptions.cli`.
+A declared schema's protected attributes are its columns declared protected, with their groups
+(:mod:`utils.subscriptions.groups`); the credit contract's are fixed. The command line is
+:mod:`utils.subscriptions.cli`.
 
 Every deployment of this project is a subscription too (engine ``local``, the deployment's id and name), made on
 first use, so that the monitors have one way in.
@@ -35,7 +36,8 @@ from utils.data import CLASS_ORDER, FAVOURABLE, FEATURES, LABEL, PROTECTED_GROUP
 from utils.datamart import subscriptions as rows
 from utils.subscriptions.errors import SubscriptionError as SubscriptionError
 from utils.subscriptions.groups import MAX_GROUP_TEXT as MAX_GROUP_TEXT
-from utils.subscriptions.groups import NUMERIC_TYPES, as_groups, check_groups
+from utils.subscriptions.groups import MAX_GROUP_VALUES as MAX_GROUP_VALUES
+from utils.subscriptions.groups import NUMERIC_TYPES, as_groups, split_schema
 from utils.times import utc_now
 
 #: The serving engines a subscription may name; ``local`` is this project's own service.
@@ -100,7 +102,7 @@ class Subscription:
     protected_attributes: tuple[str, ...] = ("Sex", "Age")
     #: The reference data, relative to the working directory.
     reference: str = "data/train.csv"
-    #: Each protected attribute's monitored and reference group (a numeric range as a tuple, else values).
+    #: Each protected attribute's monitored and reference group, as :mod:`utils.fairness` reads them.
     groups: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
@@ -135,7 +137,7 @@ def _from_row(row: dict) -> Subscription:
     if spec["input_schema"] == CREDIT_CONTRACT:
         groups = {a: PROTECTED_GROUPS[a] for a in spec["protected_attributes"] if a in PROTECTED_GROUPS}
     else:
-        groups = as_groups(spec["input_schema"], spec.get("groups") or {})
+        groups = as_groups(spec["input_schema"], spec.get("protected") or {})
     return Subscription(
         subscription_id=row["subscription_id"],
         name=row["name"],
@@ -174,7 +176,7 @@ def _check_schema(schema: object) -> str | dict[str, str]:
             raise SubscriptionError(message, field="input_schema")
         if name in RESERVED_COLUMNS:
             raise SubscriptionError(f"column {name!r} is a field of the payload log itself; rename it", field=name)
-        if kind not in COLUMN_TYPES:
+        if not isinstance(kind, str) or kind not in COLUMN_TYPES:
             raise SubscriptionError(
                 f"column {name!r} has type {shown(kind)}; choose from {list(COLUMN_TYPES)}", field=name
             )
@@ -197,8 +199,14 @@ def _check_outputs(spec: dict[str, Any]) -> dict[str, Any]:
         raise SubscriptionError(
             f"model_id {shown(model_id)} is invalid: 1 to 200 characters, no control characters", field="model_id"
         )
-    protected = tuple(spec.get("protected_attributes") or ())
     schema = spec["input_schema"]
+    protected = tuple(spec.get("protected_attributes") or ())
+    if schema != CREDIT_CONTRACT and protected and protected != tuple(spec["protected"]):
+        raise SubscriptionError(
+            "a declared schema's protected attributes are the columns it declares protected, as "
+            '{"type": ..., "protected": ...}',
+            field="protected_attributes",
+        )
     if schema == CREDIT_CONTRACT:
         if (spec.get("label") or LABEL) != LABEL or classes != CLASS_ORDER:
             raise SubscriptionError(
@@ -215,16 +223,10 @@ def _check_outputs(spec: dict[str, Any]) -> dict[str, Any]:
         )
     if len(set(protected)) != len(protected):
         raise SubscriptionError("protected attributes are named once each", field="protected_attributes")
-    if schema == CREDIT_CONTRACT:
-        if spec.get("groups"):
-            raise SubscriptionError("the credit contract's groups are fixed; declare no groups", field="groups")
-        groups = None
-    else:
-        groups = check_groups(schema, protected, spec.get("groups"))
     for name in ("label", "prediction_field", "probability_field"):
         if spec.get(name) is not None:
             check_identifier(spec[name], name, max_length=100)
-    return {**spec, "classes": list(classes), "protected_attributes": list(protected), "groups": groups}
+    return {**spec, "classes": list(classes), "protected_attributes": list(protected)}
 
 
 def create_subscription(
@@ -240,10 +242,10 @@ def create_subscription(
     """Record a new subscription and return it.
 
     ``spec`` holds the fields of :class:`Subscription` after ``scoring_url`` (``input_schema``, ``label``,
-    ``classes``, ``prediction_field``, ``probability_field``, ``protected_attributes``, ``model_id``, and for a
-    declared schema the ``groups`` of each protected attribute, :mod:`utils.subscriptions.groups`); missing
-    ones take the credit contract's values. ``reference`` is a CSV file, checked against the schema and copied into
-    the working directory; by default the working directory's training split.
+    ``classes``, ``prediction_field``, ``probability_field``, ``protected_attributes``, ``model_id``); missing
+    ones take the credit contract's values. A declared schema's protected attributes are the columns it declares
+    protected, with their groups (:mod:`utils.subscriptions.groups`). ``reference`` is a CSV file, checked against
+    the schema and copied into the working directory; by default the working directory's training split.
 
     Raises:
         SubscriptionError: a field at fault (named), or a name already taken (status 409).
@@ -253,17 +255,22 @@ def create_subscription(
         raise SubscriptionError(f"engine {shown(engine_name)} is not one of {list(ENGINES[1:])}", field="engine")
     if scoring_url is not None and not _URL.fullmatch(scoring_url):
         raise SubscriptionError(f"scoring_url {shown(scoring_url)} is no http(s) URL", field="scoring_url")
-    spec["input_schema"] = _check_schema(spec.get("input_schema") or CREDIT_CONTRACT)
-    if spec.get("protected_attributes") is None:  # the credit contract's groups, else none
-        spec["protected_attributes"] = ("Sex", "Age") if spec["input_schema"] == CREDIT_CONTRACT else ()
+    schema, protected = spec.get("input_schema") or CREDIT_CONTRACT, None
+    if isinstance(schema, dict):
+        schema, protected = split_schema(schema)
+    spec["input_schema"], spec["protected"] = _check_schema(schema), protected
+    if protected is not None:
+        spec["protected_attributes"] = spec.get("protected_attributes") or tuple(protected)
+    elif spec.get("protected_attributes") is None:  # the credit contract's groups
+        spec["protected_attributes"] = ("Sex", "Age")
     spec = _check_outputs(spec)
     layout = config.layout(work)
     spec["reference"] = layout.relative(layout.train)
     defaults = Subscription("", "", "", utc_now(), model_id=name)
-    groups = spec["groups"]
+    protected = spec["protected"]
     spec = {key: spec[key] if spec.get(key) is not None else getattr(defaults, key) for key in _SPEC_FIELDS}
-    if groups is not None:  # a declared schema's (the credit contract's are fixed)
-        spec["groups"] = groups
+    if protected is not None:  # a declared schema's protected columns and their groups
+        spec["protected"] = protected
     row = {"subscription_id": datamart.new_id(), "name": name, "engine": engine_name, "scoring_url": scoring_url}
     row = {**row, "deployment_id": None, "spec": _json(spec), "created_at": utc_now()}
     if reference:  # checked and written before the subscription is stored
@@ -368,9 +375,7 @@ def set_reference(
     if found.engine == "local":
         raise SubscriptionError("a deployment's reference data are its training split", field="subscription_id")
     reference = _write_reference(found, data, config.layout(work))
-    spec = _json({key: getattr(found, key) for key in _SPEC_FIELDS})
-    if not found.credit:
-        spec["groups"] = {a: {side: list(v) for side, v in sides.items()} for a, sides in found.groups.items()}
+    spec = rows.read_subscription(engine, subscription_id=found.subscription_id)["spec"]
     rows.update_subscription_spec(engine, found.subscription_id, {**spec, "reference": reference})
     return get_subscription(found.subscription_id, engine=engine)
 

@@ -1,7 +1,7 @@
 """``python -m utils.subscriptions``: create and list subscriptions from the command line.
 
-``create`` takes the fields of a subscription as options (a declared schema and its protected groups as JSON
-files); ``list`` prints one line per subscription. A refused subscription exits with status 2 and the reason.
+``create`` takes the fields of a subscription as options (a declared schema, with its protected columns, as a JSON
+file); ``list`` prints one line per subscription. A refused subscription exits with status 2 and the reason.
 """
 
 from __future__ import annotations
@@ -29,17 +29,17 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--engine", required=True, choices=ENGINES[1:])
     create.add_argument("--scoring-url", help="the engine's Open Inference Protocol .../infer URL")
     create.add_argument("--model-id", help="the model as the engine names it (default: the name)")
-    create.add_argument("--schema", help="a JSON file of column names and types (default: the credit contract)")
+    create.add_argument(
+        "--schema",
+        help="a JSON file of column names and types, a protected column as its type and monitored group, e.g. "
+        '{"income": "number", "age": {"type": "integer", "protected": {"below": 26}}} (default: the credit contract)',
+    )
     create.add_argument("--label", help="the label's name (a declared schema)")
     create.add_argument("--classes", help="the two classes, favourable first, comma-separated (a declared schema)")
     create.add_argument("--prediction-field", help="the engine's output holding the decision")
     create.add_argument("--probability-field", help="the engine's output holding the probabilities")
-    create.add_argument("--protected", help="protected attributes, comma-separated (default: Sex,Age for credit)")
     create.add_argument(
-        "--groups",
-        help="a JSON file of each protected attribute's monitored and reference groups (a declared schema), e.g. "
-        '{"gender": {"monitored": "female", "reference": "male"}, "age": {"monitored": [18, 25], '
-        '"reference": [26, 99]}}',
+        "--protected", help="the credit contract's protected attributes, comma-separated (default: Sex,Age)"
     )
     create.add_argument("--reference", help="reference (training) data CSV, copied into the working directory")
     return parser
@@ -55,7 +55,6 @@ def _spec_options(args: argparse.Namespace) -> dict[str, Any]:
         "prediction_field": args.prediction_field,
         "probability_field": args.probability_field,
         "protected_attributes": split(args.protected),
-        "groups": json.loads(Path(args.groups).read_text()) if args.groups else None,
     }
 
 

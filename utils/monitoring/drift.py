@@ -58,16 +58,14 @@ class DriftMonitor:
 
     @functools.cached_property
     def data_drift(self) -> DataDriftDetector:
-        t = self.thresholds
         return DataDriftDetector(
-            self.reference, p_value=t.drift_p_value, min_effect=self.min_effect, columns=self.columns
+            self.reference, p_value=self.thresholds.drift_p_value, min_effect=self.min_effect, columns=self.columns
         )
 
     @functools.cached_property
     def multivariate_drift(self) -> MultivariateDriftDetector:
-        t = self.thresholds
         return MultivariateDriftDetector(
-            self.reference, p_value=t.multivariate_p_value, seed=self.seed, columns=self.columns
+            self.reference, p_value=self.thresholds.multivariate_p_value, seed=self.seed, columns=self.columns
         )
 
     @functools.cached_property

@@ -169,7 +169,8 @@ def log_feedback(
     """Check and store labelled records for a subscription in one transaction; returns their feedback ids.
 
     A record names the ``transaction_id`` of the logged prediction it labels; it must, for a subscription
-    without a scoring URL (whose predictions cannot be made again) and other than a local deployment.
+    without a scoring URL (whose predictions cannot be made again) and other than a local deployment, and for a
+    declared schema (whose monitors judge its logged predictions only).
 
     Raises:
         InputError: every fault of the rows at fault (nothing is stored).
@@ -182,7 +183,10 @@ def log_feedback(
         if record["label"] not in subscription.classes:
             problem = f"label {shown(record['label'])} is not one of {list(subscription.classes)}"
             faults.append(Fault("label", row, problem))
-        if links[row] is None and subscription.scoring_url is None and subscription.engine != "local":
+        if links[row] is None and not subscription.credit:
+            problem = f"{TRANSACTION_FIELD} is needed: a declared schema's quality is judged on its logged predictions"
+            faults.append(Fault(TRANSACTION_FIELD, row, problem))
+        elif links[row] is None and subscription.scoring_url is None and subscription.engine != "local":
             problem = f"{TRANSACTION_FIELD} is needed: the subscription has no scoring URL to predict the record again"
             faults.append(Fault(TRANSACTION_FIELD, row, problem))
     named = {link for link in links if link is not None}

@@ -224,10 +224,15 @@ def test_protected_attributes_of_a_declared_schema_are_its_protected_columns(cli
     assert refused.value.field == "protected_attributes"
 
 
-def test_a_declared_subscription_without_reference_data_is_refused_by_the_monitors(client, workspace):
+def test_feedback_names_its_prediction_and_the_monitors_need_reference_data(client, workspace):
     body = {"name": "loan-no-reference", "engine": "custom", "input_schema": SCHEMA, "label": "default"}
-    answer = client.post("/ml/v4/subscriptions", json={**body, "classes": CLASSES})
+    url = "http://127.0.0.1:9/v2/models/loan/infer"
+    answer = client.post("/ml/v4/subscriptions", json={**body, "classes": CLASSES, "scoring_url": url})
     assert answer.status_code == 201, answer.text
+    unlinked = {"inputs": applicants(1, seed=5)[list(TYPES)].astype(object).iloc[0].to_dict(), "label": "repaid"}
+    feedback = f"/ml/v4/subscriptions/{answer.json()['subscription_id']}/feedback"
+    refused = client.post(feedback, json={"records": [unlinked]})
+    assert refused.status_code == 400 and "judged on its logged predictions" in refused.json()["error"]
     with pytest.raises(SubscriptionError, match="lack the column"):
         monitor_for(answer.json()["subscription_id"], engine=workspace.engine, work=workspace.work)
 

@@ -123,10 +123,7 @@ def predictions(
     deployment_id: str, body: Annotated[ScoringRequest, Body(openapi_examples=SCORING_EXAMPLE)], service: ServiceDep
 ) -> ScoringResponse:
     """Score records in the WML v4 format; every record is stored with its transaction id."""
-    deployment = service.deployment(deployment_id)
-    blocks = ops.parse_blocks(body.input_data, max_rows=service.settings.max_rows)
-    scorer = service.scorer(deployment.model_id)
-    return ops.wml_response(deployment, blocks, ops.score(service.engine, scorer, deployment, ops.concat(blocks)))
+    return ops.predict(service, deployment_id, body)
 
 
 async def feedback_body(request: Request) -> ops.Feedback:
@@ -262,5 +259,5 @@ def infer(name: str, body: Annotated[InferenceRequest, Depends(inference_request
     deployment = service.by_model_name(name)
     columns = parse_v2_inputs(body.inputs, max_rows=service.settings.max_rows)
     scorer = service.scorer(deployment.model_id)
-    scored = ops.score(service.engine, scorer, deployment, columns)
+    scored = ops.score(service.payload.commit, scorer, deployment, columns)
     return _v2_reply(ops.v2_response(name, deployment, body.id, scored), binary)

@@ -11,11 +11,12 @@ score, log the payload, record feedback, and list, create, read and delete deplo
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,7 @@ from utils.scoring import (
     records,
     row_object_columns,
 )
+from utils.serving.group_commit import GroupCommitter
 from utils.serving.metrics import note_accepted
 from utils.serving.schemas import (
     DeploymentInfo,
@@ -114,6 +116,12 @@ class Service:
         self._scorers: dict[str, Scorer] = {}
         self._lock = threading.Lock()
         self._deployments: dict[str, tuple[float, Deployment]] = {}
+        #: The process's one payload writer: scored records of concurrent requests share a transaction.
+        self.payload = GroupCommitter(functools.partial(datamart.insert_payload, self.engine), name="payload-writer")
+
+    def close(self) -> None:
+        """Store the payload records still queued and stop the payload writer (at the server's shutdown)."""
+        self.payload.close()
 
     def scorer(self, model_id: str) -> Scorer:
         """The scorer of ``model_id``, loaded from the registry (trusted types only) on first use."""
@@ -224,16 +232,21 @@ def parse_blocks(blocks: list[InputData], *, max_rows: int = MAX_ROWS, label: bo
     return [parse_fields_values(block.fields, block.values, label=label) for block in blocks]
 
 
+#: Stores payload records in one transaction and returns their count once committed: a
+#: :meth:`GroupCommitter.commit`, or ``functools.partial(datamart.insert_payload, engine)``.
+PayloadStore = Callable[[Sequence[dict]], int]
+
+
 def log_payload(
-    engine: Engine,
+    store: PayloadStore,
     deployment: Deployment,
     columns: Columns,
     labels: list[str],
     probabilities: list[list[float]],
     out_of_range: list[list[str] | None] | None = None,
 ) -> list[str]:
-    """Store scored records in the data mart, one transaction id each, with the fields of each that lie outside
-    the training data's ranges (``out_of_range``); returns the ids."""
+    """Store scored records in the data mart with ``store``, one transaction id each, with the fields of each
+    that lie outside the training data's ranges (``out_of_range``); returns the ids once they are committed."""
     transaction_ids = [datamart.new_id() for _ in labels]
     flags = out_of_range or [None] * len(labels)
     now = utc_now()
@@ -253,17 +266,17 @@ def log_payload(
             transaction_ids, records(columns), labels, probabilities, flags, strict=True
         )
     ]
-    datamart.insert_payload(engine, rows)
+    store(rows)
     return transaction_ids
 
 
-def score(engine: Engine, scorer: Scorer, deployment: Deployment, columns: Columns) -> Scored:
+def score(store: PayloadStore, scorer: Scorer, deployment: Deployment, columns: Columns) -> Scored:
     """Score validated columns with ``scorer`` and store every record, flagged where a value lies outside the
-    training data's ranges, before returning."""
+    training data's ranges, with ``store`` before returning."""
     labels, proba = scorer.predict(columns)
     probabilities = proba.tolist()
     flags = scorer.out_of_range(columns)
-    ids = log_payload(engine, deployment, columns, labels, probabilities, flags)
+    ids = log_payload(store, deployment, columns, labels, probabilities, flags)
     note_accepted(deployment.deployment_id, len(ids))
     return Scored(labels, probabilities, ids, flags)
 
@@ -291,7 +304,7 @@ def predict(service: Service, deployment_id: str, request: ScoringRequest) -> Sc
     deployment = service.deployment(deployment_id)
     blocks = parse_blocks(request.input_data, max_rows=service.settings.max_rows)
     scorer = service.scorer(deployment.model_id)
-    return wml_response(deployment, blocks, score(service.engine, scorer, deployment, concat(blocks)))
+    return wml_response(deployment, blocks, score(service.payload.commit, scorer, deployment, concat(blocks)))
 
 
 def v2_response(name: str, deployment: Deployment, request_id: str | None, scored: Scored) -> InferenceResponse:

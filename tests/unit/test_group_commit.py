@@ -1,11 +1,12 @@
 """Group commit of payload records: requests that arrive together share one transaction, a failed commit fails
-exactly the requests of its group, records keep the order they came in, and closing stores what is queued."""
+exactly the requests of its group, records keep the order they came in, and closing waits for what is queued."""
 
 from __future__ import annotations
 
 import functools
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
@@ -41,76 +42,86 @@ class Gate:
         return len(rows)
 
 
-def _held(committer: GroupCommitter, gate: Gate) -> None:
-    """Keep the writer busy in the gate with a first group of one row, so that what is submitted next queues."""
-    committer.submit(["first"])
+@pytest.fixture
+def pool():
+    with ThreadPoolExecutor(max_workers=16) as threads:  # the server's worker threads, one per request
+        yield threads
+
+
+def _wait_until(condition) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)
+
+
+def _send(pool, committer: GroupCommitter, rows: list) -> Future:
+    """``committer.commit(rows)`` in a thread of ``pool``, once the previous requests are queued (so that they
+    queue in the order sent)."""
+    before = committer.unanswered
+    sent = pool.submit(committer.commit, rows)
+    _wait_until(lambda: committer.unanswered > before or sent.done())
+    return sent
+
+
+def _held(pool, committer: GroupCommitter, gate: Gate) -> Future:
+    """Keep the writer busy in the gate with a first group of one row, so that what is sent next queues."""
+    first = _send(pool, committer, ["first"])
     assert gate.entered.wait(WAIT)
+    return first
 
 
-def test_requests_queued_during_a_commit_share_the_next_transaction_in_their_order():
+def test_requests_queued_during_a_commit_share_the_next_transaction_in_their_order(pool):
     gate = Gate()
     committer = GroupCommitter(gate)
-    _held(committer, gate)
-    futures = [committer.submit([f"r{i}a", f"r{i}b"]) for i in range(5)]
+    first = _held(pool, committer, gate)
+    sent = [_send(pool, committer, [f"r{i}a", f"r{i}b"]) for i in range(5)]
     gate.open()
-    assert [future.result(WAIT) for future in futures] == [2] * 5
+    assert first.result(WAIT) == 1 and [request.result(WAIT) for request in sent] == [2] * 5
     assert gate.groups == [["first"], [f"r{i}{part}" for i in range(5) for part in "ab"]]
-    committer.close()
+    assert committer.commit(["alone"]) == 1 and gate.groups[-1] == ["alone"]  # a lone request commits at once
 
 
-def test_a_group_is_capped_in_rows_but_keeps_every_request_whole():
+def test_a_group_is_capped_in_rows_but_keeps_every_request_whole(pool):
     gate = Gate()
     committer = GroupCommitter(gate, max_rows=4)
-    _held(committer, gate)
-    futures = [committer.submit([i] * 3) for i in range(3)]
+    _held(pool, committer, gate)
+    sent = [_send(pool, committer, [i] * 3) for i in range(3)]
     gate.open()
-    assert [future.result(WAIT) for future in futures] == [3, 3, 3]
-    assert gate.groups[1:] == [[0, 0, 0, 1, 1, 1], [2, 2, 2]]
-    committer.close()
+    assert [request.result(WAIT) for request in sent] == [3, 3, 3]
+    assert gate.groups[1:] == [[0, 0, 0], [1, 1, 1], [2, 2, 2]]
+    assert committer.commit(list(range(9))) == 9 and gate.groups[-1] == list(range(9))  # one request, one group
 
 
-def test_a_failed_commit_fails_each_request_of_its_group_and_no_other():
+def test_a_failed_commit_fails_each_request_of_its_group_and_no_other(pool):
     gate = Gate(fail_on={1})
     committer = GroupCommitter(gate)
-    _held(committer, gate)
-    failing = [committer.submit([i]) for i in range(3)]
+    first = _held(pool, committer, gate)
+    failing = [_send(pool, committer, [i]) for i in range(3)]
     gate.open()
-    for future in failing:
+    assert first.result(WAIT) == 1
+    for request in failing:
         with pytest.raises(RuntimeError, match="commit 1 failed"):
-            future.result(WAIT)
-    assert committer.commit(["after"]) == 1  # the writer goes on with the next group
+            request.result(WAIT)
+    assert committer.commit(["after"]) == 1  # the next group is written as usual
     assert gate.groups == [["first"], [0, 1, 2], ["after"]]
-    committer.close()
+    assert committer.unanswered == 0
 
 
-def test_close_stores_what_is_queued_then_refuses_new_records():
+def test_close_waits_for_what_is_queued_then_refuses_new_records(pool):
     gate = Gate()
     committer = GroupCommitter(gate)
-    _held(committer, gate)
-    queued = [committer.submit([i]) for i in range(3)]
-    closing = threading.Thread(target=committer.close)
-    closing.start()
+    first = _held(pool, committer, gate)
+    queued = [_send(pool, committer, [i]) for i in range(3)]
+    closing = pool.submit(committer.close)
+    _wait_until(lambda: committer._closed)
     with pytest.raises(CommitterClosed, match="stopping"):
-        for _ in range(1000):  # close() marks the committer closed at once, then waits for the writer
-            committer.submit(["late"])
-            threading.Event().wait(0.01)
+        committer.commit(["late"])
+    assert not closing.done()  # close() waits for the queued records
     gate.open()
-    closing.join(WAIT)
-    assert not closing.is_alive()
-    assert [future.result(0) for future in queued] == [1, 1, 1]
+    assert closing.result(WAIT) is True
+    assert [request.result(WAIT) for request in [first, *queued]] == [1, 1, 1, 1]
     assert [row for group in gate.groups for row in group] == ["first", 0, 1, 2]
-
-
-def test_a_request_given_up_before_its_commit_is_not_written():
-    gate = Gate()
-    committer = GroupCommitter(gate)
-    _held(committer, gate)
-    abandoned, kept = committer.submit(["abandoned"]), committer.submit(["kept"])
-    assert abandoned.cancel()
-    gate.open()
-    assert kept.result(WAIT) == 1
-    assert gate.groups == [["first"], ["kept"]]
-    committer.close()
 
 
 def _record(deployment_id: str, transaction_id: str | None = None) -> dict:
@@ -126,12 +137,11 @@ def _record(deployment_id: str, transaction_id: str | None = None) -> dict:
     }
 
 
-def test_concurrent_requests_are_stored_once_each_and_a_failed_group_stores_nothing(datamart_url):
+def test_concurrent_requests_are_stored_once_each_and_a_failed_group_stores_nothing(datamart_url, pool):
     engine = datamart.connect(datamart_url)
     committer = GroupCommitter(functools.partial(datamart.insert_payload, engine))
     requests = [[_record("d1") for _ in range(1 + i % 3)] for i in range(60)]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        counts = list(pool.map(committer.commit, requests))
+    counts = list(pool.map(committer.commit, requests))
     assert counts == [len(rows) for rows in requests]
     stored = datamart.read_payload(engine, "d1")["transaction_id"].tolist()
     assert sorted(stored) == sorted(row["transaction_id"] for rows in requests for row in rows)
@@ -140,4 +150,3 @@ def test_concurrent_requests_are_stored_once_each_and_a_failed_group_stores_noth
     with pytest.raises(sa.exc.IntegrityError):
         committer.commit([_record("d2"), clash, {**clash}])
     assert datamart.read_payload(engine, "d2").empty
-    committer.close()

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 
 from utils.data import CATEGORIES, FEATURES
 from utils.scoring import InputError, parse_v2_inputs
@@ -121,9 +122,15 @@ async def form_page(service: ServiceDep) -> str:
 )
 def predictions(
     deployment_id: str, body: Annotated[ScoringRequest, Body(openapi_examples=SCORING_EXAMPLE)], service: ServiceDep
-) -> ScoringResponse:
+) -> Response:
     """Score records in the WML v4 format; every record is stored with its transaction id."""
-    return ops.predict(service, deployment_id, body)
+    return _json(ops.predict(service, deployment_id, body))
+
+
+def _json(reply: BaseModel) -> Response:
+    """``reply`` as JSON, serialised once here: FastAPI would validate a returned model again in another trip
+    through its thread pool, and copy it to a dict before writing it (``response_model`` still documents it)."""
+    return Response(reply.model_dump_json(), media_type="application/json")
 
 
 async def feedback_body(request: Request) -> ops.Feedback:

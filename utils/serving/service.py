@@ -117,10 +117,10 @@ class Service:
         self._lock = threading.Lock()
         self._deployments: dict[str, tuple[float, Deployment]] = {}
         #: The process's one payload writer: scored records of concurrent requests share a transaction.
-        self.payload = GroupCommitter(functools.partial(datamart.insert_payload, self.engine), name="payload-writer")
+        self.payload = GroupCommitter(functools.partial(datamart.insert_payload, self.engine))
 
     def close(self) -> None:
-        """Store the payload records still queued and stop the payload writer (at the server's shutdown)."""
+        """Refuse new payload records and wait until those queued are stored (at the server's shutdown)."""
         self.payload.close()
 
     def scorer(self, model_id: str) -> Scorer:
@@ -282,19 +282,20 @@ def score(store: PayloadStore, scorer: Scorer, deployment: Deployment, columns: 
 
 
 def wml_response(deployment: Deployment, blocks: list[Columns], scored: Scored) -> ScoringResponse:
-    """The WML v4 response: one predictions block per input block, in the order sent."""
+    """The WML v4 response: one predictions block per input block, in the order sent (built from values of the
+    right types, so not validated again)."""
     predictions, start = [], 0
     for block in blocks:
         end = start + len(block[FEATURES[0]])
         pairs = zip(scored.labels[start:end], scored.probabilities[start:end], strict=True)
         values = [[label, pair] for label, pair in pairs]
         predictions.append(
-            Predictions(
+            Predictions.model_construct(
                 fields=["prediction", "probability"], values=values, transaction_ids=scored.transaction_ids[start:end]
             )
         )
         start = end
-    return ScoringResponse(
+    return ScoringResponse.model_construct(
         predictions=predictions, deployment_id=deployment.deployment_id, model_id=deployment.model_id
     )
 

@@ -31,7 +31,7 @@ async def _lifespan(app: FastAPI):
     service: Service = app.state.service
     service.warm_up()
     yield
-    await anyio.to_thread.run_sync(service.close)  # the payload records still queued are stored first
+    await anyio.to_thread.run_sync(service.payload.close)  # the payload records still queued are stored first
 
 
 def _install_truthful_openapi(app: FastAPI) -> None:

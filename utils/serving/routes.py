@@ -32,6 +32,7 @@ from utils.serving.schemas import (
     EXAMPLE,
     EXAMPLE_ROW,
     FEEDBACK_BODY,
+    V2_OUTPUTS,
     DeploymentInfo,
     DeploymentList,
     DeploymentRequest,
@@ -261,9 +262,8 @@ def infer(name: str, body: Annotated[InferenceRequest, Depends(inference_request
     """Score records sent as one input tensor per field (shape ``[rows]`` or ``[rows, 1]``), in JSON or with the
     binary tensor data extension; every record is stored with its transaction id. Outputs go as binary data when
     ``parameters.binary_data_output`` or an output's ``parameters.binary_data`` is true."""
-    metadata = ops.model_metadata(service, name)
-    binary = binary_tensors.binary_outputs(body.parameters, body.outputs, [o.name for o in metadata.outputs])
     deployment = service.by_model_name(name)
+    binary = binary_tensors.binary_outputs(body.parameters, body.outputs, list(V2_OUTPUTS))
     columns = parse_v2_inputs(body.inputs, max_rows=service.settings.max_rows)
     scorer = service.scorer(deployment.model_id)
     scored = ops.score(service.payload.commit, scorer, deployment, columns)

@@ -56,6 +56,7 @@ from utils.scoring import (
 from utils.serving.group_commit import GroupCommitter
 from utils.serving.metrics import note_accepted
 from utils.serving.schemas import (
+    V2_OUTPUTS,
     DeploymentInfo,
     DeploymentList,
     DeploymentRequest,
@@ -118,10 +119,6 @@ class Service:
         self._deployments: dict[str, tuple[float, Deployment]] = {}
         #: The process's one payload writer: scored records of concurrent requests share a transaction.
         self.payload = GroupCommitter(functools.partial(datamart.insert_payload, self.engine))
-
-    def close(self) -> None:
-        """Refuse new payload records and wait until those queued are stored (at the server's shutdown)."""
-        self.payload.close()
 
     def scorer(self, model_id: str) -> Scorer:
         """The scorer of ``model_id``, loaded from the registry (trusted types only) on first use."""
@@ -232,8 +229,8 @@ def parse_blocks(blocks: list[InputData], *, max_rows: int = MAX_ROWS, label: bo
     return [parse_fields_values(block.fields, block.values, label=label) for block in blocks]
 
 
-#: Stores payload records in one transaction and returns their count once committed: a
-#: :meth:`GroupCommitter.commit`, or ``functools.partial(datamart.insert_payload, engine)``.
+#: Stores payload records in one transaction, returning their count once committed: the service's group committer
+#: (``Service.payload.commit``) or ``functools.partial(datamart.insert_payload, engine)``.
 PayloadStore = Callable[[Sequence[dict]], int]
 
 
@@ -282,8 +279,7 @@ def score(store: PayloadStore, scorer: Scorer, deployment: Deployment, columns: 
 
 
 def wml_response(deployment: Deployment, blocks: list[Columns], scored: Scored) -> ScoringResponse:
-    """The WML v4 response: one predictions block per input block, in the order sent (built from values of the
-    right types, so not validated again)."""
+    """The WML v4 response: one block per input block, in the order sent (built from valid values, not checked)."""
     predictions, start = [], 0
     for block in blocks:
         end = start + len(block[FEATURES[0]])
@@ -332,11 +328,7 @@ def model_metadata(service: Service, name: str) -> ModelMetadata:
         TensorMetadata(name=field, datatype="BYTES" if field in CATEGORIES else "INT64", shape=[-1])
         for field in FEATURES
     ]
-    outputs = [
-        TensorMetadata(name="prediction", datatype="BYTES", shape=[-1]),
-        TensorMetadata(name="probability", datatype="FP64", shape=[-1, len(CLASS_ORDER)]),
-        TensorMetadata(name="transaction_id", datatype="BYTES", shape=[-1]),
-    ]
+    outputs = [TensorMetadata(name=name, datatype=kind, shape=shape) for name, (kind, shape) in V2_OUTPUTS.items()]
     return ModelMetadata(
         name=name, versions=[deployment.model_id], platform="scikit-learn", inputs=inputs, outputs=outputs
     )

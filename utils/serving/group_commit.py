@@ -44,7 +44,7 @@ class GroupCommitter:
         self._max_rows = max_rows
         self._queued: list[tuple[Sequence, Future]] = []
         self._unanswered = 0  # requests queued or being written
-        self._changed = threading.Condition()  # guards the three; notified when a group is answered
+        self._changed = threading.Condition()  # guards _queued, _unanswered, _closed; notified per group answered
         self._turn = threading.Lock()  # held by the one thread writing a group
         self._closed = False
 
@@ -85,9 +85,9 @@ class GroupCommitter:
 
     def _write_group(self) -> None:
         with self._changed:
-            taken, rows = 0, 0
-            while taken < len(self._queued) and (taken == 0 or rows + len(self._queued[taken][0]) <= self._max_rows):
-                rows += len(self._queued[taken][0])
+            taken, size = 0, 0
+            while taken < len(self._queued) and (taken == 0 or size + len(self._queued[taken][0]) <= self._max_rows):
+                size += len(self._queued[taken][0])
                 taken += 1
             group, self._queued[:taken] = self._queued[:taken], []
         try:

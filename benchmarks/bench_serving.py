@@ -155,10 +155,13 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000, help="one-record requests per server and client count")
     parser.add_argument("--rounds", type=int, default=4, help="turns the two servers take, per client count")
     parser.add_argument("--batch-requests", type=int, default=400, help="100-record requests")
+    parser.add_argument("--datamart-url", help="data mart (say a PostgreSQL database) instead of a new SQLite file")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as folder:
-        workspace = prepare_workspace(Path(folder), rows=3000, seed=11, model_types=(args.model_type,))
+        workspace = prepare_workspace(
+            Path(folder), rows=3000, seed=11, model_types=(args.model_type,), datamart_url=args.datamart_url
+        )
         work, engine, deployment, test = workspace.work, workspace.engine, workspace.deployment, workspace.test
         model, model_id = workspace.model, deployment.model_id
 
@@ -166,7 +169,7 @@ def main() -> None:
         one_frame, batch_frame = test.iloc[:1][list(FEATURES)], test.iloc[:100][list(FEATURES)]
         one, batch = frame_columns(one_frame), frame_columns(batch_frame)
         assert np.abs(scorer.predict_proba(batch) - model.predict_proba(batch_frame)).max() < 1e-6
-        print(f"model {model_id} ({args.model_type}); fast path: {scorer.fast}")
+        print(f"model {model_id} ({args.model_type}); fast path: {scorer.fast}; data mart: {engine.dialect.name}")
         print("in-process time of one prediction (median):")
         print(
             f"  scikit-learn pipeline, 1 record:    {in_process_ms(lambda: model.predict_proba(one_frame), 50):8.3f} ms"

@@ -72,14 +72,15 @@ def _held(pool, committer: GroupCommitter, gate: Gate) -> Future:
 
 
 def test_requests_queued_during_a_commit_share_the_next_transaction_in_their_order(pool):
-    gate = Gate()
-    committer = GroupCommitter(gate)
+    gate, answered = Gate(), []
+    committer = GroupCommitter(gate, on_commit=answered.append)
     first = _held(pool, committer, gate)
     sent = [_send(pool, committer, [f"r{i}a", f"r{i}b"]) for i in range(5)]
     gate.open()
     assert first.result(WAIT) == 1 and [request.result(WAIT) for request in sent] == [2] * 5
     assert gate.groups == [["first"], [f"r{i}{part}" for i in range(5) for part in "ab"]]
     assert committer.commit(["alone"]) == 1 and gate.groups[-1] == ["alone"]  # a lone request commits at once
+    assert answered == [1, 5, 1]  # requests per commit
 
 
 def test_a_group_is_capped_in_rows_but_keeps_every_request_whole(pool):

@@ -36,11 +36,18 @@ class GroupCommitter:
     """Stores rows in transactions shared by the requests that wait together; :meth:`commit` returns once stored.
 
     ``write`` stores a list of rows in one transaction (say ``functools.partial(datamart.insert_payload, engine)``)
-    and raises when it stores nothing.
+    and raises when it stores nothing; ``on_commit`` is told how many requests each committed group answered.
     """
 
-    def __init__(self, write: Callable[[list], Any], *, max_rows: int = MAX_GROUP_ROWS):
+    def __init__(
+        self,
+        write: Callable[[list], Any],
+        *,
+        max_rows: int = MAX_GROUP_ROWS,
+        on_commit: Callable[[int], None] | None = None,
+    ):
         self._write = write
+        self._on_commit = on_commit
         self._max_rows = max_rows
         self._queued: list[tuple[Sequence, Future]] = []
         self._unanswered = 0  # requests queued or being written
@@ -98,6 +105,8 @@ class GroupCommitter:
         else:
             for rows, future in group:
                 future.set_result(len(rows))
+            if self._on_commit is not None:
+                self._on_commit(len(group))
         with self._changed:
             self._unanswered -= len(group)
             self._changed.notify_all()

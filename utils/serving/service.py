@@ -54,7 +54,7 @@ from utils.scoring import (
     row_object_columns,
 )
 from utils.serving.group_commit import GroupCommitter
-from utils.serving.metrics import note_accepted
+from utils.serving.metrics import note_accepted, note_commit_group
 from utils.serving.schemas import (
     V2_OUTPUTS,
     DeploymentInfo,
@@ -117,8 +117,8 @@ class Service:
         self._scorers: dict[str, Scorer] = {}
         self._lock = threading.Lock()
         self._deployments: dict[str, tuple[float, Deployment]] = {}
-        #: The process's one payload writer: scored records of concurrent requests share a transaction.
-        self.payload = GroupCommitter(functools.partial(datamart.insert_payload, self.engine))
+        store = functools.partial(datamart.insert_payload, self.engine)
+        self.payload = GroupCommitter(store, on_commit=note_commit_group)  # concurrent requests share a commit
 
     def scorer(self, model_id: str) -> Scorer:
         """The scorer of ``model_id``, loaded from the registry (trusted types only) on first use."""

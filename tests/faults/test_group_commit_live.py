@@ -1,7 +1,7 @@
 """Group commit in the real server: concurrent requests, whose records share transactions, are each stored exactly
 once; while the data mart cannot be written (its SQLite file and write-ahead log made immutable mid-run, as a disk
 turning read-only does) requests answer 503 and a 200 is never given for a record that is not stored; once it can
-be written again, requests are answered 200 again."""
+be written again, requests are answered 200 again. /metrics counts the requests that shared each commit."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from utils import datamart
 from utils.scoring import wml_request
@@ -80,9 +81,16 @@ def test_concurrent_records_are_stored_once_and_never_acknowledged_when_the_comm
             for thread in threads:
                 thread.join(120)
         log = server.log()
+        metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
+    commits = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if family.name == "credit_payload_commit_requests"
+    }
     stored = [t for t in datamart.read_payload(workspace.engine, deployment_id)["transaction_id"] if t not in before]
     counts = Counter(stored)
-    print(f"outcomes {dict(outcomes)}; records answered {len(answered)}, stored {len(stored)}; e.g. {refusals[:1]}")
+    print(f"outcomes {dict(outcomes)}; records answered {len(answered)}, stored {len(stored)}; commits {commits}")
     assert outcomes[("writable", 200)] > 20 and outcomes[("writable again", 200)] > 20, outcomes
     assert outcomes[("read-only", 503)] > 0, outcomes
     assert {status for _, status in outcomes} <= {200, 503}, outcomes
@@ -90,3 +98,6 @@ def test_concurrent_records_are_stored_once_and_never_acknowledged_when_the_comm
     assert len(answered) == len(set(answered)) and all(count == 1 for count in counts.values()), "stored twice"
     assert set(answered) == set(stored), "a record answered 200 is not stored, or one refused is stored"
     assert "Traceback" not in log, log[-3000:]
+    accepted = sum(count for (_, status), count in outcomes.items() if status == 200)
+    assert commits["credit_payload_commit_requests_sum"] == accepted  # every 200 came from a committed group
+    assert commits["credit_payload_commit_requests_count"] < accepted, commits  # and requests shared commits

@@ -3,6 +3,7 @@ REST endpoints and pages in-process, and the plain words of the form."""
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 import warnings
@@ -41,10 +42,11 @@ def monitored(workspace):
     """Three days of scored applicants (drift growing day by day) in the payload log, each day evaluated."""
     deployment = workspace.deployment
     scorer = Scorer(workspace.model, deployment.model_id)
+    store = functools.partial(datamart.insert_payload, workspace.engine)
     with threadpool_limits(limits=1):
         for day in range(DAYS):
             frame = applicants(150, seed=day, drift=0.4 * day, pool=workspace.test)
-            scored = score(workspace.engine, scorer, deployment, frame_columns(frame))
+            scored = score(store, scorer, deployment, frame_columns(frame))
             start = FIRST_DAY + timedelta(days=day)
             moments = [start + timedelta(minutes=5 * i) for i in range(len(frame))]
             datamart.restamp(workspace.engine, scored.transaction_ids, moments)

@@ -87,7 +87,7 @@ def test_blocks_are_parsed_checked_and_answered_in_order(workspace, service):
     assert [len(block["Age"]) for block in parsed] == [2, 3]
     assert ops.concat(parsed)["Age"] == frame["Age"].tolist()
     scorer = service.scorer(workspace.deployment.model_id)
-    scored = ops.score(service.engine, scorer, workspace.deployment, ops.concat(parsed))
+    scored = ops.score(service.payload.commit, scorer, workspace.deployment, ops.concat(parsed))
     response = ops.wml_response(workspace.deployment, parsed, scored)
     assert [len(block.transaction_ids) for block in response.predictions] == [2, 3]
     with pytest.raises(InputError) as too_many:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 
+import anyio
 import swagger_ui_bundle
 from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -27,8 +28,10 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
-    app.state.service.warm_up()
+    service: Service = app.state.service
+    service.warm_up()
     yield
+    await anyio.to_thread.run_sync(service.payload.close)  # the payload records still queued are stored first
 
 
 def _install_truthful_openapi(app: FastAPI) -> None:

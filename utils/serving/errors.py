@@ -2,9 +2,9 @@
 
 Client input never causes a 500: contract violations (:class:`utils.scoring.InputError`), request validation
 errors and bodies the JSON parser refuses become 4xx naming the field (or the body) and row at fault; a model that
-cannot be loaded, an unreachable data mart and a SQLite data mart file removed or replaced under the running server
-become 503. Expected errors are logged in one line at most, without a traceback and without file paths in the
-answer; anything else is a 500 logged with its traceback.
+cannot be loaded, a server that is stopping, an unreachable data mart and a SQLite data mart file removed or
+replaced under the running server become 503. Expected errors are logged in one line at most, without a
+traceback and without file paths in the answer; anything else is a 500 logged with its traceback.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from starlette.routing import Match
 
 from utils.datamart import DatamartUnavailable
 from utils.scoring import InputError
+from utils.serving.group_commit import CommitterClosed
 from utils.serving.service import ModelUnavailable
 
 _LOG = logging.getLogger(__name__)
@@ -122,7 +123,7 @@ async def _http_error(request: Request, error: StarletteHTTPException) -> JSONRe
     return error_response(error.status_code, str(error.detail), field, headers=getattr(error, "headers", None))
 
 
-async def _model_unavailable(_: Request, error: ModelUnavailable) -> JSONResponse:
+async def _unavailable(_: Request, error: ModelUnavailable | CommitterClosed) -> JSONResponse:
     return error_response(503, str(error))
 
 
@@ -147,7 +148,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(InputError, _input_error)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(ModelUnavailable, _model_unavailable)
+    app.add_exception_handler(ModelUnavailable, _unavailable)
+    app.add_exception_handler(CommitterClosed, _unavailable)  # the server is stopping
     app.add_exception_handler(SQLAlchemyError, _datamart_unavailable)
     app.add_exception_handler(DatamartUnavailable, _datamart_gone)
     app.add_exception_handler(Exception, _server_error)

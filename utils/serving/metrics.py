@@ -14,7 +14,8 @@ below, served at ``GET /metrics`` in the text format:
   ``conflict``, ``unavailable``, ``server_error``);
 - ``credit_scoring_records_total{deployment_id, endpoint}``: records accepted (stored in the payload log);
 - ``credit_scoring_rejected_rows_total{deployment_id, endpoint, reason}``: rows at fault in rejected requests;
-- ``credit_scoring_request_duration_seconds{endpoint}``: a histogram of the requests' latency.
+- ``credit_scoring_request_duration_seconds{endpoint}``: a histogram of the requests' latency;
+- ``credit_payload_commit_requests``: a histogram of the scoring requests whose records shared each commit.
 
 ``deployment_id`` is ``unknown`` for a request that names no deployment or subscription. With several workers
 the server sets ``PROMETHEUS_MULTIPROC_DIR`` (:func:`prepare_multiprocess`) and ``/metrics`` adds up every
@@ -88,6 +89,18 @@ LATENCY = Histogram(
     ["endpoint"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+
+#: Requests per payload transaction: how many shared each commit (:mod:`utils.serving.group_commit`).
+COMMIT_GROUPS = Histogram(
+    "credit_payload_commit_requests",
+    "Scoring requests whose records were stored in one shared data mart transaction",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+)
+
+
+def note_commit_group(requests: int) -> None:
+    """Count one committed payload transaction that stored the records of ``requests`` requests."""
+    COMMIT_GROUPS.observe(requests)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 
 from utils.data import CATEGORIES, FEATURES
 from utils.scoring import InputError, parse_v2_inputs
@@ -31,6 +32,7 @@ from utils.serving.schemas import (
     EXAMPLE,
     EXAMPLE_ROW,
     FEEDBACK_BODY,
+    V2_OUTPUTS,
     DeploymentInfo,
     DeploymentList,
     DeploymentRequest,
@@ -121,12 +123,15 @@ async def form_page(service: ServiceDep) -> str:
 )
 def predictions(
     deployment_id: str, body: Annotated[ScoringRequest, Body(openapi_examples=SCORING_EXAMPLE)], service: ServiceDep
-) -> ScoringResponse:
+) -> Response:
     """Score records in the WML v4 format; every record is stored with its transaction id."""
-    deployment = service.deployment(deployment_id)
-    blocks = ops.parse_blocks(body.input_data, max_rows=service.settings.max_rows)
-    scorer = service.scorer(deployment.model_id)
-    return ops.wml_response(deployment, blocks, ops.score(service.engine, scorer, deployment, ops.concat(blocks)))
+    return _json(ops.predict(service, deployment_id, body))
+
+
+def _json(reply: BaseModel) -> Response:
+    """``reply`` as JSON, serialised once here: FastAPI would validate a returned model again in another trip
+    through its thread pool, and copy it to a dict before writing it (``response_model`` still documents it)."""
+    return Response(reply.model_dump_json(), media_type="application/json")
 
 
 async def feedback_body(request: Request) -> ops.Feedback:
@@ -257,10 +262,9 @@ def infer(name: str, body: Annotated[InferenceRequest, Depends(inference_request
     """Score records sent as one input tensor per field (shape ``[rows]`` or ``[rows, 1]``), in JSON or with the
     binary tensor data extension; every record is stored with its transaction id. Outputs go as binary data when
     ``parameters.binary_data_output`` or an output's ``parameters.binary_data`` is true."""
-    metadata = ops.model_metadata(service, name)
-    binary = binary_tensors.binary_outputs(body.parameters, body.outputs, [o.name for o in metadata.outputs])
     deployment = service.by_model_name(name)
+    binary = binary_tensors.binary_outputs(body.parameters, body.outputs, list(V2_OUTPUTS))
     columns = parse_v2_inputs(body.inputs, max_rows=service.settings.max_rows)
     scorer = service.scorer(deployment.model_id)
-    scored = ops.score(service.engine, scorer, deployment, columns)
+    scored = ops.score(service.payload.commit, scorer, deployment, columns)
     return _v2_reply(ops.v2_response(name, deployment, body.id, scored), binary)

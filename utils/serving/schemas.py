@@ -189,6 +189,14 @@ class InferenceResponse(BaseModel):
     outputs: list[Tensor]
 
 
+#: The outputs of an inference, in their order: datatype and shape (-1: as many as the records).
+V2_OUTPUTS = {
+    "prediction": ("BYTES", [-1]),
+    "probability": ("FP64", [-1, len(CLASS_ORDER)]),
+    "transaction_id": ("BYTES", [-1]),
+}
+
+
 class TensorMetadata(BaseModel):
     """Name, type and shape of a model input or output (-1: any number of rows)."""
 

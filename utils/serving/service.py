@@ -11,11 +11,12 @@ score, log the payload, record feedback, and list, create, read and delete deplo
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +53,10 @@ from utils.scoring import (
     records,
     row_object_columns,
 )
-from utils.serving.metrics import note_accepted
+from utils.serving.group_commit import GroupCommitter
+from utils.serving.metrics import note_accepted, note_commit_group
 from utils.serving.schemas import (
+    V2_OUTPUTS,
     DeploymentInfo,
     DeploymentList,
     DeploymentRequest,
@@ -114,6 +117,8 @@ class Service:
         self._scorers: dict[str, Scorer] = {}
         self._lock = threading.Lock()
         self._deployments: dict[str, tuple[float, Deployment]] = {}
+        store = functools.partial(datamart.insert_payload, self.engine)
+        self.payload = GroupCommitter(store, on_commit=note_commit_group)  # concurrent requests share a commit
 
     def scorer(self, model_id: str) -> Scorer:
         """The scorer of ``model_id``, loaded from the registry (trusted types only) on first use."""
@@ -224,16 +229,21 @@ def parse_blocks(blocks: list[InputData], *, max_rows: int = MAX_ROWS, label: bo
     return [parse_fields_values(block.fields, block.values, label=label) for block in blocks]
 
 
+#: Stores payload records in one transaction, returning their count once committed: the service's group committer
+#: (``Service.payload.commit``) or ``functools.partial(datamart.insert_payload, engine)``.
+PayloadStore = Callable[[Sequence[dict]], int]
+
+
 def log_payload(
-    engine: Engine,
+    store: PayloadStore,
     deployment: Deployment,
     columns: Columns,
     labels: list[str],
     probabilities: list[list[float]],
     out_of_range: list[list[str] | None] | None = None,
 ) -> list[str]:
-    """Store scored records in the data mart, one transaction id each, with the fields of each that lie outside
-    the training data's ranges (``out_of_range``); returns the ids."""
+    """Store scored records in the data mart with ``store``, one transaction id each, with the fields of each
+    that lie outside the training data's ranges (``out_of_range``); returns the ids once they are committed."""
     transaction_ids = [datamart.new_id() for _ in labels]
     flags = out_of_range or [None] * len(labels)
     now = utc_now()
@@ -253,35 +263,35 @@ def log_payload(
             transaction_ids, records(columns), labels, probabilities, flags, strict=True
         )
     ]
-    datamart.insert_payload(engine, rows)
+    store(rows)
     return transaction_ids
 
 
-def score(engine: Engine, scorer: Scorer, deployment: Deployment, columns: Columns) -> Scored:
+def score(store: PayloadStore, scorer: Scorer, deployment: Deployment, columns: Columns) -> Scored:
     """Score validated columns with ``scorer`` and store every record, flagged where a value lies outside the
-    training data's ranges, before returning."""
+    training data's ranges, with ``store`` before returning."""
     labels, proba = scorer.predict(columns)
     probabilities = proba.tolist()
     flags = scorer.out_of_range(columns)
-    ids = log_payload(engine, deployment, columns, labels, probabilities, flags)
+    ids = log_payload(store, deployment, columns, labels, probabilities, flags)
     note_accepted(deployment.deployment_id, len(ids))
     return Scored(labels, probabilities, ids, flags)
 
 
 def wml_response(deployment: Deployment, blocks: list[Columns], scored: Scored) -> ScoringResponse:
-    """The WML v4 response: one predictions block per input block, in the order sent."""
+    """The WML v4 response: one block per input block, in the order sent (built from valid values, not checked)."""
     predictions, start = [], 0
     for block in blocks:
         end = start + len(block[FEATURES[0]])
         pairs = zip(scored.labels[start:end], scored.probabilities[start:end], strict=True)
         values = [[label, pair] for label, pair in pairs]
         predictions.append(
-            Predictions(
+            Predictions.model_construct(
                 fields=["prediction", "probability"], values=values, transaction_ids=scored.transaction_ids[start:end]
             )
         )
         start = end
-    return ScoringResponse(
+    return ScoringResponse.model_construct(
         predictions=predictions, deployment_id=deployment.deployment_id, model_id=deployment.model_id
     )
 
@@ -291,7 +301,7 @@ def predict(service: Service, deployment_id: str, request: ScoringRequest) -> Sc
     deployment = service.deployment(deployment_id)
     blocks = parse_blocks(request.input_data, max_rows=service.settings.max_rows)
     scorer = service.scorer(deployment.model_id)
-    return wml_response(deployment, blocks, score(service.engine, scorer, deployment, concat(blocks)))
+    return wml_response(deployment, blocks, score(service.payload.commit, scorer, deployment, concat(blocks)))
 
 
 def v2_response(name: str, deployment: Deployment, request_id: str | None, scored: Scored) -> InferenceResponse:
@@ -318,11 +328,7 @@ def model_metadata(service: Service, name: str) -> ModelMetadata:
         TensorMetadata(name=field, datatype="BYTES" if field in CATEGORIES else "INT64", shape=[-1])
         for field in FEATURES
     ]
-    outputs = [
-        TensorMetadata(name="prediction", datatype="BYTES", shape=[-1]),
-        TensorMetadata(name="probability", datatype="FP64", shape=[-1, len(CLASS_ORDER)]),
-        TensorMetadata(name="transaction_id", datatype="BYTES", shape=[-1]),
-    ]
+    outputs = [TensorMetadata(name=name, datatype=kind, shape=shape) for name, (kind, shape) in V2_OUTPUTS.items()]
     return ModelMetadata(
         name=name, versions=[deployment.model_id], platform="scikit-learn", inputs=inputs, outputs=outputs
     )

@@ -1,0 +1,76 @@
+"""The pipeline's step kernels: started ahead with their notebook's imports, shut down cleanly."""
+
+import nbformat
+import pytest
+from jupyter_core.utils import run_sync
+
+from utils import config
+from utils.kernels import KernelsAhead, StepKernel, warm_up_imports
+
+
+def _notebook(tmp_path, *sources):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# A step")])
+    notebook.cells += [nbformat.v4.new_code_cell(source) for source in sources]
+    path = tmp_path / "step.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
+def test_the_warm_up_is_the_import_statements_of_the_first_code_cell(tmp_path):
+    path = _notebook(
+        tmp_path,
+        "%matplotlib inline\nimport json\n\nfrom utils.data import (\n    LABEL,\n    load_credit_csv,\n)\n"
+        "pd_option = 3  # not an import: left out",
+        "import pandas as pd  # a later cell: left out",
+    )
+
+    assert warm_up_imports(path) == "import json\nfrom utils.data import LABEL, load_credit_csv"
+
+
+def test_a_first_cell_that_does_not_parse_or_a_notebook_without_code_warms_up_nothing(tmp_path):
+    assert warm_up_imports(_notebook(tmp_path, "import json\nif True print(1)")) == ""
+    assert warm_up_imports(_notebook(tmp_path)) == ""
+
+
+def test_every_pipeline_notebook_warms_up_what_its_first_cell_imports():
+    for notebook in sorted(config.NOTEBOOKS_DIR.glob("0*.ipynb")):
+        assert "from utils.pipeline import record_outputs" in warm_up_imports(notebook), notebook.name
+
+
+@pytest.mark.slow
+def test_a_step_kernel_starts_with_the_imports_done_outside_the_execution_count(tmp_path):
+    kernel = StepKernel(_notebook(tmp_path, "import colorsys"), tmp_path)
+    client = kernel.manager.client()
+    try:
+        client.start_channels()
+        run_sync(client.wait_for_ready)(timeout=120)
+        printed = []
+
+        def keep_stream(message):
+            if message["msg_type"] == "stream":
+                printed.append(message["content"]["text"])
+
+        reply = run_sync(client.execute_interactive)(
+            "import os, sys; print('colorsys' in sys.modules, os.getcwd())", timeout=60, output_hook=keep_stream
+        )
+        assert "".join(printed).split() == ["True", str(tmp_path)], "imported ahead, in the step's folder"
+        assert reply["content"]["execution_count"] == 1, "the warm-up did not enter the execution count"
+        assert run_sync(kernel.manager.is_alive)()
+    finally:
+        client.stop_channels()
+        kernel.close()
+    assert not run_sync(kernel.manager.is_alive)()
+
+
+@pytest.mark.slow
+def test_kernels_ahead_start_the_next_kernel_and_shut_down_the_earlier_ones(tmp_path):
+    notebooks = [_notebook(tmp_path, "import json")] * 3
+    with KernelsAhead(notebooks, tmp_path) as kernels:
+        first = kernels.take(0)
+        second = kernels._started[1]
+        assert 2 not in kernels._started, "only one kernel ahead"
+        first.request_shutdown()
+        assert kernels.take(1) is second
+        assert not run_sync(first.manager.is_alive)(), "the finished step's kernel is shut down"
+        last = kernels.take(2)
+    assert not any(run_sync(k.manager.is_alive)() for k in (second, last)), "every kernel ends with the context"

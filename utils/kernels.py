@@ -1,0 +1,95 @@
+"""The pipeline's step kernels, each started while the step before it runs.
+
+A step's kernel starts, over IPC sockets in a folder of its own, as soon as the step before it begins, and imports
+what the step's notebook imports (the ``import`` statements of its first code cell, run at start-up without
+entering the execution count), so that the start-up and the imports of a step overlap the work of the one before.
+A finished step's kernel is asked to shut down at once and waited for only after the next step: its own clean-up
+(``atexit`` handlers, servers it started) overlaps that step too. A warm-up import that fails is no error here: the
+notebook's own cell imports again and fails there, where the executed notebook shows it.
+"""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import tempfile
+from pathlib import Path
+
+import nbformat
+from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import run_sync
+
+#: The kernel every step runs in (the notebooks' kernelspec).
+KERNEL_NAME = "python3"
+
+
+def warm_up_imports(notebook: str | Path) -> str:
+    """The ``import`` statements of ``notebook``'s first code cell, one per line (IPython magics left out)."""
+    cells = nbformat.read(notebook, as_version=4).cells
+    first = next((cell.source for cell in cells if cell.cell_type == "code"), "")
+    python = "\n".join(line for line in first.splitlines() if not line.lstrip().startswith(("%", "!")))
+    try:
+        statements = ast.parse(python).body
+    except SyntaxError:
+        return ""
+    return "\n".join(ast.unparse(node) for node in statements if isinstance(node, ast.Import | ast.ImportFrom))
+
+
+class StepKernel:
+    """One step's kernel, started at once in ``cwd`` (see the module's docstring)."""
+
+    def __init__(self, notebook: str | Path, cwd: str | Path):
+        self._sockets = tempfile.mkdtemp(prefix="kernel-")
+        self.manager = AsyncKernelManager(kernel_name=KERNEL_NAME, transport="ipc", ip=str(Path(self._sockets, "ipc")))
+        imports = warm_up_imports(notebook)
+        extra = [f"--IPKernelApp.exec_lines={imports}"] if imports else []
+        try:
+            run_sync(self.manager.start_kernel)(cwd=str(cwd), extra_arguments=extra)
+        except BaseException:
+            shutil.rmtree(self._sockets, ignore_errors=True)
+            raise
+        self._shutdown_requested = False
+
+    def request_shutdown(self) -> None:
+        """Ask the kernel to shut down, without waiting for it."""
+        if not self._shutdown_requested and run_sync(self.manager.is_alive)():
+            run_sync(self.manager.request_shutdown)()
+        self._shutdown_requested = True
+
+    def close(self) -> None:
+        """Shut the kernel down (killing it if it does not stop within the manager's wait) and remove its sockets."""
+        try:
+            self.request_shutdown()
+            run_sync(self.manager.finish_shutdown)()
+            run_sync(self.manager.cleanup_resources)()
+        finally:
+            shutil.rmtree(self._sockets, ignore_errors=True)
+
+
+class KernelsAhead:
+    """The kernels of notebooks run in order, each started while the one before it runs; a context manager that
+    shuts down every kernel still running when it exits."""
+
+    def __init__(self, notebooks: list[str | Path], cwd: str | Path):
+        self.notebooks, self.cwd = list(notebooks), cwd
+        self._started: dict[int, StepKernel] = {}  # by notebook index, until shut down
+
+    def take(self, index: int) -> StepKernel:
+        """The kernel of notebook ``index`` (started now if it was not yet); starts the next notebook's and
+        finishes the shutdown of the earlier ones'."""
+        for later in (index, index + 1):
+            if later < len(self.notebooks) and later not in self._started:
+                self._started[later] = StepKernel(self.notebooks[later], self.cwd)
+        for earlier in [i for i in self._started if i < index]:
+            self._started.pop(earlier).close()
+        return self._started[index]
+
+    def close(self) -> None:
+        while self._started:
+            self._started.popitem()[1].close()
+
+    def __enter__(self) -> KernelsAhead:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()

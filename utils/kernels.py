@@ -75,12 +75,12 @@ class KernelsAhead:
         self._started: dict[int, StepKernel] = {}  # by notebook index, until shut down
 
     def take(self, index: int) -> StepKernel:
-        """The kernel of notebook ``index`` (started now if it was not yet); starts the next notebook's and
-        finishes the shutdown of the earlier ones'."""
+        """The kernel of notebook ``index`` (started now if it was not yet); starts the next notebook's, and
+        finishes the shutdown of those before the previous one (the previous one's shuts down as this one runs)."""
         for later in (index, index + 1):
             if later < len(self.notebooks) and later not in self._started:
                 self._started[later] = StepKernel(self.notebooks[later], self.cwd)
-        for earlier in [i for i in self._started if i < index]:
+        for earlier in [i for i in self._started if i < index - 1]:
             self._started.pop(earlier).close()
         return self._started[index]
 

@@ -71,6 +71,8 @@ def test_kernels_ahead_start_the_next_kernel_and_shut_down_the_earlier_ones(tmp_
         assert 2 not in kernels._started, "only one kernel ahead"
         first.request_shutdown()
         assert kernels.take(1) is second
-        assert not run_sync(first.manager.is_alive)(), "the finished step's kernel is shut down"
+        assert 0 in kernels._started, "the finished step's kernel shuts down while the next step runs"
+        second.request_shutdown()
         last = kernels.take(2)
+        assert 0 not in kernels._started and not run_sync(first.manager.is_alive)(), "then it is waited for"
     assert not any(run_sync(k.manager.is_alive)() for k in (second, last)), "every kernel ends with the context"

@@ -36,13 +36,14 @@ def warm_up_imports(notebook: str | Path) -> str:
 
 
 class StepKernel:
-    """One step's kernel, started at once in ``cwd`` (see the module's docstring)."""
+    """One step's kernel, started at once in ``cwd`` (see the module's docstring); ``ahead``: more code it runs at
+    start-up, after the notebook's imports (say, importing a library the notebook imports deep inside a call)."""
 
-    def __init__(self, notebook: str | Path, cwd: str | Path):
+    def __init__(self, notebook: str | Path, cwd: str | Path, ahead: str = ""):
         self._sockets = tempfile.mkdtemp(prefix="kernel-")
         self.manager = AsyncKernelManager(kernel_name=KERNEL_NAME, transport="ipc", ip=str(Path(self._sockets, "ipc")))
-        imports = warm_up_imports(notebook)
-        extra = [f"--IPKernelApp.exec_lines={imports}"] if imports else []
+        warm_up = "\n".join(filter(None, [warm_up_imports(notebook), ahead]))
+        extra = [f"--IPKernelApp.exec_lines={warm_up}"] if warm_up else []
         try:
             run_sync(self.manager.start_kernel)(cwd=str(cwd), extra_arguments=extra)
         except BaseException:
@@ -70,8 +71,9 @@ class KernelsAhead:
     """The kernels of notebooks run in order, each started while the one before it runs; a context manager that
     shuts down every kernel still running when it exits."""
 
-    def __init__(self, notebooks: list[str | Path], cwd: str | Path):
-        self.notebooks, self.cwd = list(notebooks), cwd
+    def __init__(self, notebooks: list[str | Path], cwd: str | Path, ahead: dict[str, str] | None = None):
+        """``ahead``: more start-up code of a notebook's kernel (see :class:`StepKernel`), by notebook file name."""
+        self.notebooks, self.cwd, self.ahead = [Path(n) for n in notebooks], cwd, ahead or {}
         self._started: dict[int, StepKernel] = {}  # by notebook index, until shut down
 
     def take(self, index: int) -> StepKernel:
@@ -79,7 +81,8 @@ class KernelsAhead:
         finishes the shutdown of those before the previous one (the previous one's shuts down as this one runs)."""
         for later in (index, index + 1):
             if later < len(self.notebooks) and later not in self._started:
-                self._started[later] = StepKernel(self.notebooks[later], self.cwd)
+                notebook = self.notebooks[later]
+                self._started[later] = StepKernel(notebook, self.cwd, self.ahead.get(notebook.name, ""))
         for earlier in [i for i in self._started if i < index - 1]:
             self._started.pop(earlier).close()
         return self._started[index]

@@ -85,6 +85,19 @@ DEFAULT_SETTINGS = {
 }
 
 
+#: The libraries a notebook imports deep inside a call, a second or more each, as the project imports them (quietly):
+#: the notebook's kernel imports them too as it starts, while the step before runs (see :mod:`utils.kernels`).
+_DETECTORS_AND_SHAP = "\n".join(
+    f"from utils.{module} import {loader}\n{loader}()\ndel {loader}"
+    for module, loader in (("drift", "_alibi"), ("explain", "_shap"))
+)
+DEEP_IMPORTS = {
+    "05_monitor_model.ipynb": _DETECTORS_AND_SHAP,  # the drift monitor, then an explained decision
+    "07_evaluate_model.ipynb": _DETECTORS_AND_SHAP,  # the monitors, then the explained decisions of the report
+    "06_batch_scoring.ipynb": "import distributed",  # the job on Dask
+}
+
+
 def _new_run_dir(work: Path) -> Path:
     from utils.times import utc_now  # not at the top: it imports pandas, which the command line's --help does not need
 
@@ -146,7 +159,8 @@ def run_pipeline(
     summary: dict = {"run_dir": str(run_dir), "settings": settings, "steps": {}, "status": "running"}
     outputs: dict = {}
     log(f"run folder: {run_dir}")
-    kernels = KernelsAhead([config.NOTEBOOKS_DIR / step.notebook for step in steps], config.NOTEBOOKS_DIR)
+    notebooks = [config.NOTEBOOKS_DIR / step.notebook for step in steps]
+    kernels = KernelsAhead(notebooks, config.NOTEBOOKS_DIR, DEEP_IMPORTS)
     try:
         for number, step in enumerate(steps, start=1):
             refused = step.check(settings, outputs)

@@ -76,3 +76,13 @@ def test_kernels_ahead_start_the_next_kernel_and_shut_down_the_earlier_ones(tmp_
         last = kernels.take(2)
         assert 0 not in kernels._started and not run_sync(first.manager.is_alive)(), "then it is waited for"
     assert not any(run_sync(k.manager.is_alive)() for k in (second, last)), "every kernel ends with the context"
+
+
+def test_the_deep_imports_name_notebooks_of_the_pipeline_and_are_python():
+    from utils.pipeline import DEEP_IMPORTS
+    from utils.stages import STAGES
+
+    notebooks = {step.notebook for steps in STAGES.values() for step in steps}
+    assert set(DEEP_IMPORTS) <= notebooks
+    for code in DEEP_IMPORTS.values():
+        compile(code, "<warm-up>", "exec")

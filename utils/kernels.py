@@ -1,11 +1,11 @@
-"""The pipeline's step kernels, each started while the step before it runs.
+"""The pipeline's step kernels, each started while the steps before it run.
 
-A step's kernel starts, over IPC sockets in a folder of its own, as soon as the step before it begins, and imports
-what the step's notebook imports (the ``import`` statements of its first code cell, run at start-up without
-entering the execution count), so that the start-up and the imports of a step overlap the work of the one before.
-A finished step's kernel is asked to shut down at once and waited for only after the next step: its own clean-up
-(``atexit`` handlers, servers it started) overlaps that step too. A warm-up import that fails is no error here: the
-notebook's own cell imports again and fails there, where the executed notebook shows it.
+A step's kernel starts, over IPC sockets in a folder of its own, as soon as the step :data:`KERNELS_AHEAD` steps
+before it begins, and imports what the step's notebook imports (the ``import`` statements of its first code cell,
+run at start-up without entering the execution count), so that the start-up and the imports of a step overlap the
+work of the steps before. A finished step's kernel is asked to shut down at once and waited for only after the next
+step: its own clean-up (``atexit`` handlers, servers it started) overlaps that step too. A warm-up import that fails
+is no error here: the notebook's own cell imports again and fails there, where the executed notebook shows it.
 """
 
 from __future__ import annotations
@@ -67,9 +67,14 @@ class StepKernel:
             shutil.rmtree(self._sockets, ignore_errors=True)
 
 
+#: How many notebooks ahead of the running one have their kernel started: two, so that a short step (02, 08) does
+#: not leave the next one waiting for its imports.
+KERNELS_AHEAD = 2
+
+
 class KernelsAhead:
-    """The kernels of notebooks run in order, each started while the one before it runs; a context manager that
-    shuts down every kernel still running when it exits."""
+    """The kernels of notebooks run in order, each started :data:`KERNELS_AHEAD` notebooks ahead; a context manager
+    that shuts down every kernel still running when it exits."""
 
     def __init__(self, notebooks: list[str | Path], cwd: str | Path, ahead: dict[str, str] | None = None):
         """``ahead``: more start-up code of a notebook's kernel (see :class:`StepKernel`), by notebook file name."""
@@ -77,9 +82,10 @@ class KernelsAhead:
         self._started: dict[int, StepKernel] = {}  # by notebook index, until shut down
 
     def take(self, index: int) -> StepKernel:
-        """The kernel of notebook ``index`` (started now if it was not yet); starts the next notebook's, and
-        finishes the shutdown of those before the previous one (the previous one's shuts down as this one runs)."""
-        for later in (index, index + 1):
+        """The kernel of notebook ``index`` (started now if it was not yet); starts those of the next notebooks,
+        and finishes the shutdown of those before the previous one (the previous one's shuts down as this one
+        runs)."""
+        for later in range(index, index + KERNELS_AHEAD + 1):
             if later < len(self.notebooks) and later not in self._started:
                 notebook = self.notebooks[later]
                 self._started[later] = StepKernel(notebook, self.cwd, self.ahead.get(notebook.name, ""))

@@ -3,7 +3,7 @@
 Each notebook ends by recording its outputs (a small JSON file named by its
 ``OUTPUTS_PATH`` parameter). The runner reads them, checks the step's gate, and
 passes them on as the next steps' parameters. Each step's kernel starts, and imports what its notebook imports, while
-the step before it runs (:mod:`utils.kernels`). Every executed notebook of a run is
+the steps before it run (:mod:`utils.kernels`). Every executed notebook of a run is
 kept in ``<work dir>/runs/<run id>/`` for inspection, with ``run.json`` summing up.
 
 Command line::
@@ -86,7 +86,7 @@ DEFAULT_SETTINGS = {
 
 
 #: The libraries a notebook imports deep inside a call, a second or more each, as the project imports them (quietly):
-#: the notebook's kernel imports them too as it starts, while the step before runs (see :mod:`utils.kernels`).
+#: the notebook's kernel imports them too as it starts, while the steps before run (see :mod:`utils.kernels`).
 _DETECTORS_AND_SHAP = "\n".join(
     f"from utils.{module} import {loader}\n{loader}()\ndel {loader}"
     for module, loader in (("drift", "_alibi"), ("explain", "_shap"))
@@ -96,6 +96,10 @@ DEEP_IMPORTS = {
     "07_evaluate_model.ipynb": _DETECTORS_AND_SHAP,  # the monitors, then the explained decisions of the report
     "06_batch_scoring.ipynb": "import distributed",  # the job on Dask
 }
+
+
+#: How long a step waits for its kernel to be ready, in seconds.
+KERNEL_START_SECONDS = 600
 
 
 def _new_run_dir(work: Path) -> Path:
@@ -127,6 +131,9 @@ def _execute(step: Step, run_dir: Path, parameters: dict, progress_bar: bool, ke
             kernel_name=KERNEL_NAME,
             progress_bar=progress_bar,
             km=kernel.manager,
+            # the kernel's start-up runs the notebook's imports: tens of seconds on a busy machine (a kernel that
+            # dies is noticed at once, whatever this says)
+            start_timeout=KERNEL_START_SECONDS,
         )
     except papermill.PapermillExecutionError as error:
         raise PipelineStopped(step.name, f"the notebook raised {error.ename}: {error.evalue}", executed) from None

@@ -5,7 +5,7 @@ import pytest
 from jupyter_core.utils import run_sync
 
 from utils import config
-from utils.kernels import KernelsAhead, StepKernel, warm_up_imports
+from utils.kernels import KERNELS_AHEAD, KernelsAhead, StepKernel, warm_up_imports
 
 
 def _notebook(tmp_path, *sources):
@@ -63,19 +63,21 @@ def test_a_step_kernel_starts_with_the_imports_done_outside_the_execution_count(
 
 
 @pytest.mark.slow
-def test_kernels_ahead_start_the_next_kernel_and_shut_down_the_earlier_ones(tmp_path):
-    notebooks = [_notebook(tmp_path, "import json")] * 3
+def test_kernels_ahead_start_the_next_kernels_and_shut_down_the_earlier_ones(tmp_path):
+    notebooks = [_notebook(tmp_path, "import json")] * (KERNELS_AHEAD + 2)
     with KernelsAhead(notebooks, tmp_path) as kernels:
         first = kernels.take(0)
+        assert sorted(kernels._started) == list(range(KERNELS_AHEAD + 1)), "the next ones start, no more"
         second = kernels._started[1]
-        assert 2 not in kernels._started, "only one kernel ahead"
         first.request_shutdown()
         assert kernels.take(1) is second
         assert 0 in kernels._started, "the finished step's kernel shuts down while the next step runs"
         second.request_shutdown()
-        last = kernels.take(2)
+        third = kernels.take(2)
         assert 0 not in kernels._started and not run_sync(first.manager.is_alive)(), "then it is waited for"
-    assert not any(run_sync(k.manager.is_alive)() for k in (second, last)), "every kernel ends with the context"
+        started = list(kernels._started.values())
+    assert not any(run_sync(k.manager.is_alive)() for k in started), "every kernel ends with the context"
+    assert third in started
 
 
 def test_the_deep_imports_name_notebooks_of_the_pipeline_and_are_python():

@@ -2,7 +2,8 @@
 
 Each notebook ends by recording its outputs (a small JSON file named by its
 ``OUTPUTS_PATH`` parameter). The runner reads them, checks the step's gate, and
-passes them on as the next steps' parameters. Every executed notebook of a run is
+passes them on as the next steps' parameters. Each step's kernel starts, and imports what its notebook imports, while
+the steps before it run (:mod:`utils.kernels`). Every executed notebook of a run is
 kept in ``<work dir>/runs/<run id>/`` for inspection, with ``run.json`` summing up.
 
 Command line::
@@ -19,16 +20,19 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from utils import config, datamart
 from utils.choices import DUPLICATE_POLICIES
 from utils.stages import STAGES, Step
+
+if TYPE_CHECKING:
+    from utils.kernels import StepKernel
 
 
 class PipelineStopped(RuntimeError):
@@ -81,6 +85,23 @@ DEFAULT_SETTINGS = {
 }
 
 
+#: The libraries a notebook imports deep inside a call, a second or more each, as the project imports them (quietly):
+#: the notebook's kernel imports them too as it starts, while the steps before run (see :mod:`utils.kernels`).
+_DETECTORS_AND_SHAP = "\n".join(
+    f"from utils.{module} import {loader}\n{loader}()\ndel {loader}"
+    for module, loader in (("drift", "_alibi"), ("explain", "_shap"))
+)
+DEEP_IMPORTS = {
+    "05_monitor_model.ipynb": _DETECTORS_AND_SHAP,  # the drift monitor, then an explained decision
+    "07_evaluate_model.ipynb": _DETECTORS_AND_SHAP,  # the monitors, then the explained decisions of the report
+    "06_batch_scoring.ipynb": "import distributed",  # the job on Dask
+}
+
+
+#: How long a step waits for its kernel to be ready, in seconds.
+KERNEL_START_SECONDS = 600
+
+
 def _new_run_dir(work: Path) -> Path:
     from utils.times import utc_now  # not at the top: it imports pandas, which the command line's --help does not need
 
@@ -90,29 +111,30 @@ def _new_run_dir(work: Path) -> Path:
     return run_dir
 
 
-def _execute(step: Step, run_dir: Path, parameters: dict, progress_bar: bool) -> dict:
-    """Run one step's notebook into the run folder; the outputs it recorded.
+def _execute(step: Step, run_dir: Path, parameters: dict, progress_bar: bool, kernel: StepKernel) -> dict:
+    """Run one step's notebook in ``kernel`` into the run folder; the outputs it recorded.
 
     Raises:
         PipelineStopped: the notebook raised.
     """
     import papermill  # imported here: it is slow to import and only the runner needs it
-    from traitlets.config import Config
+
+    from utils.kernels import KERNEL_NAME
 
     executed, outputs_path = run_dir / step.notebook, run_dir / f"{step.name}.json"
     try:
-        # IPC sockets: a local kernel needs no TCP ports (and ipykernel warns about unencrypted TCP); in a folder
-        # of their own, since by default they are named "kernel-ipc-N" in the notebooks' folder, shared by runs
-        with tempfile.TemporaryDirectory(prefix="kernel-") as sockets:
-            papermill.execute_notebook(
-                config.NOTEBOOKS_DIR / step.notebook,
-                executed,
-                parameters={**parameters, "OUTPUTS_PATH": str(outputs_path)},
-                cwd=config.NOTEBOOKS_DIR,
-                kernel_name="python3",
-                progress_bar=progress_bar,
-                config=Config(KernelManager={"transport": "ipc", "ip": os.path.join(sockets, "ipc")}),
-            )
+        papermill.execute_notebook(
+            config.NOTEBOOKS_DIR / step.notebook,
+            executed,
+            parameters={**parameters, "OUTPUTS_PATH": str(outputs_path)},
+            cwd=config.NOTEBOOKS_DIR,
+            kernel_name=KERNEL_NAME,
+            progress_bar=progress_bar,
+            km=kernel.manager,
+            # the kernel's start-up runs the notebook's imports: tens of seconds on a busy machine (a kernel that
+            # dies is noticed at once, whatever this says)
+            start_timeout=KERNEL_START_SECONDS,
+        )
     except papermill.PapermillExecutionError as error:
         raise PipelineStopped(step.name, f"the notebook raised {error.ename}: {error.evalue}", executed) from None
     return json.loads(outputs_path.read_text())
@@ -132,6 +154,8 @@ def run_pipeline(
         PipelineStopped: a gate stopped the run or a notebook raised; the message says
             which step and why, and ``run.json`` in the run folder records it too.
     """
+    from utils.kernels import KernelsAhead  # not at the top: jupyter_client is slow to import, --help needs none
+
     settings = {**DEFAULT_SETTINGS, **(settings or {})}
     for key in ("input_csv", "reference_csv"):
         settings[key] = str(Path(settings[key]).expanduser().resolve())
@@ -142,6 +166,8 @@ def run_pipeline(
     summary: dict = {"run_dir": str(run_dir), "settings": settings, "steps": {}, "status": "running"}
     outputs: dict = {}
     log(f"run folder: {run_dir}")
+    notebooks = [config.NOTEBOOKS_DIR / step.notebook for step in steps]
+    kernels = KernelsAhead(notebooks, config.NOTEBOOKS_DIR, DEEP_IMPORTS)
     try:
         for number, step in enumerate(steps, start=1):
             refused = step.check(settings, outputs)
@@ -150,7 +176,11 @@ def run_pipeline(
             parameters = {**step.parameters(settings, outputs), "WORK_DIR": str(work)}
             log(f"[{number}/{len(steps)}] {step.name} ...")
             started = time.perf_counter()
-            step_outputs = _execute(step, run_dir, parameters, progress_bar)
+            kernel = kernels.take(number - 1)  # the next step's kernel starts and imports while this step runs
+            try:
+                step_outputs = _execute(step, run_dir, parameters, progress_bar, kernel)
+            finally:
+                kernel.request_shutdown()
             elapsed = time.perf_counter() - started
             summary["steps"][step.name] = {"seconds": round(elapsed, 1), "outputs": step_outputs}
             outputs |= step_outputs
@@ -164,6 +194,7 @@ def run_pipeline(
         summary |= {"status": "stopped", "stopped_at": stop.step, "reason": stop.reason}
         raise
     finally:
+        kernels.close()
         (run_dir / "run.json").write_text(json.dumps(summary, indent=2, default=str))
 
 

@@ -9,7 +9,7 @@ kept in ``<work dir>/runs/<run id>/`` for inspection, with ``run.json`` summing 
 Command line::
 
     python -m utils.pipeline [--stage all|dev|preprod|prod] [--input CSV] [--duplicates keep|drop|fail]
-        [--model-type gradient_boosting] [--model-id ID] [--approver NAME] [--work-dir DIR]
+        [--model-type gradient_boosting] [--model-id ID] [--approver NAME] [--retrain] [--work-dir DIR]
 
 The stages and their gates are in :mod:`utils.stages`.
 """
@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 from utils import config, datamart
 from utils.choices import DUPLICATE_POLICIES
-from utils.stages import STAGES, Step
+from utils.stages import RETRAINING_STAGES, STAGES, Step, steps_of
 
 if TYPE_CHECKING:
     from utils.kernels import StepKernel
@@ -82,6 +82,7 @@ DEFAULT_SETTINGS = {
     "stage": "all",
     "model_id": "credit-risk-latest",
     "approver": "Workshop Validator",
+    "retrain": False,
 }
 
 
@@ -148,7 +149,8 @@ def run_pipeline(
     log: Callable[[str], None] = print,
     progress_bar: bool = True,
 ) -> dict:
-    """Run ``steps`` (default: those of the ``stage`` setting) in order; return the steps' outputs, merged.
+    """Run ``steps`` (default: those of the ``stage`` setting, with 09 after them under the ``retrain`` setting) in
+    order; return the steps' outputs, merged.
 
     Raises:
         PipelineStopped: a gate stopped the run or a notebook raised; the message says
@@ -161,7 +163,7 @@ def run_pipeline(
         settings[key] = str(Path(settings[key]).expanduser().resolve())
     work = config.work_dir(work_dir)
     settings["work_dir"] = str(work)
-    steps = STAGES[settings["stage"]] if steps is None else steps
+    steps = steps_of(settings["stage"], retrain=settings["retrain"]) if steps is None else steps
     run_dir = _new_run_dir(work)
     summary: dict = {"run_dir": str(run_dir), "settings": settings, "steps": {}, "status": "running"}
     outputs: dict = {}
@@ -227,7 +229,15 @@ def _parser() -> argparse.ArgumentParser:
         "--model-id", default=DEFAULT_SETTINGS["model_id"], help="the version the prod stage promotes (it trains none)"
     )
     parser.add_argument(
-        "--approver", default=DEFAULT_SETTINGS["approver"], help="who approves in the all stage (a stand-in)"
+        "--approver",
+        default=DEFAULT_SETTINGS["approver"],
+        help="who approves in the all stage, and the retrained candidate with --retrain (a stand-in)",
+    )
+    parser.add_argument(
+        "--retrain",
+        action="store_true",
+        help="prod and all stages: then retrain on the prod deployment's drift alerts (09), approve the candidate "
+        "under --approver, promote it and monitor the next windows",
     )
     parser.add_argument(
         "--work-dir",
@@ -244,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         hyperparameters = json.loads(args.hyperparameters)
     except json.JSONDecodeError as error:
         parser.error(f"--hyperparameters is not valid JSON: {error}")
+    if args.retrain and args.stage not in RETRAINING_STAGES:
+        parser.error(f"--retrain follows a prod deployment: use it with --stage {' or '.join(RETRAINING_STAGES)}")
     settings = {
         "input_csv": args.input,
         "reference_csv": args.reference,
@@ -255,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         "stage": args.stage,
         "model_id": args.model_id,
         "approver": args.approver,
+        "retrain": args.retrain,
     }
     try:
         datamart.connect(work=args.work_dir)  # migrates an older data mart; refuses a newer one before any step
@@ -298,9 +311,25 @@ def _print_summary(outputs: dict, work: Path, stage: str) -> None:
             f"batch job with the {where}: {outputs['rows_scored']} rows scored, {outputs['rows_rejected']} "
             f"rejected -> {outputs['output_path']}"
         )
+    if "candidate_model_id" in outputs:
+        _print_retraining(outputs)
     print(f"serve it: python -m utils.serving --port {urlsplit(SERVICE_URL).port} --work-dir {work}")
     print(f"and open its dashboard at {config.dashboard_url(SERVICE_URL)}")
 
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _print_retraining(outputs: dict) -> None:
+    """What 09 did: the alert, the candidate and its evaluation, the decision, and the windows after promotion."""
+    print(
+        f"retraining: {outputs['alerts_notified']} drift or quality alerts notified; {outputs['candidate_model_id']} "
+        f"retrained from {outputs['parent_model_id']} ({outputs['production_rows']} production records among "
+        f"{outputs['training_rows']} rows), its evaluation against the champion: {outputs['candidate_verdict']}"
+    )
+    print(
+        f"  approved by {outputs['approver']} and promoted: {outputs['promoted_model_id']} serves prod; "
+        f"{outputs['alerts_after_promotion']} alerts in the windows after the promotion, "
+        f"{outputs['recoveries_notified']} recoveries notified"
+    )

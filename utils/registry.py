@@ -323,3 +323,11 @@ def training_data_path(metadata: dict, work: str | os.PathLike | None = None) ->
     layout = config.layout(work)
     recorded = metadata.get("training_data", {}).get("path")
     return layout.resolve(recorded) if recorded else layout.train
+
+
+def reference_data_path(metadata: dict, work: str | os.PathLike | None = None) -> Path:
+    """The data a version's drift monitor compares traffic with: its recorded ``reference_data.path`` (a retrained
+    version's: the labelled production records of the windows it was retrained for, docs/retraining.md), else the
+    file it was trained on."""
+    recorded = metadata.get("reference_data", {}).get("path")
+    return config.layout(work).resolve(recorded) if recorded else training_data_path(metadata, work)

@@ -10,6 +10,10 @@ validated:
 - ``all`` (the default, the workshop's story end to end): 01 → 04 into ``dev``, 07 in ``preprod`` against a
   challenger, 08 recording an approval under the ``approver`` setting (standing in for a model validator) and
   promoting, then 05 and 06 on the prod deployment.
+
+With the ``retrain`` setting, ``prod`` and ``all`` close the loop with 09 (:func:`steps_of`): drifted prod traffic
+raises an alert that is notified, the model is retrained on the alerting windows and evaluated against the
+champion, approved under the ``approver`` setting, promoted, and the next windows are monitored.
 """
 
 from __future__ import annotations
@@ -140,9 +144,31 @@ MONITOR_PROD = Step(
 )
 BATCH_PROD = Step("06_batch_scoring.ipynb", lambda s, o: {"DEPLOYMENT_ID": o["deployment_id"]})
 
+RETRAIN = Step(
+    "09_retrain_model.ipynb",
+    lambda s, o: {
+        "DEPLOYMENT_NAME": DEPLOYMENT_NAME,
+        "APPLICANTS_PATH": o.get("test_path"),
+        "APPROVER": s["approver"],
+        "DECISION": "approved",
+        "SEED": s["seed"],
+    },
+)
+
 STAGES: dict[str, tuple[Step, ...]] = {
     "dev": (VALIDATE, PREPARE, TRAIN, _deploy("dev")),
     "preprod": (VALIDATE, PREPARE, TRAIN, _deploy("preprod"), EVALUATE),
     "prod": (_promote(decide=False), MONITOR_PROD, BATCH_PROD),
     "all": (VALIDATE, PREPARE, TRAIN, _deploy("dev"), EVALUATE, _promote(decide=True), MONITOR_PROD, BATCH_PROD),
 }
+
+#: The stages that end with a prod deployment, which the ``retrain`` setting can close the loop on.
+RETRAINING_STAGES = ("prod", "all")
+
+
+def steps_of(stage: str, *, retrain: bool = False) -> tuple[Step, ...]:
+    """The steps of ``stage``; with ``retrain``, followed by 09 (retraining on the prod deployment's alerts)."""
+    if retrain and stage not in RETRAINING_STAGES:
+        stages = " or ".join(RETRAINING_STAGES)
+        raise ValueError(f"retraining follows a prod deployment: the {stages} stage, not {stage}")
+    return STAGES[stage] + ((RETRAIN,) if retrain else ())

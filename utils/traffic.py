@@ -116,6 +116,20 @@ def shift_applicants(
     return shifted
 
 
+def split_pool(pool: pd.DataFrame, share: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two parts of ``pool``, the second with ``share`` of its rows, alike in outcome and loans: the rows sorted by
+    outcome, loan duration and loan amount, every ``1 / share``-th of them goes to the second part (systematic
+    sampling). Days drawn from either part then differ in the features the drift moves by little more than
+    rounding, where a random split of a few hundred applicants can leave one part with visibly longer loans."""
+    if not 0.0 < share < 1.0:
+        raise ValueError(f"share must be between 0 and 1, got {share}")
+    _check_pool(pool)
+    ordered = pool.sort_values([LABEL, "LoanDuration", "LoanAmount"], kind="stable").reset_index(drop=True)
+    position = np.arange(len(ordered))
+    second = np.floor((position + 1) * share) > np.floor(position * share)
+    return ordered[~second].reset_index(drop=True), ordered[second].reset_index(drop=True)
+
+
 def _draw(rng: np.random.Generator, rows: np.ndarray, size: int) -> np.ndarray:
     """``size`` of ``rows``: without repeats while there are enough of them, else with."""
     if size and not len(rows):
@@ -162,15 +176,17 @@ def applicants(
     label_bias: float = 0.0,
     bias_group: str = "Sex",
     pool: pd.DataFrame | None = None,
+    source: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One day's ``rows`` applicants with their true outcome, drawn from ``pool`` (:func:`draw_applicants`) and
     shifted (:func:`shift_applicants`). Without a pool, from three times as many rows of
-    :func:`utils.data.generate_credit_data`. Shifted loans and ages stay within the pool's ranges.
+    :func:`utils.data.generate_credit_data`. Shifted loans and ages stay within the ranges of ``source`` (default:
+    the pool), so that days drawn from parts of the same applicants shift alike.
     """
     pool = generate_credit_data(3 * rows, seed) if pool is None else pool
     drawn = draw_applicants(pool, rows, seed, group_drift=group_drift, bias_group=bias_group)
     settings = {"drift": drift, "group_drift": group_drift, "label_bias": label_bias, "bias_group": bias_group}
-    return shift_applicants(drawn, seed + 104_729, source=pool, **settings)
+    return shift_applicants(drawn, seed + 104_729, source=pool if source is None else source, **settings)
 
 
 def service_client(url: str, api_key: str | None = None) -> httpx.Client:
@@ -250,6 +266,7 @@ def simulate_traffic(
     work: str | os.PathLike | None = None,
     batch_size: int = 500,
     pool: pd.DataFrame | None = None,
+    source: pd.DataFrame | None = None,
     progress: Callable[[Iterable[int]], Iterable[int]] | None = None,
 ) -> pd.DataFrame:
     """Send ``days`` days of applications to the scoring service at ``url`` and feedback for a share of them.
@@ -258,7 +275,8 @@ def simulate_traffic(
     its ``records_per_day`` records are spread evenly over the day, and their feedback (a seeded
     ``feedback_share`` of them) carries the same times. Everything is seeded by ``seed``. ``engine`` (or the data
     mart of ``work``) must be the service's data mart. ``api_key`` defaults to ``$CREDIT_API_KEY``. Applicants come
-    from ``pool`` (:func:`applicants`); ``progress`` wraps the loop over days (say, a ``tqdm``).
+    from ``pool``, shifted within the ranges of ``source`` (:func:`applicants`); ``progress`` wraps the loop over
+    days (say, a ``tqdm``).
 
     Returns one row per day: its start, the knobs, records and feedback sent, and the share of ``No Risk``
     decisions the service returned.
@@ -281,7 +299,7 @@ def simulate_traffic(
     with service_client(url, api_key) as client:
         for day in (progress or iter)(range(1, days + 1)):
             settings = {name: values[day - 1] for name, values in knobs.items()}
-            frame = applicants(records_per_day, seed + day, bias_group=bias_group, pool=pool, **settings)
+            frame = applicants(records_per_day, seed + day, bias_group=bias_group, pool=pool, source=source, **settings)
             day_start = (first + pd.Timedelta(days=day - 1)).to_pydatetime()
             chosen = np.random.default_rng(seed + 1000 + day).choice(
                 records_per_day, round(feedback_share * records_per_day), replace=False

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import papermill
 import pytest
@@ -11,7 +12,8 @@ import pytest
 from utils import config, datamart, lifecycle
 from utils.data import generate_credit_data, load_credit_csv, write_csv
 from utils.deployment import find_deployments, get_deployment
-from utils.pipeline import STEPS, PipelineStopped, run_pipeline
+from utils.monitoring import ALERT_METRICS
+from utils.pipeline import STEPS, PipelineStopped, main, run_pipeline
 from utils.registry import ModelRegistry
 from utils.stages import STAGES, Step
 
@@ -136,6 +138,63 @@ def test_prod_promotes_only_the_approved_version_and_retrains_nothing(sample_csv
     assert [e["evaluation_id"] for e in factsheet["evaluations"]] == [preprod["evaluation_id"]]
     assert [a["approver"] for a in factsheet["approvals"]] == ["Grace Hopper"]
     assert [d["space"] for d in factsheet["deployments"]] == ["preprod", "prod"]
+
+
+def _retraining_scenario() -> dict:
+    """Where 09's days start, how many drift, and how many follow the promotion, read from its parameters cell."""
+    parameters = papermill.inspect_notebook(config.NOTEBOOKS_DIR / "09_retrain_model.ipynb")
+    value = {name: parameters[name]["default"] for name in ("START", "DAYS", "NEXT_DAYS")}
+    start = datetime.fromisoformat(value["START"].strip("\"'")).replace(tzinfo=UTC)
+    return {"promoted_at": start + timedelta(days=int(value["DAYS"])), "next_days": int(value["NEXT_DAYS"])}
+
+
+#: Rows of the retraining run's input: its test split gives 09 enough applicants kept apart for the days after the
+#: promotion (a drift verdict needs 100 a window) and enough held-out records to judge the candidate on.
+RETRAINING_SAMPLE_ROWS = 4000
+
+
+def test_prod_with_retrain_closes_the_loop(tmp_path, capsys):
+    """``--stage prod --retrain`` on an approved version: the drift alert in prod is notified, the candidate retrained
+    on the alerting windows passes its evaluation against the champion, is approved under ``--approver`` and
+    promoted, and the scheduled windows after the promotion clear the alert (the recovery notified)."""
+    sample = tmp_path / "sample.csv"
+    write_csv(generate_credit_data(RETRAINING_SAMPLE_ROWS, seed=2026), sample)
+    work = tmp_path / "work"
+    preprod = run_pipeline(_settings(sample, stage="preprod"), work_dir=work, progress_bar=False)
+    engine = datamart.connect(work=work)
+    lifecycle.approve("credit-risk-v1", preprod["evaluation_id"], approver="Grace Hopper", reason="fine", engine=engine)
+    flags = ["--stage", "prod", "--retrain", "--model-id", "credit-risk-v1", "--approver", "Ada Lovelace"]
+    assert main([*flags, "--work-dir", str(work)]) == 0
+    printed = capsys.readouterr().out
+
+    prod = get_deployment(preprod["preprod_deployment_id"], engine=engine)  # its name, in prod now
+    (prod,) = find_deployments(name=prod.name, space="prod", engine=engine)
+    assert prod.model_id == "credit-risk-v2", "the retrained version serves the same prod deployment"
+    notified = datamart.read_notifications(engine, prod.deployment_id)
+    notified = [n for n in notified if n["receiver"].startswith("webhook")]
+    assert all(n["status"] == "sent" for n in notified)
+    by_kind = {k: {(n["monitor"], n["metric"]) for n in notified if n["kind"] == k} for k in ("alert", "recovery")}
+    drift_alerts = {alert for alert in by_kind["alert"] if alert[0] == "drift"}
+    assert drift_alerts and drift_alerts <= by_kind["recovery"], "each drift alert notified, then its recovery"
+
+    lineage = ModelRegistry(work / "registry").metadata("credit-risk-v2")["lineage"]
+    assert lineage["parent_model_id"] == "credit-risk-v1" and lineage["windows"]
+    (evaluation,) = lifecycle.list_evaluations(model_id="credit-risk-v2", engine=engine)
+    assert (evaluation.verdict, evaluation.baseline_model_id) == ("passed", "credit-risk-v1")
+    (approval,) = lifecycle.list_approvals(model_id="credit-risk-v2", engine=engine)
+    assert (approval.approver, approval.decision) == ("Ada Lovelace", "approved")
+    spaces = [period.space for period in lifecycle.deployment_history(model_id="credit-risk-v2", engine=engine)]
+    assert spaces == ["preprod", "prod"]
+
+    scenario = _retraining_scenario()
+    after = datamart.read_measurements(engine, prod.deployment_id, start=scenario["promoted_at"])
+    assert after["window_start"].nunique() == scenario["next_days"], "each window after the promotion ran once"
+    alerting = after[[(m, n) in ALERT_METRICS for m, n in zip(after["monitor"], after["metric"], strict=True)]]
+    drift = alerting[alerting["monitor"] == "drift"]
+    assert drift["breached"].notna().all(), "enough records for a drift verdict in each window"
+    assert not alerting["breached"].fillna(False).any(), alerting[alerting["breached"].fillna(False)]
+    assert "credit-risk-v2 retrained from credit-risk-v1" in printed
+    assert "approved by Ada Lovelace and promoted: credit-risk-v2 serves prod; 0 alerts" in printed
 
 
 def test_monitoring_on_other_data_alerts_only_on_the_injected_days(tmp_path):

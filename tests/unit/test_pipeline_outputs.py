@@ -9,7 +9,7 @@ import pytest
 
 from utils import pipeline
 from utils.pipeline import PipelineStopped, record_outputs
-from utils.stages import STAGES, _evaluation_gate, _quality_gate, _validation_gate
+from utils.stages import STAGES, _evaluation_gate, _quality_gate, _validation_gate, steps_of
 
 SETTINGS = {"input_csv": "/data/incoming.csv", "min_auc_roc": 0.8}
 
@@ -116,6 +116,38 @@ def test_each_stage_runs_its_notebooks_and_prod_checks_before_promoting():
     assert promote.parameters({"model_id": "credit-risk-v2", "approver": "A"}, {})["DECISION"] is None
     assert STAGES["all"][5].parameters({"model_id": "x", "approver": "A"}, {"model_id": "v"})["DECISION"] == "approved"
     assert STAGES["all"][5].check({}, {}) is None  # the all stage records the approval itself
+
+
+def test_retrain_closes_the_prod_and_all_stages_with_09_and_its_approver():
+    assert [step.name[:2] for step in steps_of("prod", retrain=True)] == ["08", "05", "06", "09"]
+    assert steps_of("all", retrain=True)[:-1] == STAGES["all"] and steps_of("dev") == STAGES["dev"]
+    for stage in ("dev", "preprod"):
+        with pytest.raises(ValueError, match="retraining follows a prod deployment"):
+            steps_of(stage, retrain=True)
+    retrain = steps_of("prod", retrain=True)[-1]
+    parameters = retrain.parameters({"approver": "Ada Lovelace", "seed": 7}, {"test_path": "data/test.csv"})
+    assert (parameters["APPROVER"], parameters["DECISION"], parameters["SEED"]) == ("Ada Lovelace", "approved", 7)
+    assert parameters["APPLICANTS_PATH"] == "data/test.csv"
+    assert retrain.parameters({"approver": "A", "seed": 1}, {})["APPLICANTS_PATH"] is None  # 09: 01's test split
+
+
+def test_retrain_with_a_stage_before_prod_is_refused_by_the_command_line(capsys):
+    with pytest.raises(SystemExit):
+        pipeline.main(["--stage", "preprod", "--retrain"])
+    assert "--retrain follows a prod deployment: use it with --stage prod or all" in capsys.readouterr().err
+
+
+def test_the_summary_tells_what_retraining_did(capsys, tmp_path):
+    outputs = {"model_id": "credit-risk-v1", "deployment_id": "d-prod", "space": "prod", "alerts_notified": 2}
+    outputs |= {"candidate_model_id": "credit-risk-v2", "parent_model_id": "credit-risk-v1", "production_rows": 367}
+    outputs |= {"training_rows": 4367, "candidate_verdict": "passed", "approver": "Ada Lovelace"}
+    outputs |= {"promoted_model_id": "credit-risk-v2", "alerts_after_promotion": 0, "recoveries_notified": 2}
+    pipeline._print_summary(outputs, tmp_path, "prod")
+    printed = capsys.readouterr().out
+    assert "credit-risk-v2 retrained from credit-risk-v1 (367 production records among 4367 rows)" in printed
+    assert "its evaluation against the champion: passed" in printed
+    assert "approved by Ada Lovelace and promoted: credit-risk-v2 serves prod; 0 alerts" in printed
+    assert "2 recoveries notified" in printed
 
 
 def test_pipeline_stopped_message():

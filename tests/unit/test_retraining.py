@@ -75,7 +75,13 @@ def test_retraining_learns_from_the_alerting_window_with_the_parents_model_and_l
     assert served["model_id"] == "credit-risk-v1"  # prod untouched
     assert "no preprod evaluation" in production_problem(retraining.model_id, engine=workspace.engine)
     watched = DeploymentMonitor(candidate.deployment_id, engine=workspace.engine, work=workspace.work)
-    assert len(watched.reference) == len(training_set.train)  # drift is measured against its own training data
+    # drift is measured against the population it was retrained for: every labelled record of the windows
+    reference = metadata["reference_data"]
+    assert len(watched.reference) == reference["rows"] == lineage["reference_rows"] == len(training_set.reference)
+    assert len(training_set.production) == production, "every labelled record, learned from or held out"
+    assert file_sha256(config.layout(workspace.work).resolve(reference["path"])) == reference["sha256"]
+    as_rows = sorted(map(str, watched.reference.astype(str).to_numpy().tolist()))
+    assert as_rows == sorted(map(str, training_set.production.drop_duplicates().astype(str).to_numpy().tolist()))
 
 
 @pytest.mark.parametrize(

@@ -153,3 +153,26 @@ def test_days_of_traffic_through_the_real_server(workspace, monkeypatch):
         assert set(feedback["label"]) <= {"No Risk", "Risk"}
         assert set(feedback["recorded_at"]) <= set(payload["scored_at"])
     assert len(datamart.read_payload(engine, deployment.deployment_id)) == 120  # nothing left at the real time
+
+
+def test_split_pool_gives_two_disjoint_parts_alike_in_outcomes_and_loans():
+    pool = generate_credit_data(1000, seed=5)
+    first, second = traffic.split_pool(pool, 0.3)
+    assert (len(first), len(second)) == (700, 300)
+    both = pd.concat([first, second]).sort_values(list(pool.columns)).reset_index(drop=True)
+    pd.testing.assert_frame_equal(both, pool.sort_values(list(pool.columns)).reset_index(drop=True))
+    assert (first[LABEL] == UNFAVOURABLE).mean() == pytest.approx((second[LABEL] == UNFAVOURABLE).mean(), abs=0.01)
+    for column in ("LoanDuration", "LoanAmount"):
+        assert first[column].mean() == pytest.approx(second[column].mean(), rel=0.03)
+    with pytest.raises(ValueError, match="share must be between 0 and 1"):
+        traffic.split_pool(pool, 1.0)
+
+
+def test_shifted_loans_stay_within_the_source_given():
+    pool = generate_credit_data(400, seed=6)
+    part = pool[pool["LoanAmount"] < pool["LoanAmount"].median()]
+    own = traffic.applicants(len(part), 1, drift=1.0, pool=part)
+    wider = traffic.applicants(len(part), 1, drift=1.0, pool=part, source=pool)
+    assert own["LoanAmount"].max() == part["LoanAmount"].max()
+    assert wider["LoanAmount"].max() > part["LoanAmount"].max()
+    assert wider["LoanAmount"].max() <= pool["LoanAmount"].max()

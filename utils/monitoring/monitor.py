@@ -29,7 +29,7 @@ from utils.monitoring.quality import QualityMonitor
 from utils.monitoring.results import ALL_MONITORS, MONITORS, Evaluation, MonitorResult, Thresholds, measurement_frame
 from utils.monitoring.thresholds import thresholds_of
 from utils.monitoring.window import Window, no_records
-from utils.registry import registry_for, training_data_path
+from utils.registry import reference_data_path, registry_for
 from utils.report import write_report
 from utils.times import as_utc, as_utc_or_none, utc_now
 
@@ -64,9 +64,10 @@ class DeploymentMonitor:
 
     Args:
         deployment_id: the deployment to watch; its current model is the one monitored.
-        reference: the training data (features and label), as a DataFrame or a CSV path; by default the data the
-            deployed version was trained on: its recorded training set (a retrained version's, under
-            ``retraining/``), else ``<work dir>/data/train.csv``, written by notebook 01.
+        reference: the data drift is measured against (features and label), as a DataFrame or a CSV path; by
+            default the deployed version's reference: a retrained version's recorded ``reference_data`` (the
+            labelled records of the windows it was retrained for, under ``retraining/``), else the data it was
+            trained on, ``<work dir>/data/train.csv`` (written by notebook 01).
         thresholds: thresholds and minimums (default: the deployment's stored monitor configuration, see
             ``utils.lifecycle.monitor_config``; without one, :class:`Thresholds`).
         attributes: the protected attributes to monitor (default: the stored configuration's, else Sex and Age).
@@ -98,7 +99,7 @@ class DeploymentMonitor:
         self.registry = registry_for(self.work)
         self.model = model if deployment else self.registry.load(self.deployment.model_id)
         if reference is None:
-            reference = training_data_path(self.registry.metadata(self.deployment.model_id), self.work)
+            reference = reference_data_path(self.registry.metadata(self.deployment.model_id), self.work)
         self.reference = reference if isinstance(reference, pd.DataFrame) else load_credit_csv(reference)
         stored_thresholds, stored_attributes, _ = stored_configuration(self.engine, self.deployment.deployment_id)
         self.thresholds = thresholds or stored_thresholds

@@ -36,6 +36,11 @@ from utils.training import evaluate, train_model, training_metadata
 
 #: Who the history names as having deployed a retrained candidate in preprod.
 RETRAINING_AUTHOR = "retraining"
+#: What a retrained version's drift monitor compares traffic with (its registry metadata's ``reference_data``).
+REFERENCE_DESCRIPTION = (
+    "the labelled production records of the alerting windows (learned from and held out, each distinct record "
+    "once): the population the version was retrained and evaluated for"
+)
 
 
 @dataclass
@@ -65,6 +70,7 @@ def _lineage(retraining_id: str, deployment: Deployment, training_set: TrainingS
         "original_rows": training_set.original_rows,
         "production_rows": training_set.production_rows,
         "held_out_rows": len(training_set.holdout),
+        "reference_rows": len(training_set.reference),
         "seed": seed,
     }
 
@@ -139,6 +145,7 @@ def _train_and_register(
     folder = layout.retraining / retraining_id
     train_path = write_csv(training_set.train, folder / "train.csv")
     write_csv(training_set.holdout, folder / "holdout.csv")
+    reference_path = write_csv(training_set.reference, folder / "reference.csv")
     with threadpool_limits(limits=1):
         preprocessor = fit_preprocessor(training_set.train)
         result = train_model(
@@ -157,6 +164,12 @@ def _train_and_register(
     metadata["training_data"] |= {
         "path": layout.relative(train_path),
         "description": describe_training_data(training_set.train),
+    }
+    metadata["reference_data"] = {
+        "path": layout.relative(reference_path),
+        "sha256": file_sha256(reference_path),
+        "rows": len(training_set.reference),
+        "description": REFERENCE_DESCRIPTION,
     }
     metadata["lineage"] = lineage
     name, _ = parse_model_id(deployment.model_id)

@@ -37,6 +37,20 @@ class TrainingSet:
     production_rows: int
     windows: pd.DataFrame
 
+    @property
+    def production(self) -> pd.DataFrame:
+        """Every labelled production record of the windows, learned from or held out: the population the candidate
+        is retrained and evaluated for."""
+        return pd.concat([self.train.iloc[self.original_rows :], self.holdout], ignore_index=True)
+
+    @property
+    def reference(self) -> pd.DataFrame:
+        """The retrained version's drift reference (docs/retraining.md): the production records, each distinct
+        record once. A copy (the same application scored on two days) would weigh double in the per-feature tests,
+        and the classifier test, its folds holding copies on both sides, would learn to recognise the reference's
+        very records instead of its population: fresh applicants from it would look drifted."""
+        return self.production.drop_duplicates(ignore_index=True)
+
     def sizes(self) -> pd.DataFrame:
         """Rows by part and outcome: what the candidate learns from and what judges it."""
         parts = {

@@ -109,14 +109,20 @@ def _read(data: bytes, columns: tuple[str, ...], usecols: list[str]) -> tuple[pd
 
 
 def _without_initial_spaces(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame with the spaces that begin a value dropped, as ``skipinitialspace`` reads CSV."""
+    """The frame with the spaces that begin a value dropped, as ``skipinitialspace`` reads CSV (a value of spaces
+    only is then empty: null)."""
+
+    def stripped(series: pd.Series) -> pd.Series:
+        text = series.astype(object).str.lstrip(" ")
+        return text.mask(text == "", None)
+
     changed = {}
     for name, series in frame.items():
         if isinstance(series.dtype, pd.CategoricalDtype):
             if any(isinstance(c, str) and c.startswith(" ") for c in series.cat.categories):
-                changed[name] = series.astype(object).str.lstrip(" ").astype("category")
+                changed[name] = stripped(series).astype("category")
         elif series.dtype == object and series.str.startswith(" ").any():
-            changed[name] = series.str.lstrip(" ")
+            changed[name] = stripped(series)
     return frame.assign(**changed) if changed else frame
 
 

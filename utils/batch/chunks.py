@@ -31,7 +31,7 @@ from utils.batch.spec import (
     is_parquet,
 )
 from utils.contract import contract_faults, faults_by_row, out_of_range
-from utils.data import FEATURES, NUMERIC_RANGES
+from utils.data import FAVOURABLE, FEATURES, NUMERIC_RANGES, UNFAVOURABLE
 from utils.registry import load_trusted
 from utils.scoring import InputError, Scorer, records, valid_rows
 
@@ -221,8 +221,14 @@ def _scored_lines(
         return b""
     records = _without_line_ends(chunk, positions)
     ids = pc.binary_join_element_wise(prefix, pc.cast(pa.array(rows, pa.int64()), pa.string()), "")
-    flagged = pc.binary_join_element_wise(pc.fill_null(pa.array(_flag_texts(flags), pa.string()), ""), "\n", "")
-    added = (pa.array(labels, pa.string()), _texts(proba[:, 0]), _texts(proba[:, 1]), ids, flagged)
+    flagged = (
+        pc.binary_join_element_wise(pc.fill_null(pa.array(_flag_texts(flags), pa.string()), ""), "\n", "")
+        if any(flags)
+        else pa.scalar("\n")  # the common case: no field to flag in the chunk
+    )
+    risk = pa.array((labels == UNFAVOURABLE).astype(np.int8))  # two labels: each made text once
+    label_texts = pa.DictionaryArray.from_arrays(risk, pa.array([FAVOURABLE, UNFAVOURABLE], pa.string()))
+    added = (label_texts.dictionary_decode(), _texts(proba[:, 0]), _texts(proba[:, 1]), ids, flagged)
     joined = pc.binary_join_element_wise(records, *(a.cast(records.type) for a in added), pa.scalar(b",", records.type))
     offsets = np.frombuffer(joined.buffers()[1], np.int64, len(joined) + 1, joined.offset * 8)
     return memoryview(joined.buffers()[2])[offsets[0] : offsets[-1]].tobytes()

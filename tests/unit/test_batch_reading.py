@@ -52,21 +52,22 @@ def test_chunks_cut_from_bytes_give_every_record_once_in_order(tmp_path, monkeyp
     assert [chunk.text(p) for chunk in chunks for p in range(chunk.size)][:2] == ["plain,1,2", "crlf,3,4"]
 
 
-def test_values_are_read_as_csv_with_spaces_after_commas_and_empty_fields(work, tmp_path):
+def test_values_are_read_as_csv_with_spaces_after_commas_and_nulls(work, tmp_path):
     frame = generate_credit_data(40, 23).drop(columns="Risk")
     text = frame.to_csv(index=False).replace(",", ", ")  # a space after every comma, as some tools write
     lines = text.splitlines(keepends=True)
-    fields = lines[1 + 5].split(", ")
-    fields[list(frame.columns).index("Age")] = ""  # row 5: no age
-    lines[1 + 5] = ", ".join(fields)
+    for row, (column, value) in {5: ("Age", ""), 9: ("Housing", "None")}.items():
+        fields = lines[1 + row].split(", ")
+        fields[list(frame.columns).index(column)] = value
+        lines[1 + row] = ", ".join(fields)
     source = tmp_path / "spaced.csv"
     source.write_text("".join(lines))
 
     job = run_batch_job(source, tmp_path / "scored.csv", model_id="credit-risk-v1", chunk_rows=16, progress=False)
 
-    assert (job.rows_read, job.rows_scored, job.rows_rejected) == (40, 39, 1)
+    assert (job.rows_read, job.rows_scored, job.rows_rejected) == (40, 38, 2)
     rejects = pd.read_csv(job.rejects_path, dtype=str, keep_default_na=False)
-    assert rejects["input_row"].tolist() == ["5"] and rejects["reject_reason"][0] == "Age is null"
+    assert dict(zip(rejects["input_row"], rejects["reject_reason"])) == {"5": "Age is null", "9": "Housing is null"}
     assert job.output_path.read_text().splitlines()[1].startswith(lines[1].rstrip("\n"))  # records unchanged
 
 

@@ -11,10 +11,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pcsv
+from pandas._libs.parsers import STR_NA_VALUES
 
 from utils.batch.inputs import ENCODING, UNCLOSED, Chunk, not_utf8
 from utils.batch.spec import FAULT_SEPARATOR
 from utils.data import CATEGORIES, FEATURES, NUMERIC_RANGES
+
+#: The values read as null: those of pandas' CSV reader (pyarrow's own list lacks ``None`` and ``<NA>``).
+_NULLS = sorted(STR_NA_VALUES)
 
 
 @dataclass
@@ -97,7 +101,10 @@ def _read(data: bytes, columns: tuple[str, ...], usecols: list[str]) -> tuple[pd
             read_options=pcsv.ReadOptions(column_names=list(columns), use_threads=False, block_size=len(data) + 1),
             parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=invalid),
             convert_options=pcsv.ConvertOptions(
-                column_types=_types(usecols, text_numbers), include_columns=usecols, strings_can_be_null=True
+                column_types=_types(usecols, text_numbers),
+                include_columns=usecols,
+                null_values=_NULLS,
+                strings_can_be_null=True,
             ),
         )
 
@@ -109,12 +116,12 @@ def _read(data: bytes, columns: tuple[str, ...], usecols: list[str]) -> tuple[pd
 
 
 def _without_initial_spaces(frame: pd.DataFrame) -> pd.DataFrame:
-    """The frame with the spaces that begin a value dropped, as ``skipinitialspace`` reads CSV (a value of spaces
-    only is then empty: null)."""
+    """The frame with the spaces that begin a value dropped, as ``skipinitialspace`` reads CSV (a value that is then
+    empty, or another of the null values, is null)."""
 
     def stripped(series: pd.Series) -> pd.Series:
         text = series.astype(object).str.lstrip(" ")
-        return text.mask(text == "", None)
+        return text.mask(text.isin(_NULLS), None)
 
     changed = {}
     for name, series in frame.items():

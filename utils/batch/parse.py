@@ -14,7 +14,7 @@ import pyarrow.csv as pcsv
 from pandas._libs.parsers import STR_NA_VALUES
 
 from utils.batch.inputs import ENCODING, UNCLOSED, Chunk, not_utf8
-from utils.batch.spec import FAULT_SEPARATOR
+from utils.batch.spec import FAULT_SEPARATOR, BatchJobError
 from utils.data import CATEGORIES, FEATURES, NUMERIC_RANGES
 
 #: The values read as null: those of pandas' CSV reader (pyarrow's own list lacks ``None`` and ``<NA>``).
@@ -154,4 +154,6 @@ def parse(chunk: Chunk, columns: tuple[str, ...], text: bool) -> Parsed:
         found[int(wanted[index])] = _malformed_reason(count, len(columns), chunk.text(int(wanted[index])))
     if rejected:
         wanted = np.delete(wanted, [index for index, _ in rejected])
+    if len(frame) != len(wanted):  # never score a row under another's number
+        raise BatchJobError(f"chunk {chunk.index}: {len(wanted)} records parsed into {len(frame)} rows")
     return Parsed(frame, wanted, found, bad_bytes)

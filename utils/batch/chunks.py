@@ -182,10 +182,12 @@ def _checked_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def _texts(values: np.ndarray) -> pa.Array:
     """Each float as ``repr`` writes it: Arrow's shortest round-trip text, which is Python's in [1e-4, 1)."""
-    texts = pc.cast(pa.array(values, pa.float64()), pa.string())
+    texts = pc.cast(pa.array(values, pa.float64()), pa.large_string())
     odd = ~((values >= 1e-4) & (values < 1.0))  # 0, 1, tiny numbers and NaN: Arrow writes them otherwise
     if odd.any():
-        texts = pc.replace_with_mask(texts, pa.array(odd), pa.array([repr(v) for v in values[odd].tolist()]))
+        texts = pc.replace_with_mask(
+            texts, pa.array(odd), pa.array([repr(v) for v in values[odd].tolist()], pa.large_string())
+        )
     return texts
 
 
@@ -220,14 +222,19 @@ def _scored_lines(
     if not len(positions):
         return b""
     records = _without_line_ends(chunk, positions)
-    ids = pc.binary_join_element_wise(prefix, pc.cast(pa.array(rows, pa.int64()), pa.string()), "")
+    text = pa.large_string()  # the offsets' width of the records: no copy when the types meet
+    ids = pc.binary_join_element_wise(
+        pa.scalar(prefix, text), pc.cast(pa.array(rows, pa.int64()), text), pa.scalar("", text)
+    )
     flagged = (
-        pc.binary_join_element_wise(pc.fill_null(pa.array(_flag_texts(flags), pa.string()), ""), "\n", "")
+        pc.binary_join_element_wise(
+            pc.fill_null(pa.array(_flag_texts(flags), text), ""), pa.scalar("\n", text), pa.scalar("", text)
+        )
         if any(flags)
-        else pa.scalar("\n")  # the common case: no field to flag in the chunk
+        else pa.scalar("\n", text)  # the common case: no field to flag in the chunk
     )
     risk = pa.array((labels == UNFAVOURABLE).astype(np.int8))  # two labels: each made text once
-    label_texts = pa.DictionaryArray.from_arrays(risk, pa.array([FAVOURABLE, UNFAVOURABLE], pa.string()))
+    label_texts = pa.DictionaryArray.from_arrays(risk, pa.array([FAVOURABLE, UNFAVOURABLE], text))
     added = (label_texts.dictionary_decode(), _texts(proba[:, 0]), _texts(proba[:, 1]), ids, flagged)
     joined = pc.binary_join_element_wise(records, *(a.cast(records.type) for a in added), pa.scalar(b",", records.type))
     offsets = np.frombuffer(joined.buffers()[1], np.int64, len(joined) + 1, joined.offset * 8)

@@ -86,7 +86,7 @@ class _Behind:
 
 
 @contextlib.contextmanager
-def behind(consume: Callable, depth: int = 2, name: str = "batch-writer") -> Iterator[_Behind]:
+def behind(consume: Callable, depth: int = 1, name: str = "batch-writer") -> Iterator[_Behind]:
     """A writer thread calling ``consume`` on each item put, in order; on leaving, every item is consumed, and the
     writer's error (when the caller had none) is raised."""
     writer = _Behind(consume, depth, name)

@@ -1,6 +1,6 @@
-"""The engines that score a job's chunks: ``local`` (in this process, the next chunk read and parsed by pyarrow
-in a background thread) and ``dask`` (a local cluster, or any scheduler). Both yield the same results per chunk,
-in the order they finish."""
+"""The engines that score a job's chunks: ``local`` (in this process, the next chunks cut from the file in one
+background thread and parsed by pyarrow in another) and ``dask`` (a local cluster, or any scheduler). Both yield
+the same results per chunk, in the order they finish."""
 
 from __future__ import annotations
 

@@ -52,6 +52,18 @@ def test_chunks_cut_from_bytes_give_every_record_once_in_order(tmp_path, monkeyp
     assert [chunk.text(p) for chunk in chunks for p in range(chunk.size)][:2] == ["plain,1,2", "crlf,3,4"]
 
 
+@pytest.mark.parametrize("block", [5, 1 << 22])
+def test_a_file_with_carriage_returns_alone_is_cut_into_chunks_of_its_lines(tmp_path, monkeypatch, block):
+    monkeypatch.setattr(batch_inputs._Lines, "BLOCK", block)
+    path = tmp_path / "mac.csv"
+    path.write_bytes(b"a,b\r" + b"".join(b"%d,%d\r" % (row, row) for row in range(10)))
+
+    chunks = list(CsvInput(path).chunks(3))
+
+    assert [chunk.size for chunk in chunks] == [3, 3, 3, 1]  # memory bounded by the chunk, as for any file
+    assert [chunk.text(p) for chunk in chunks for p in range(chunk.size)] == [f"{row},{row}" for row in range(10)]
+
+
 def test_values_are_read_as_csv_with_spaces_after_commas_and_nulls(work, tmp_path):
     frame = generate_credit_data(40, 23).drop(columns="Risk")
     text = frame.to_csv(index=False).replace(",", ", ")  # a space after every comma, as some tools write

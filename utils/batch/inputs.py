@@ -24,7 +24,7 @@ from utils.batch.spec import BatchJobError, is_parquet
 #: Line ends stripped from a CSV record; the encoding of every CSV file a job reads and writes.
 EOL = "\r\n"
 ENCODING = "utf-8"
-_NEWLINE = 10  # b"\n"
+_NEWLINE, _RETURN = 10, 13  # b"\n", b"\r"
 _BLANK_START = np.frombuffer(b" \t\r\n\x0b\x0c", np.uint8)  # the bytes a blank line can begin with
 
 
@@ -61,7 +61,7 @@ def _packed(records: list[bytes]) -> tuple[bytes, np.ndarray]:
 
 
 class _Lines:
-    """A binary file's lines (split at ``\\n``, each keeping its end), taken ``n`` at a time as one bytes object."""
+    """A binary file's lines (each keeping its end), taken ``n`` at a time as one bytes object."""
 
     BLOCK = 1 << 22
 
@@ -75,6 +75,17 @@ class _Lines:
         self.end = not more
         self.pending += more
 
+    def _line_ends(self) -> np.ndarray:
+        """Where the lines in the buffer end: at each ``\\n``, and at each ``\\r`` not followed by one (as Python
+        reads text), the last byte only at the end of the file."""
+        view = np.frombuffer(self.pending, np.uint8)
+        if b"\r" not in self.pending:
+            return np.flatnonzero(view == _NEWLINE)
+        lone = view == _RETURN
+        lone[:-1] &= view[1:] != _NEWLINE
+        lone[-1] &= self.end
+        return np.flatnonzero((view == _NEWLINE) | lone)
+
     def take(self, n: int) -> bytes:
         parts = []
         while n > 0:
@@ -82,7 +93,7 @@ class _Lines:
                 self._read()
             if not self.pending:
                 break
-            ends = np.flatnonzero(np.frombuffer(self.pending, np.uint8) == _NEWLINE)
+            ends = self._line_ends()
             if len(ends) >= n:
                 cut, n = int(ends[n - 1]) + 1, 0
             elif self.end:  # fewer lines than asked for are left: all of them

@@ -22,10 +22,12 @@ A CSV record spans lines only inside a well-formed quoted field; a quote left op
 line, rejected with its row number, and a row with bytes that are not UTF-8 in a feature is
 rejected, naming the column.
 
-Engines: ``local`` scores in this process (the next chunk is read and parsed in a background
-thread); ``dask`` sends the chunks to a Dask cluster, a local one by default or any scheduler
-(``scheduler="tcp://host:8786"``). The workers run the same code on the same chunks, so the
-output is the same byte for byte.
+Engines: ``local`` scores in this process, overlapping the work on threads: one cuts the next
+chunk from the file, one parses it with pyarrow's CSV reader, this one scores, and a writer thread
+writes the part files and commits each chunk (bounded queues: memory stays flat); ``dask`` sends
+the chunks to a Dask cluster, a local one by default or any scheduler (``scheduler="tcp://host:8786"``);
+the job's process still cuts the chunks and writes and commits them, in the same threads. The
+workers run the same code on the same chunks, so the output is the same byte for byte.
 
 A job is asked for with a :class:`BatchJobSpec` (or the same fields as keyword arguments of
 :func:`run_batch_job` and :func:`create_batch_job`). Command line: ``python -m utils.batch --help``;
@@ -34,9 +36,11 @@ see ``docs/batch-scoring.md``.
 The modules, each using only those before it:
 
 - :mod:`~utils.batch.spec`: the job's specification and record, its error, shared names and limits;
-- :mod:`~utils.batch.inputs`: reading the input in chunks (CSV records, Parquet row batches);
-- :mod:`~utils.batch.chunks`: scoring one chunk (parse, validate, score, render output, rejects, payload);
+- :mod:`~utils.batch.inputs`: cutting the input into chunks (CSV record bytes, Parquet row batches);
+- :mod:`~utils.batch.parse`: a CSV chunk's records parsed by pyarrow, the malformed and unreadable set apart;
+- :mod:`~utils.batch.chunks`: scoring one chunk (validate, score, render output, rejects, payload);
 - :mod:`~utils.batch.parts`: the job folder's part files and their joining into the output and rejects files;
+- :mod:`~utils.batch.threads`: the reader and writer threads around the scoring;
 - :mod:`~utils.batch.engines`: the local and Dask engines;
 - :mod:`~utils.batch.run`: one run of a job (lock, score, commit each chunk, join, record);
 - :mod:`~utils.batch.jobs`: the lifecycle: create, run, resume, get and list jobs;

@@ -20,7 +20,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from utils.batch.inputs import ENCODING, EOL, UNCLOSED, Chunk, CsvInput, ParquetInput, not_utf8
+from utils.batch.inputs import ENCODING, EOL, Chunk, CsvInput, ParquetInput
+from utils.batch.parse import Parsed, parse
 from utils.batch.spec import (
     FAULT_SEPARATOR,
     FIELD_SEPARATOR,
@@ -30,7 +31,7 @@ from utils.batch.spec import (
     is_parquet,
 )
 from utils.contract import contract_faults, faults_by_row, out_of_range
-from utils.data import CATEGORIES, FEATURES, NUMERIC_RANGES
+from utils.data import FAVOURABLE, FEATURES, NUMERIC_RANGES, UNFAVOURABLE
 from utils.registry import load_trusted
 from utils.scoring import InputError, Scorer, records, valid_rows
 
@@ -92,14 +93,6 @@ def chunk_layout(
 
 
 @dataclass
-class Parsed:
-    frame: pd.DataFrame  # the well-formed rows, index 0..n-1
-    positions: np.ndarray  # each frame row's position in the chunk
-    malformed: dict[int, str]  # chunk position -> reason, for records with the wrong number of fields
-    unreadable: dict[int, str] = field(default_factory=dict)  # chunk position -> reason, for bytes not UTF-8
-
-
-@dataclass
 class Scored:
     index: int
     first_row: int
@@ -123,76 +116,6 @@ class _Verdicts:
     rejected: dict[int, str]  # chunk position -> every fault of the row
     checked: dict[str, np.ndarray] | None  # the scored rows' contract columns, when output or payload need them
     flags: list[list[str] | None]  # per scored row, its fields outside the training data's ranges
-
-
-def _malformed(chunk: Chunk, width: int) -> dict[int, str]:
-    """The chunk's CSV records with a field count other than ``width``, by position, with the reason."""
-    counts = chunk.counts if chunk.counts is not None else [record.count(",") + 1 for record in chunk.records]
-    return {
-        position: (
-            f"malformed row: {count} field{'' if count == 1 else 's'} where the header has {width}"
-            if count != UNCLOSED
-            else "malformed row: a quote opened on this line is never closed"
-        )
-        + f"; the row reads {record.rstrip(EOL)!r}"
-        for position, (count, record) in enumerate(zip(counts, chunk.records))
-        if count != width
-    }
-
-
-def _unreadable(chunk: Chunk, layout: ChunkLayout, positions: list[int]) -> dict[int, str]:
-    """The records among ``positions`` with bytes that are not UTF-8 in a column the job reads (the features;
-    every column for Parquet output), by position, with the reason naming each such column."""
-    read = FEATURES if layout.text else layout.columns
-    found = {}
-    for position in positions:
-        if not chunk.records[position].isascii():
-            fields = not_utf8(chunk.records[position], layout.columns)
-            faults = [f"{name}: not valid UTF-8, reads {fields[name]!r}" for name in read if name in fields]
-            if faults:
-                found[position] = FAULT_SEPARATOR.join(faults)
-    return found
-
-
-def _encoded(chunk: Chunk, layout: ChunkLayout, positions: list[int]) -> tuple[bytes, list[int], dict[int, str]]:
-    """The header and the records at ``positions`` as bytes for pandas, without those that cannot be read."""
-    text = layout.header + "".join(chunk.records[p] for p in positions)
-    try:
-        return text.encode(ENCODING), positions, {}
-    except UnicodeEncodeError:  # bytes that are not UTF-8, carried as surrogates
-        pass
-    unreadable = _unreadable(chunk, layout, positions)
-    positions = [p for p in positions if p not in unreadable]
-    text = layout.header + "".join(chunk.records[p] for p in positions)
-    return text.encode(ENCODING, "surrogateescape"), positions, unreadable
-
-
-def parse(chunk: Chunk, layout: ChunkLayout) -> Parsed:
-    """The chunk's rows as a DataFrame; CSV records with the wrong number of fields, or bytes that are not
-    UTF-8 where the job reads them, are set apart."""
-    if chunk.frame is not None:
-        return Parsed(chunk.frame, np.arange(len(chunk.frame)), {})
-    malformed = _malformed(chunk, len(layout.columns))
-    wanted = [p for p in range(len(chunk.records)) if p not in malformed] if malformed else range(len(chunk.records))
-    data, kept, unreadable = _encoded(chunk, layout, wanted)
-    positions = np.asarray(kept, dtype=np.int64)
-    usecols = list(FEATURES) if layout.text else None
-    dtype = {name: "category" if name in CATEGORIES else str for name in layout.columns if name not in NUMERIC_RANGES}
-    if not len(positions):
-        return Parsed(pd.DataFrame(columns=usecols or list(layout.columns)), positions, malformed, unreadable)
-    frame = pd.read_csv(
-        io.BytesIO(data),
-        encoding=ENCODING,
-        encoding_errors="surrogateescape",
-        dtype=dtype,
-        usecols=usecols,
-        skipinitialspace=True,
-        index_col=False,
-        low_memory=False,
-    )
-    if len(frame) != len(positions):
-        raise BatchJobError(f"chunk {chunk.index}: {len(positions)} records parsed into {len(frame)} rows")
-    return Parsed(frame, positions, malformed, unreadable)
 
 
 def _reason(error: InputError) -> str:
@@ -259,10 +182,12 @@ def _checked_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
 
 def _texts(values: np.ndarray) -> pa.Array:
     """Each float as ``repr`` writes it: Arrow's shortest round-trip text, which is Python's in [1e-4, 1)."""
-    texts = pc.cast(pa.array(values, pa.float64()), pa.string())
+    texts = pc.cast(pa.array(values, pa.float64()), pa.large_string())
     odd = ~((values >= 1e-4) & (values < 1.0))  # 0, 1, tiny numbers and NaN: Arrow writes them otherwise
     if odd.any():
-        texts = pc.replace_with_mask(texts, pa.array(odd), pa.array([repr(v) for v in values[odd].tolist()]))
+        texts = pc.replace_with_mask(
+            texts, pa.array(odd), pa.array([repr(v) for v in values[odd].tolist()], pa.large_string())
+        )
     return texts
 
 
@@ -271,20 +196,47 @@ def _flag_texts(flags: list[list[str] | None]) -> list[str | None]:
     return [FIELD_SEPARATOR.join(names) if names else None for names in flags]
 
 
+def _without_line_ends(chunk: Chunk, positions: np.ndarray) -> pa.Array:
+    """The chunk's records at ``positions`` without their line ends, as Arrow binary (read from the chunk's bytes
+    without a Python object per record where all of them end alike)."""
+    whole = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), chunk.size, [None, pa.py_buffer(chunk.offsets), pa.py_buffer(chunk.data)]
+    )
+    records = whole if len(positions) == chunk.size else whole.take(pa.array(positions))
+    view = np.frombuffer(chunk.data, np.uint8)
+    ends = chunk.offsets[positions + 1]
+    last, before, third = (view[np.maximum(ends - back, 0)] for back in (1, 2, 3))
+    line_end = np.frombuffer(EOL.encode(), np.uint8)
+    if (last == ord("\n")).all():
+        if not np.isin(before, line_end).any():
+            return pc.binary_slice(records, 0, -1)
+        if (before == ord("\r")).all() and not np.isin(third, line_end).any():
+            return pc.binary_slice(records, 0, -2)
+    return pa.array([chunk.record(p).rstrip(EOL.encode()) for p in positions.tolist()], pa.large_binary())
+
+
 def _scored_lines(
-    lines: list[str], labels: np.ndarray, proba: np.ndarray, prefix: str, rows: np.ndarray, flags
+    chunk: Chunk, positions: np.ndarray, labels: np.ndarray, proba: np.ndarray, prefix: str, rows: np.ndarray, flags
 ) -> bytes:
     """The output records, built by Arrow: each input record (its line end dropped), then the fields the job adds."""
-    if not lines:
+    if not len(positions):
         return b""
-    try:
-        records = pc.utf8_rtrim(pa.array(lines, pa.large_string()), characters=EOL)
-    except (pa.ArrowException, UnicodeEncodeError):  # bytes that are not UTF-8, carried as surrogates
-        records = pa.array([line.rstrip(EOL).encode(ENCODING, "surrogateescape") for line in lines], pa.large_binary())
-    ids = pc.binary_join_element_wise(prefix, pc.cast(pa.array(rows, pa.int64()), pa.string()), "")
-    flagged = pc.binary_join_element_wise(pc.fill_null(pa.array(_flag_texts(flags), pa.string()), ""), "\n", "")
-    added = (pa.array(labels, pa.string()), _texts(proba[:, 0]), _texts(proba[:, 1]), ids, flagged)
-    joined = pc.binary_join_element_wise(records, *(a.cast(records.type) for a in added), pa.scalar(",", records.type))
+    records = _without_line_ends(chunk, positions)
+    text = pa.large_string()  # the offsets' width of the records: no copy when the types meet
+    ids = pc.binary_join_element_wise(
+        pa.scalar(prefix, text), pc.cast(pa.array(rows, pa.int64()), text), pa.scalar("", text)
+    )
+    flagged = (
+        pc.binary_join_element_wise(
+            pc.fill_null(pa.array(_flag_texts(flags), text), ""), pa.scalar("\n", text), pa.scalar("", text)
+        )
+        if any(flags)
+        else pa.scalar("\n", text)  # the common case: no field to flag in the chunk
+    )
+    risk = pa.array((labels == UNFAVOURABLE).astype(np.int8))  # two labels: each made text once
+    label_texts = pa.DictionaryArray.from_arrays(risk, pa.array([FAVOURABLE, UNFAVOURABLE], text))
+    added = (label_texts.dictionary_decode(), _texts(proba[:, 0]), _texts(proba[:, 1]), ids, flagged)
+    joined = pc.binary_join_element_wise(records, *(a.cast(records.type) for a in added), pa.scalar(b",", records.type))
     offsets = np.frombuffer(joined.buffers()[1], np.int64, len(joined) + 1, joined.offset * 8)
     return memoryview(joined.buffers()[2])[offsets[0] : offsets[-1]].tobytes()
 
@@ -318,9 +270,7 @@ def _output(chunk: Chunk, layout: ChunkLayout, parsed: Parsed, verdicts: _Verdic
     """The output rows: CSV bytes, or a DataFrame for Parquet output."""
     prefix, labels, proba = f"{layout.job_id}:", verdicts.labels, verdicts.proba
     if layout.text:
-        good = verdicts.positions
-        lines = chunk.records if len(verdicts.good) == chunk.size else [chunk.records[p] for p in good.tolist()]
-        return _scored_lines(lines, labels, proba, prefix, verdicts.rows, verdicts.flags)
+        return _scored_lines(chunk, verdicts.positions, labels, proba, prefix, verdicts.rows, verdicts.flags)
     scored = parsed.frame.iloc[verdicts.good].reset_index(drop=True)
     for name in FEATURES:
         scored[name] = verdicts.checked[name]
@@ -335,10 +285,10 @@ def _output(chunk: Chunk, layout: ChunkLayout, parsed: Parsed, verdicts: _Verdic
 def _rejects(chunk: Chunk, layout: ChunkLayout, parsed: Parsed, rejected: dict[int, str]) -> bytes:
     """The rejected rows as CSV records: their input columns, ``input_row`` and ``reject_reason``."""
     first = chunk.first_row
-    if chunk.records is not None:  # CSV input: rejected records as they were read
+    if chunk.data is not None:  # CSV input: rejected records as they were read
         empty = "," * (len(layout.columns) - 1)
         rejects = "".join(
-            f"{empty if p in parsed.malformed else chunk.records[p].rstrip(EOL)},{first + p},{_quote(reason)}\n"
+            f"{empty if p in parsed.malformed else chunk.text(p)},{first + p},{_quote(reason)}\n"
             for p, reason in sorted(rejected.items())
         )
     else:  # Parquet input: every row is in the frame, at its chunk position
@@ -373,7 +323,7 @@ def _payload(layout: ChunkLayout, verdicts: _Verdicts) -> list[dict]:
 
 def score_chunk(scorer: Scorer, chunk: Chunk, layout: ChunkLayout, parsed: Parsed | None = None) -> Scored:
     """Validate, score and render one chunk: the output rows, the rejected rows and the payload records."""
-    parsed = parsed if parsed is not None else parse(chunk, layout)
+    parsed = parsed if parsed is not None else parse(chunk, layout.columns, layout.text)
     verdicts = _judge(scorer, chunk, layout, parsed)
     return Scored(
         index=chunk.index,

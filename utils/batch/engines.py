@@ -1,63 +1,21 @@
-"""The engines that score a job's chunks: ``local`` (in this process, the next chunk read and parsed in a
-background thread) and ``dask`` (a local cluster, or any scheduler). Both yield the same results per chunk,
-in the order they finish."""
+"""The engines that score a job's chunks: ``local`` (in this process, the next chunks cut from the file in one
+background thread and parsed by pyarrow in another) and ``dask`` (a local cluster, or any scheduler). Both yield
+the same results per chunk, in the order they finish."""
 
 from __future__ import annotations
 
 import logging
 import os
-import queue
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from utils.batch.chunks import ChunkLayout, Parsed, Scored, parse, score_chunk, score_on_worker
+from utils.batch.chunks import ChunkLayout, Scored, score_chunk, score_on_worker
 from utils.batch.inputs import Chunk, CsvInput, ParquetInput
+from utils.batch.parse import Parsed, parse
 from utils.batch.spec import BatchJobError
+from utils.batch.threads import ahead
 from utils.registry import load_trusted
 from utils.scoring import Scorer
-
-
-def _in_background(items: Iterator, depth: int = 1) -> Iterator:
-    """Iterate ``items`` in a background thread, at most ``depth`` items ahead."""
-    ready: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(message) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(message, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(("item", item)):
-                    return
-            put(("done", None))
-        except BaseException as error:  # handed to the consumer
-            put(("error", error))
-        finally:
-            close = getattr(items, "close", None)
-            if close is not None:
-                close()
-
-    thread = threading.Thread(target=produce, name="batch-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, value = ready.get()
-            if kind == "done":
-                return
-            if kind == "error":
-                raise value
-            yield value
-    finally:
-        stop.set()
-        thread.join()
 
 
 def local_results(
@@ -65,12 +23,12 @@ def local_results(
 ) -> Iterator[Scored]:
     """Score the chunks not in ``skip`` in this process, in order."""
 
-    def parsed() -> Iterator[tuple[Chunk, Parsed]]:
-        for chunk in source.chunks(chunk_rows):
+    def parsed() -> Iterator[tuple[Chunk, Parsed]]:  # each chunk cut from the file in one thread, parsed in another
+        for chunk in ahead(source.chunks(chunk_rows), name="batch-cutter"):
             if chunk.index not in skip:
-                yield chunk, parse(chunk, layout)
+                yield chunk, parse(chunk, layout.columns, layout.text)
 
-    for chunk, ready in _in_background(parsed()):
+    for chunk, ready in ahead(parsed(), name="batch-parser"):
         yield score_chunk(scorer, chunk, layout, ready)
 
 

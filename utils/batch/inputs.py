@@ -1,14 +1,21 @@
-"""Reading a job's input in chunks: a CSV file as text records (a quoted record is never split; a quote left
-open costs its own line only), Parquet as frames."""
+"""Reading a job's input in chunks: a CSV file as the bytes of its records (a quoted record is never split; a
+quote left open costs its own line only), Parquet as frames.
+
+A CSV chunk is cut by lines with numpy. Without a quote (the common case) its records are its non-blank lines,
+found without a Python string per line; a chunk with a quote is read record by record with the csv module, so
+that a broken quote spoils its own line and nothing after it.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
@@ -17,25 +24,117 @@ from utils.batch.spec import BatchJobError, is_parquet
 #: Line ends stripped from a CSV record; the encoding of every CSV file a job reads and writes.
 EOL = "\r\n"
 ENCODING = "utf-8"
+_NEWLINE, _RETURN = 10, 13  # b"\n", b"\r"
+_BLANK_START = np.frombuffer(b" \t\r\n\x0b\x0c", np.uint8)  # the bytes a blank line can begin with
 
 
 @dataclass
 class Chunk:
-    """Consecutive input rows: CSV records (each with its line end) or, for Parquet, a DataFrame."""
+    """Consecutive input rows: for CSV the bytes of its records (each with its line end) and where each one
+    starts; for Parquet a DataFrame."""
 
     index: int
     first_row: int
-    records: list[str] | None = None
+    data: bytes | None = None
+    offsets: np.ndarray | None = None  # record i is data[offsets[i]:offsets[i + 1]]
     counts: list[int] | None = None  # fields per record, when a quote made the csv module read them
     frame: pd.DataFrame | None = None
 
     @property
     def size(self) -> int:
-        return len(self.records) if self.records is not None else len(self.frame)
+        return len(self.offsets) - 1 if self.offsets is not None else len(self.frame)
+
+    def record(self, position: int) -> bytes:
+        """A CSV record's bytes, with its line end."""
+        return self.data[self.offsets[position] : self.offsets[position + 1]]
+
+    def text(self, position: int) -> str:
+        """A CSV record as text, without its line end (bytes that are not UTF-8 kept as surrogates)."""
+        return self.record(position).decode(ENCODING, "surrogateescape").rstrip(EOL)
+
+
+def _packed(records: list[bytes]) -> tuple[bytes, np.ndarray]:
+    """Records joined into one bytes object, and where each starts (and the last ends)."""
+    offsets = np.zeros(len(records) + 1, dtype=np.int64)
+    np.cumsum([len(record) for record in records], out=offsets[1:])
+    return b"".join(records), offsets
+
+
+class _Lines:
+    """A binary file's lines (each keeping its end), taken ``n`` at a time as one bytes object."""
+
+    BLOCK = 1 << 22
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.pending = b""
+        self.end = False
+
+    def _read(self) -> None:
+        more = self.handle.read(self.BLOCK)
+        self.end = not more
+        self.pending += more
+
+    def _line_ends(self) -> np.ndarray:
+        """Where the lines in the buffer end: at each ``\\n``, and at each ``\\r`` not followed by one (as Python
+        reads text), the last byte only at the end of the file."""
+        view = np.frombuffer(self.pending, np.uint8)
+        if b"\r" not in self.pending:
+            return np.flatnonzero(view == _NEWLINE)
+        lone = view == _RETURN
+        lone[:-1] &= view[1:] != _NEWLINE
+        lone[-1] &= self.end
+        return np.flatnonzero((view == _NEWLINE) | lone)
+
+    def take(self, n: int) -> bytes:
+        parts = []
+        while n > 0:
+            if not self.end and len(self.pending) < self.BLOCK:
+                self._read()
+            if not self.pending:
+                break
+            ends = self._line_ends()
+            if len(ends) >= n:
+                cut, n = int(ends[n - 1]) + 1, 0
+            elif self.end:  # fewer lines than asked for are left: all of them
+                cut, n = len(self.pending), 0
+            elif not len(ends):  # a line longer than the buffer
+                self._read()
+                continue
+            else:
+                cut, n = int(ends[-1]) + 1, n - len(ends)
+            parts.append(self.pending[:cut])
+            self.pending = self.pending[cut:]
+        return b"".join(parts)
+
+    def texts(self) -> Iterator[str]:
+        """The following lines one at a time, as text."""
+        while line := self.take(1):
+            yield line.decode(ENCODING, "surrogateescape")
+
+
+def _plain_records(block: bytes) -> tuple[bytes, np.ndarray]:
+    """A block without quotes or lone carriage returns: its non-blank lines, as bytes and where each starts."""
+    view = np.frombuffer(block, np.uint8)
+    ends = np.flatnonzero(view == _NEWLINE) + 1
+    if not len(ends) or ends[-1] != len(block):
+        ends = np.append(ends, len(block))
+    offsets = np.concatenate(([0], ends)).astype(np.int64)
+    maybe_blank = np.flatnonzero(np.isin(view[offsets[:-1]], _BLANK_START))  # blank lines begin with a space
+    blank = [p for p in maybe_blank.tolist() if block[offsets[p] : offsets[p + 1]].isspace()]
+    if not blank:
+        return block, offsets
+    kept = np.setdiff1d(np.arange(len(offsets) - 1), blank)
+    return _packed([block[offsets[p] : offsets[p + 1]] for p in kept.tolist()])
+
+
+def _has_lone_cr(block: bytes) -> bool:
+    return block.count(b"\r") != block.count(b"\r\n")
 
 
 class CsvInput:
-    """A CSV file read as text records, ``chunk_rows`` lines at a time (a quoted record is never split)."""
+    """A CSV file read as the bytes of its records, ``chunk_rows`` lines at a time (a quoted record is never
+    split)."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -43,6 +142,9 @@ class CsvInput:
             header = handle.readline()
         if not header.strip():
             raise BatchJobError(f"{path}: the file is empty")
+        with open(path, "rb") as handle:
+            mark = len(_BOM) if handle.read(len(_BOM)) == _BOM else 0
+        self.start = mark + len(header.encode(ENCODING, "surrogateescape"))  # where the first record begins
         self.header = header if header.endswith("\n") else header + "\n"
         self.columns = tuple(next(csv.reader([header], skipinitialspace=True)))
 
@@ -61,19 +163,33 @@ class CsvInput:
 
     def chunks(self, chunk_rows: int) -> Iterator[Chunk]:
         width = len(self.columns)
-        with self._open() as handle:
-            handle.readline()
+        with open(self.path, "rb") as handle:
+            handle.seek(self.start)
+            lines = _Lines(handle)
             index = first_row = 0
-            while lines := list(itertools.islice(handle, chunk_rows)):
-                if any('"' in line for line in lines):  # quoted fields may hold commas and line ends
-                    found, counts = _quoted_records(lines, handle, chunk_rows, width)
-                    kept = [i for i, record in enumerate(found) if not record.isspace()]
-                    found, counts = [found[i] for i in kept], [counts[i] for i in kept]
-                else:
-                    found, counts = [line for line in lines if not line.isspace()], None
-                yield Chunk(index, first_row, records=found, counts=counts)  # blank lines skipped, as pandas does
+            while block := lines.take(chunk_rows):
+                counts = None
+                if b'"' not in block and not _has_lone_cr(block):
+                    data, offsets = _plain_records(block)
+                else:  # read by the csv module: quoted fields may hold commas and line ends
+                    found, counts = _text_records(block, lines, chunk_rows, width)
+                    data, offsets = _packed([record.encode(ENCODING, "surrogateescape") for record in found])
+                yield Chunk(index, first_row, data=data, offsets=offsets, counts=counts)  # blank lines skipped
                 index += 1
-                first_row += len(found)
+                first_row += len(offsets) - 1
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _text_records(block: bytes, lines: _Lines, limit: int, width: int) -> tuple[list[str], list[int] | None]:
+    """The non-blank records of a block read as text, and their numbers of fields when it holds a quote."""
+    text = list(io.StringIO(block.decode(ENCODING, "surrogateescape"), newline=""))
+    if not any('"' in line for line in text):
+        return [line for line in text if not line.isspace()], None
+    found, counts = _quoted_records(text, lines.texts(), limit, width)
+    kept = [i for i, record in enumerate(found) if not record.isspace()]
+    return [found[i] for i in kept], [counts[i] for i in kept]
 
 
 #: Field count of a line whose quote is not closed on it (and does not open a well-formed multi-line record).

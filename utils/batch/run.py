@@ -28,6 +28,7 @@ from utils.batch.engines import results
 from utils.batch.inputs import CsvInput, ParquetInput, fingerprint, open_input
 from utils.batch.parts import OUTPUT, REJECTS, JobFolder
 from utils.batch.spec import COMPLETED, FAILED, RUNNING, BatchJobError, JobResult
+from utils.batch.threads import behind
 from utils.contract import observed_ranges
 from utils.registry import RegistryError, registry_for
 from utils.times import utc_now
@@ -167,7 +168,8 @@ class JobRun:
     def _score(
         self, scored: Iterator[Scored], layout: ChunkLayout, heal: set[int], rows_total: int, committed: pd.DataFrame
     ) -> None:
-        """Commit each scored chunk, with a progress bar; stop once the rejects are over the limit for the file."""
+        """Commit each scored chunk in a writer thread, with a progress bar; stop once the rejects are over the limit
+        for the file."""
         rows_read, rows_rejected = int(committed["rows_read"].sum()), int(committed["rows_rejected"].sum())
         limit = self.parameters["max_reject_share"]
         bar = tqdm(
@@ -180,14 +182,19 @@ class JobRun:
             file=sys.stderr,
             dynamic_ncols=True,
         )
+
+        def commit(result: Scored) -> None:
+            if self._commit(result, heal):
+                bar.update(result.rows_read)
+
         try:
             # One BLAS thread, as on the Dask workers: the same arithmetic, and no fight over a shared machine.
-            with threadpool_limits(limits=1, user_api="blas"), contextlib.closing(scored):
-                for result in scored:
-                    if self._commit(result, heal):
+            with threadpool_limits(limits=1, user_api="blas"), contextlib.closing(scored), behind(commit) as writer:
+                for result in scored:  # scored here while the writer thread writes and commits the one before
+                    writer.put(result)
+                    if result.index not in heal:
                         rows_read += result.rows_read
                         rows_rejected += result.rows_rejected
-                        bar.update(result.rows_read)
                         bar.set_postfix(rejected=f"{rows_rejected:,}", refresh=False)
                     if rows_rejected > limit * rows_total and rows_read < rows_total:  # over the limit already
                         raise _TooManyRejects

@@ -328,6 +328,12 @@ def _print_retraining(outputs: dict) -> None:
         f"retrained from {outputs['parent_model_id']} ({outputs['production_rows']} production records among "
         f"{outputs['training_rows']} rows), its evaluation against the champion: {outputs['candidate_verdict']}"
     )
+    low, high = outputs["auc_gain_interval"]
+    print(
+        f"  ROC AUC on {outputs['drifted_records']} held-out drifted records: candidate "
+        f"{outputs['candidate_auc_drifted']:.3f}, champion {outputs['champion_auc_drifted']:.3f} (95% interval of the "
+        f"gain {low:+.3f} to {high:+.3f})"
+    )
     print(
         f"  approved by {outputs['approver']} and promoted: {outputs['promoted_model_id']} serves prod; "
         f"{outputs['alerts_after_promotion']} alerts in the windows after the promotion, "

@@ -9,7 +9,7 @@ them; the simulation then moves each of that day's records to a time within the 
 (:func:`utils.datamart.restamp`), directly in the data mart. No client can set a record's time through the API:
 only this simulation, which has the data mart itself in hand, does.
 
-Three knobs, each one value for all days or one value per day (see :func:`from_day`), shift the drawn applicants
+Four knobs, each one value for all days or one value per day (see :func:`from_day`), shift the drawn applicants
 themselves (:func:`draw_applicants`, :func:`shift_applicants`), so that they mean the same on any data:
 
 - ``drift``: covariate drift of every applicant: larger, longer loans, and a share of applicants younger;
@@ -19,6 +19,11 @@ themselves (:func:`draw_applicants`, :func:`shift_applicants`), so that they mea
   disparate impact with it, on any data the model ranks well;
 - ``label_bias``: a share of the monitored group's good outcomes turned into ``Risk``. It changes the true
   outcomes (the feedback), not the model's decisions: the feedback-based metrics see it.
+- ``concept``: concept drift, the economy turning against long and large loans: a share ``concept`` of the
+  ``No Risk`` outcomes of applicants whose loan is longer or larger than three quarters of the loans of ``source``
+  (:data:`CONCEPT_QUANTILE`, measured after the other knobs) turns ``Risk``. The other knobs only change who
+  applies; this one changes what follows for the same application, so a model trained before it is wrong in that
+  segment in a way only new outcomes can teach.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ LOAN_GROWTH = {"LoanDuration": 0.35, "LoanAmount": 0.85}
 #: Share of applicants who get a younger age (up to 25) at drift 1.
 YOUNG_SHARE = 0.5
 _YOUNGEST, _YOUNG_UNTIL = PROTECTED_GROUPS["Age"]["monitored"]
+#: Under ``concept``, loans longer or larger than this quantile of the source's loans turn out worse.
+CONCEPT_QUANTILE = 0.75
 
 
 def from_day(days: int, first: int, value: float) -> list[float]:
@@ -84,6 +91,7 @@ def shift_applicants(
     drift: float = 0.0,
     group_drift: float = 0.0,
     label_bias: float = 0.0,
+    concept: float = 0.0,
     bias_group: str = "Sex",
     source: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
@@ -92,10 +100,13 @@ def shift_applicants(
     With ``d`` = ``drift``, for the monitored group ``max(drift, group_drift)``, loan durations and amounts grow by
     ``exp(LOAN_GROWTH * d)`` (rounded, kept within the range of ``source``, by default ``frame``), and a share
     ``YOUNG_SHARE * d`` of the applicants gets an age drawn between the youngest age in that range and 25.
-    Then a share ``label_bias`` of the monitored group's favourable outcomes becomes ``Risk``. The random draws do
-    not depend on the knobs, so the same ``seed`` shifts the same applicants.
+    Then a share ``label_bias`` of the monitored group's favourable outcomes becomes ``Risk``, and a share
+    ``concept`` of the favourable outcomes of long or large loans (a duration or an amount above the
+    ``CONCEPT_QUANTILE`` quantile of ``source``, after the growth) too. The random draws do not depend on the
+    knobs, so the same ``seed`` shifts the same applicants.
     """
-    for name, value in (("drift", drift), ("group_drift", group_drift), ("label_bias", label_bias)):
+    knobs = (("drift", drift), ("group_drift", group_drift), ("label_bias", label_bias), ("concept", concept))
+    for name, value in knobs:
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must be between 0 and 1, got {value}")
     source = frame if source is None else source
@@ -112,7 +123,11 @@ def shift_applicants(
     shifted["Age"] = np.where(younger, young_age, ages).astype(frame["Age"].dtype)
     flipped = in_monitored_group(shifted, bias_group) & (shifted[LABEL] == FAVOURABLE).to_numpy()
     flipped &= rng.random(n) < label_bias
-    shifted[LABEL] = np.where(flipped, UNFAVOURABLE, shifted[LABEL].to_numpy())
+    long_or_large = np.zeros(n, dtype=bool)
+    for column in LOAN_GROWTH:
+        long_or_large |= (shifted[column] > source[column].quantile(CONCEPT_QUANTILE)).to_numpy()
+    worse = long_or_large & (shifted[LABEL] == FAVOURABLE).to_numpy() & (rng.random(n) < concept)
+    shifted[LABEL] = np.where(flipped | worse, UNFAVOURABLE, shifted[LABEL].to_numpy())
     return shifted
 
 
@@ -174,6 +189,7 @@ def applicants(
     drift: float = 0.0,
     group_drift: float = 0.0,
     label_bias: float = 0.0,
+    concept: float = 0.0,
     bias_group: str = "Sex",
     pool: pd.DataFrame | None = None,
     source: pd.DataFrame | None = None,
@@ -185,7 +201,8 @@ def applicants(
     """
     pool = generate_credit_data(3 * rows, seed) if pool is None else pool
     drawn = draw_applicants(pool, rows, seed, group_drift=group_drift, bias_group=bias_group)
-    settings = {"drift": drift, "group_drift": group_drift, "label_bias": label_bias, "bias_group": bias_group}
+    settings = {"drift": drift, "group_drift": group_drift, "label_bias": label_bias, "concept": concept}
+    settings["bias_group"] = bias_group
     return shift_applicants(drawn, seed + 104_729, source=pool if source is None else source, **settings)
 
 
@@ -258,6 +275,7 @@ def simulate_traffic(
     drift: Knob = 0.0,
     group_drift: Knob = 0.0,
     label_bias: Knob = 0.0,
+    concept: Knob = 0.0,
     bias_group: str = "Sex",
     feedback_share: float = 0.4,
     seed: int = 2024,
@@ -285,11 +303,8 @@ def simulate_traffic(
         raise ValueError("days and records_per_day must be at least 1")
     if not 0.0 <= feedback_share <= 1.0:
         raise ValueError(f"feedback_share must be between 0 and 1, got {feedback_share}")
-    knobs = {
-        "drift": _per_day(drift, days, "drift"),
-        "group_drift": _per_day(group_drift, days, "group_drift"),
-        "label_bias": _per_day(label_bias, days, "label_bias"),
-    }
+    given = {"drift": drift, "group_drift": group_drift, "label_bias": label_bias, "concept": concept}
+    knobs = {name: _per_day(value, days, name) for name, value in given.items()}
     now = pd.Timestamp(utc_now()).normalize() - pd.Timedelta(days=days)
     first = pd.Timestamp(as_utc(start)) if start is not None else now
     engine = engine or datamart.connect(work=work)

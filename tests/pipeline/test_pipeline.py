@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -194,6 +195,8 @@ def test_prod_with_retrain_closes_the_loop(tmp_path, capsys):
     assert drift["breached"].notna().all(), "enough records for a drift verdict in each window"
     assert not alerting["breached"].fillna(False).any(), alerting[alerting["breached"].fillna(False)]
     assert "credit-risk-v2 retrained from credit-risk-v1" in printed
+    compared = re.search(r"ROC AUC on (\d+) held-out drifted records: candidate (0\.\d+), champion (0\.\d+)", printed)
+    assert compared and int(compared[1]) == lineage["held_out_rows"], "the summary compares the two on drifted records"
     assert "approved by Ada Lovelace and promoted: credit-risk-v2 serves prod; 0 alerts" in printed
 
 

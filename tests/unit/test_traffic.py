@@ -93,6 +93,23 @@ def test_label_bias_changes_the_outcomes_of_the_monitored_group_only():
     pd.testing.assert_frame_equal(biased.drop(columns=LABEL), plain.drop(columns=LABEL))
 
 
+def test_concept_turns_good_outcomes_of_long_or_large_loans_risky_only(pool):
+    plain = traffic.applicants(800, 8, drift=0.5, pool=pool)
+    changed = traffic.applicants(800, 8, drift=0.5, concept=0.6, pool=pool)
+    pd.testing.assert_frame_equal(changed.drop(columns=LABEL), plain.drop(columns=LABEL))
+    limits = {column: pool[column].quantile(traffic.CONCEPT_QUANTILE) for column in traffic.LOAN_GROWTH}
+    segment = (plain["LoanDuration"] > limits["LoanDuration"]) | (plain["LoanAmount"] > limits["LoanAmount"])
+    flipped = changed[LABEL] != plain[LABEL]
+    assert not flipped[~segment].any(), "outside long or large loans, no outcome changes"
+    assert (plain.loc[flipped, LABEL] == FAVOURABLE).all() and (changed.loc[flipped, LABEL] == UNFAVOURABLE).all()
+    good_in_segment = segment & (plain[LABEL] == FAVOURABLE)
+    assert 0.5 < flipped[good_in_segment].mean() < 0.7, "about the share asked for"
+    everything = traffic.applicants(800, 8, drift=0.5, concept=1.0, pool=pool)
+    assert (everything.loc[segment, LABEL] == UNFAVOURABLE).all()
+    with pytest.raises(ValueError, match="concept must be between 0 and 1"):
+        traffic.applicants(10, 1, concept=1.5, pool=pool)
+
+
 def test_restamp_moves_records_in_time(tmp_path):
     engine = datamart.connect(f"sqlite:///{tmp_path / 'mart.sqlite'}")
     record = {

@@ -20,6 +20,7 @@ _EXPORTS = {
     "RetrainingError": "utils.retraining.training_set",
     "TrainingSet": "utils.retraining.training_set",
     "alerting_windows": "utils.retraining.training_set",
+    "auc_gain": "utils.retraining.run",
     "build_training_set": "utils.retraining.training_set",
     "drift_by_reference": "utils.retraining.reference",
     "evaluate_candidate": "utils.retraining.run",
@@ -35,6 +36,7 @@ __all__ = [
     "RetrainingError",
     "TrainingSet",
     "alerting_windows",
+    "auc_gain",
     "build_training_set",
     "drift_by_reference",
     "evaluate_candidate",
@@ -47,7 +49,14 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 if TYPE_CHECKING:
     from utils.retraining.reference import drift_by_reference, reference_options
-    from utils.retraining.run import RETRAINING_AUTHOR, Retraining, evaluate_candidate, retrain, stage_candidate
+    from utils.retraining.run import (
+        RETRAINING_AUTHOR,
+        Retraining,
+        auc_gain,
+        evaluate_candidate,
+        retrain,
+        stage_candidate,
+    )
     from utils.retraining.training_set import (
         RETRAIN_ON,
         RetrainingError,

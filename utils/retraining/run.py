@@ -13,12 +13,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 from sqlalchemy.engine import Engine
 from threadpoolctl import threadpool_limits
 
 from utils import config, datamart, lifecycle
-from utils.data import describe_training_data, file_sha256, load_credit_csv, write_csv
+from utils.data import LABEL, UNFAVOURABLE, describe_training_data, file_sha256, load_credit_csv, write_csv
+from utils.decision import risk_probability
 from utils.deployment import PRODUCTION, Deployment, deploy, get_deployment
 from utils.evaluation import RiskEvaluation, champion_of, evaluate_deployment
 from utils.features import fit_preprocessor, save_preprocessor
@@ -98,6 +101,26 @@ def _comparison(models: dict[str, object], data: dict[str, pd.DataFrame]) -> pd.
             metrics, _ = evaluate(model, frame)
             rows.append({"model": role, "data": name, "auc_roc": metrics["auc_roc"], "accuracy": metrics["accuracy"]})
     return pd.DataFrame(rows).pivot(index="model", columns="data").reindex(list(models))
+
+
+def auc_gain(candidate, champion, frame: pd.DataFrame, *, rounds: int = 1000, seed: int = 0) -> dict[str, float]:
+    """The ROC AUC of ``candidate`` and ``champion`` on the labelled ``frame``, the candidate's gain, and a 95%
+    bootstrap interval of the gain: both models judged on the same ``rounds`` resamples of its rows (seeded), so
+    that the interval shows whether the gain is beyond the noise of that many records."""
+    risky = (frame[LABEL] == UNFAVOURABLE).to_numpy()
+    candidate_scores, champion_scores = (risk_probability(model, frame) for model in (candidate, champion))
+    rng = np.random.default_rng(seed)
+    gains = []
+    for _ in range(rounds):
+        rows = rng.integers(0, len(frame), len(frame))
+        if risky[rows].any() and not risky[rows].all():
+            gains.append(
+                roc_auc_score(risky[rows], candidate_scores[rows]) - roc_auc_score(risky[rows], champion_scores[rows])
+            )
+    low, high = np.percentile(gains, [2.5, 97.5])
+    figures = {"candidate": roc_auc_score(risky, candidate_scores), "champion": roc_auc_score(risky, champion_scores)}
+    figures |= {"gain": figures["candidate"] - figures["champion"], "low": low, "high": high}
+    return {"records": len(frame), **{name: float(value) for name, value in figures.items()}}
 
 
 def retrain(

@@ -142,10 +142,14 @@ def test_the_summary_tells_what_retraining_did(capsys, tmp_path):
     outputs |= {"candidate_model_id": "credit-risk-v2", "parent_model_id": "credit-risk-v1", "production_rows": 367}
     outputs |= {"training_rows": 4367, "candidate_verdict": "passed", "approver": "Ada Lovelace"}
     outputs |= {"promoted_model_id": "credit-risk-v2", "alerts_after_promotion": 0, "recoveries_notified": 2}
+    outputs |= {"drifted_records": 158, "candidate_auc_drifted": 0.8741, "champion_auc_drifted": 0.8656}
+    outputs |= {"auc_gain_interval": [-0.0043, 0.0228]}
     pipeline._print_summary(outputs, tmp_path, "prod")
     printed = capsys.readouterr().out
     assert "credit-risk-v2 retrained from credit-risk-v1 (367 production records among 4367 rows)" in printed
     assert "its evaluation against the champion: passed" in printed
+    assert "ROC AUC on 158 held-out drifted records: candidate 0.874, champion 0.866" in printed
+    assert "(95% interval of the gain -0.004 to +0.023)" in printed
     assert "approved by Ada Lovelace and promoted: credit-risk-v2 serves prod; 0 alerts" in printed
     assert "2 recoveries notified" in printed
 

@@ -1,0 +1,192 @@
+"""The monitors' read of an evaluation window: its records as typed columns, through Arrow.
+
+The window's query is built and compiled by SQLAlchemy and run by an ADBC driver (``adbc-driver-sqlite``,
+``adbc-driver-postgresql``), which returns Arrow record batches: no Python object per value. Each batch's columns
+become numpy arrays at once (categories as codes of the contract's domains, numbers as integers, probabilities as
+floats), from which the window's DataFrame is made at the end. A data mart that ADBC cannot open (an in-memory
+SQLite database, another kind of database) is read through SQLAlchemy into the same record batches.
+
+Inputs stored as JSON (not in the typed columns, see :func:`utils.datamart.records.in_typed_columns`) are filled
+in from a second query; a window of the credit contract has none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, LABEL
+from utils.datamart.engine import sqlite_file
+from utils.datamart.records import in_window, record_table
+from utils.datamart.schema import feedback_records, payload_records
+from utils.times import as_utc_or_none
+
+#: Rows per record batch: the unit of conversion, which bounds the memory of the Arrow data held at once.
+_BATCH_ROWS = 65_536
+#: The logged probability of a feedback record that names no payload record, as read (NaN in the frame). Not
+#: NULL: the SQLite driver infers a column's type from its first batch, and a batch of NULLs reads as integers.
+_NO_PROBABILITY = -1.0
+#: The window columns that are no categories: probabilities (floats) and the out-of-range flag (booleans).
+_TYPED_TAIL = ("probability_risk", "logged_probability_risk", "out_of_range")
+
+
+def _window_tail(feedback: bool) -> tuple[sa.FromClause, list, list[str]]:
+    """What a window read takes besides the inputs: its FROM, the columns, and their names in the frame.
+
+    Feedback carries the logged probability of ``Risk`` of the payload record it names (NaN when it names none);
+    payload carries whether any of its fields was outside the training data's ranges.
+    """
+    if feedback:
+        table, logged = feedback_records, payload_records
+        linked = (logged.c.transaction_id == table.c.transaction_id) & (logged.c.deployment_id == table.c.deployment_id)
+        logged_risk = sa.func.coalesce(logged.c.probability_risk, _NO_PROBABILITY)
+        columns = [table.c.label, logged_risk.label("logged_probability_risk")]
+        return table.outerjoin(logged, linked), columns, [LABEL, "logged_probability_risk"]
+    table = payload_records
+    columns = [table.c.prediction, table.c.probability_risk, table.c.out_of_range.is_not(None).label("out_of_range")]
+    return table, columns, ["prediction", "probability_risk", "out_of_range"]
+
+
+def _window_query(feedback: bool, deployment_id: str, start, end) -> tuple[sa.Select, sa.Select, list[str]]:
+    """The window's query (inputs, whether they are JSON, then the tail), the query of its JSON inputs alone, and
+    the names of the tail's columns. Both in the order of the records' time: the (deployment, time) index gives it
+    without sorting (its entries end with the record id)."""
+    table, time_column = record_table(feedback)
+    source, tail, names = _window_tail(feedback)
+    inputs = [sa.func.coalesce(table.c[name], "" if name in CATEGORIES else 0).label(name) for name in FEATURES]
+    as_json = table.c.inputs.is_not(None).label("as_json")
+    order = (table.c[time_column], table.c.record_id)
+    query = sa.select(*inputs, as_json, *tail).select_from(source).order_by(*order)
+    query = in_window(query, table, time_column, deployment_id, start, end)
+    json_query = sa.select(table.c.inputs).where(table.c.inputs.is_not(None)).order_by(*order)
+    return query, in_window(json_query, table, time_column, deployment_id, start, end), names
+
+
+def _adbc(engine: Engine) -> tuple[Callable, sa.engine.Dialect, dict] | None:
+    """How ADBC opens the data mart: a connect function, the dialect to compile for, the statement options;
+    None when it cannot (an in-memory SQLite database, another kind of database)."""
+    if engine.dialect.name == "sqlite" and (path := sqlite_file(engine)) is not None:
+        import adbc_driver_sqlite.dbapi as driver
+
+        options = {driver.adbc_driver_sqlite.StatementOptions.BATCH_ROWS.value: str(_BATCH_ROWS)}
+        return (lambda: driver.connect(path)), engine.dialect, options
+    if engine.dialect.name == "postgresql":
+        import adbc_driver_postgresql.dbapi as driver
+
+        uri = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return (lambda: driver.connect(uri)), type(engine.dialect)(paramstyle="numeric_dollar"), {}
+    return None
+
+
+def _parameters(compiled: sa.sql.compiler.SQLCompiler, dialect) -> list:
+    """The compiled query's parameters in order, converted for the driver as SQLAlchemy does (SQLite's times)."""
+    values = []
+    for name in compiled.positiontup:
+        process = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+        value = compiled.params[name]
+        values.append(value if process is None else process(value))
+    return values
+
+
+def _batches(engine: Engine, query: sa.Select) -> Iterator[pa.RecordBatch]:
+    """The rows of ``query`` as Arrow record batches: through ADBC, else through SQLAlchemy."""
+    adbc = _adbc(engine)
+    if adbc is None:
+        with engine.connect() as connection:
+            result = connection.execution_options(yield_per=_BATCH_ROWS).execute(query)
+            names = list(result.keys())
+            for rows in result.partitions():
+                yield pa.RecordBatch.from_arrays([pa.array(column) for column in zip(*rows)], names=names)
+        return
+    connect, dialect, options = adbc
+    compiled = query.compile(dialect=dialect)
+    with connect() as connection, connection.cursor() as cursor:
+        if options:
+            cursor.adbc_statement.set_options(**options)
+        cursor.execute(str(compiled), _parameters(compiled, engine.dialect))
+        yield from cursor.fetch_record_batch()
+
+
+def _codes(column: pa.Array, categories) -> np.ndarray:
+    """Each value's index in ``categories`` (-1: none of them), as small integers."""
+    found = pc.index_in(column, value_set=pa.array(categories, type=column.type))
+    return found.fill_null(-1).to_numpy().astype(np.int8)
+
+
+def _converted(batch: pa.RecordBatch, names: list[str]) -> list[np.ndarray]:
+    """A batch's columns as numpy arrays: the features, whether the inputs are JSON, then the tail of ``names``."""
+    arrays = []
+    for index, name in enumerate([*FEATURES, "as_json", *names]):
+        column = batch.column(index)
+        if name in CATEGORIES:
+            arrays.append(_codes(column, CATEGORIES[name]))
+        elif name in (LABEL, "prediction"):
+            arrays.append(_codes(column, CLASS_ORDER))
+        elif name in ("as_json", "out_of_range"):
+            arrays.append(column.to_numpy(zero_copy_only=False).astype(bool))
+        elif name in _TYPED_TAIL:
+            arrays.append(column.to_numpy(zero_copy_only=False).astype(float))
+        else:
+            arrays.append(column.to_numpy(zero_copy_only=False).astype(np.int64))
+    return arrays
+
+
+def empty_window(*, feedback: bool = False) -> pd.DataFrame:
+    """The records of an empty window, with the columns and types :func:`read_window` gives (numbers: objects)."""
+    frame = {
+        name: pd.Categorical([], list(CATEGORIES[name])) if name in CATEGORIES else pd.Series(dtype=object)
+        for name in FEATURES
+    }
+    decided = pd.Categorical([], list(CLASS_ORDER))
+    if feedback:
+        return pd.DataFrame({**frame, LABEL: decided, "logged_probability_risk": pd.Series(dtype=float)})
+    tail = {"prediction": decided, "probability_risk": pd.Series(dtype=float), "out_of_range": pd.Series(dtype=bool)}
+    return pd.DataFrame({**frame, **tail})
+
+
+def _fill_json(engine: Engine, json_query: sa.Select, columns: dict, rows: np.ndarray) -> None:
+    """Set the inputs of the records at ``rows`` (whose inputs are JSON) from ``json_query``, in place."""
+    with engine.connect() as connection:
+        stored = connection.execute(json_query).scalars().all()
+    part = pd.DataFrame.from_records(stored, columns=list(FEATURES))
+    for name in FEATURES:
+        if name in CATEGORIES:
+            columns[name][rows] = pd.Categorical(part[name], categories=list(CATEGORIES[name])).codes
+            continue
+        values = part[name].to_numpy()
+        kind = np.result_type(columns[name], values) if values.dtype.kind in "iuf" else np.dtype(object)
+        columns[name] = columns[name].astype(kind, copy=False)
+        columns[name][rows] = values
+
+
+def read_window(engine: Engine, deployment_id: str, start=None, end=None, *, feedback: bool = False) -> pd.DataFrame:
+    """The payload (or ``feedback``) records of a window, fast: one column per feature (categories as pandas
+    categoricals of the contract's domains, numbers as integers), then ``prediction``, ``probability_risk`` and
+    ``out_of_range`` (payload: whether a field lies outside the training data's ranges) or ``Risk`` and
+    ``logged_probability_risk`` (feedback: the probability logged for the transaction it names, NaN when it names
+    none), in the order of the records' time. ``start`` is inclusive and ``end`` exclusive.
+    """
+    query, json_query, names = _window_query(feedback, deployment_id, as_utc_or_none(start), as_utc_or_none(end))
+    parts = [_converted(batch, names) for batch in _batches(engine, query) if batch.num_rows]
+    if not parts:
+        return empty_window(feedback=feedback)
+    columns = {name: np.concatenate(arrays) for name, arrays in zip([*FEATURES, "as_json", *names], zip(*parts))}
+    as_json = columns.pop("as_json")
+    if as_json.any():
+        _fill_json(engine, json_query, columns, np.flatnonzero(as_json))
+    frame = {}
+    for name, values in columns.items():
+        if name in CATEGORIES or name in (LABEL, "prediction"):
+            categories = CATEGORIES.get(name, CLASS_ORDER)
+            frame[name] = pd.Categorical.from_codes(values, categories=list(categories))
+        else:
+            frame[name] = values
+    if "logged_probability_risk" in frame:
+        frame["logged_probability_risk"][frame["logged_probability_risk"] == _NO_PROBABILITY] = np.nan
+    return pd.DataFrame(frame)

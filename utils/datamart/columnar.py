@@ -113,6 +113,14 @@ def _batches(engine: Engine, query: sa.Select) -> Iterator[pa.RecordBatch]:
         yield from cursor.fetch_record_batch()
 
 
+def read_window_columns(engine: Engine, deployment_id: str, start=None, end=None, *, feedback=False) -> pa.Table:
+    """The columns :func:`read_window` reads, as the database gives them, in one Arrow table: the cost of reading a
+    window from the store alone (the monitoring benchmark's reference)."""
+    query, _, _ = _window_query(feedback, deployment_id, as_utc_or_none(start), as_utc_or_none(end))
+    batches = list(_batches(engine, query))
+    return pa.Table.from_batches(batches) if batches else pa.table({})
+
+
 def _codes(column: pa.Array, categories) -> np.ndarray:
     """Each value's index in ``categories`` (-1: none of them), as small integers."""
     found = pc.index_in(column, value_set=pa.array(categories, type=column.type))

@@ -4,8 +4,9 @@ reading the window's columns from the data mart alone.
 It fills a SQLite data mart in a temporary folder with ``--rows`` payload records (generated applicants scored by
 a logistic regression, spread over 7 days, the last two with drift) and a tenth as many feedback records, stored
 by ``insert_payload`` and ``insert_feedback`` 250,000 at a time (their time is printed: the cost of writing the
-typed columns). Then each stage runs in a fresh child process, which reports its wall time and its peak resident
-memory (``VmHWM``, the whole process: Python and the libraries included):
+typed columns). Then each stage runs in a fresh child process, which reports its wall time, its CPU time (which
+a busy machine inflates less) and its peak resident memory (``VmHWM``, the whole process: Python and the libraries
+included):
 
 - ``columns`` (the reference): the window's payload and feedback columns as the database gives them, fetched into
   Arrow tables by the ADBC driver (:func:`utils.datamart.columnar.read_window_columns`), nothing converted;
@@ -98,12 +99,11 @@ def prepare(work: Path, rows: int) -> tuple[str, float]:
     return deployment.deployment_id, storing
 
 
-def _read(engine, deployment_id: str, end: datetime, reader) -> tuple[int, float]:
-    """Records and seconds of reading the window's payload and feedback with ``reader``."""
-    began = time.perf_counter()
+def _read(engine, deployment_id: str, end: datetime, reader) -> int:
+    """Records of the window's payload, read with ``reader`` as its feedback is."""
     payload = reader(engine, deployment_id, START, end)
     reader(engine, deployment_id, START, end, feedback=True)
-    return len(payload), time.perf_counter() - began
+    return len(payload)
 
 
 def _import_monitors() -> None:
@@ -118,40 +118,36 @@ def _import_monitors() -> None:
 
 
 def measure(stage: str, work: str, deployment_id: str) -> dict:
-    """In the child process: run one stage and report its time and peak memory (see the module's docstring)."""
+    """In the child process: run one stage and report its wall and CPU time and its peak memory (see the module's
+    docstring)."""
     from utils import datamart
 
     end = START + timedelta(days=DAYS)
-    alerts = 0
+    began, cpu = time.perf_counter(), time.process_time()
     if stage in ("columns", "read"):
         from utils.datamart.columnar import read_window_columns
 
         engine = datamart.connect(work=work)
-        reader = read_window_columns if stage == "columns" else datamart.read_window
-        payload, seconds = _read(engine, deployment_id, end, reader)
-        return {"payload": payload, "alerts": alerts, "seconds": seconds, "peak_bytes": peak_bytes()}
-    began = time.perf_counter()
-    if stage == "imports":
+        began, cpu = time.perf_counter(), time.process_time()
+        payload = _read(engine, deployment_id, end, read_window_columns if stage == "columns" else datamart.read_window)
+    elif stage == "imports":
         _import_monitors()
-        return {"payload": 0, "alerts": 0, "seconds": time.perf_counter() - began, "peak_bytes": peak_bytes()}
-    from utils import monitoring
+        payload = 0
+    elif stage == "all":
+        from utils import monitoring
 
-    if stage == "all":
-        evaluation = monitoring.evaluate_all(deployment_id, START, end, work=work)
+        payload = monitoring.evaluate_all(deployment_id, START, end, work=work).payload_records
     else:
+        from utils import monitoring
+
         monitor = monitoring.DeploymentMonitor(deployment_id, work=work)
         payload = datamart.read_window(monitor.engine, deployment_id, START, end)
         feedback = datamart.read_window(monitor.engine, deployment_id, START, end, feedback=True)
-        began = time.perf_counter()
-        evaluation = monitor.evaluate(
-            START, end, monitors=(stage,), store=False, report=False, payload=payload, feedback=feedback
-        )
-    return {
-        "payload": evaluation.payload_records,
-        "alerts": len(evaluation.alerts),
-        "seconds": time.perf_counter() - began,
-        "peak_bytes": peak_bytes(),
-    }
+        began, cpu = time.perf_counter(), time.process_time()
+        options = {"monitors": (stage,), "store": False, "report": False, "payload": payload, "feedback": feedback}
+        payload = monitor.evaluate(START, end, **options).payload_records
+    seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
+    return {"payload": payload, "seconds": seconds, "cpu_seconds": cpu, "peak_bytes": peak_bytes()}
 
 
 def run_child(stage: str, work: Path, deployment_id: str) -> dict:
@@ -198,11 +194,12 @@ def main() -> int:
         print(f"logged {args.rows:,} payload and {len(range(0, args.rows, 10)):,} feedback records "
               f"({size / 1e6:,.0f} MB) in {time.perf_counter() - began:.0f} s; storing them took {storing:.1f} s "
               f"({stored / storing:,.0f} records/s)")  # fmt: skip
-        print(f"{'stage':>10} {'seconds':>8} {'peak memory':>12}")
+        print(f"{'stage':>10} {'seconds':>8} {'CPU seconds':>12} {'peak memory':>12}")
         reports = {}
         for stage in args.stages:
             reports[stage] = report = run_child(stage, work, deployment_id)
-            print(f"{stage:>10} {report['seconds']:>8.1f} {report['peak_bytes'] / GIB:>8.2f} GiB")
+            print(f"{stage:>10} {report['seconds']:>8.1f} {report['cpu_seconds']:>12.1f} "
+                  f"{report['peak_bytes'] / GIB:>8.2f} GiB")  # fmt: skip
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     if "all" not in reports:
         return 0

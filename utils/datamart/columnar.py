@@ -13,6 +13,7 @@ in from a second query; a window of the credit contract has none.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -25,8 +26,10 @@ from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, LABEL
 from utils.datamart.engine import sqlite_file
 from utils.datamart.records import in_window, record_table
 from utils.datamart.schema import feedback_records, payload_records
-from utils.times import as_utc_or_none
+from utils.times import as_utc, as_utc_or_none
 
+#: Windows of more records than this are read in two halves at once (:func:`_halves`).
+_SPLIT_ROWS = 200_000
 #: Rows per record batch: the unit of conversion, which bounds the memory of the Arrow data held at once.
 _BATCH_ROWS = 65_536
 #: The logged probability of a feedback record that names no payload record, as read (NaN in the frame). Not
@@ -173,6 +176,22 @@ def _fill_json(engine: Engine, json_query: sa.Select, columns: dict, rows: np.nd
         columns[name][rows] = values
 
 
+def _halves(engine: Engine, feedback: bool, deployment_id: str, start, end) -> list[tuple]:
+    """The bounds of the window, or of its two halves (in records) when it holds over :data:`_SPLIT_ROWS` records
+    and ADBC reads it: each half is then read on a core of its own."""
+    if _adbc(engine) is None:
+        return [(start, end)]
+    table, time_column = record_table(feedback)
+    times = in_window(sa.select(table.c[time_column]), table, time_column, deployment_id, start, end)
+    with engine.connect() as connection:
+        count = connection.execute(sa.select(sa.func.count()).select_from(times.subquery())).scalar()
+        if count <= _SPLIT_ROWS:
+            return [(start, end)]
+        middle = connection.execute(times.order_by(table.c[time_column]).offset(count // 2).limit(1)).scalar()
+    middle = as_utc(middle)
+    return [(start, middle), (middle, end)]
+
+
 def read_window(engine: Engine, deployment_id: str, start=None, end=None, *, feedback: bool = False) -> pd.DataFrame:
     """The payload (or ``feedback``) records of a window, fast: one column per feature (categories as pandas
     categoricals of the contract's domains, numbers as integers), then ``prediction``, ``probability_risk`` and
@@ -180,8 +199,16 @@ def read_window(engine: Engine, deployment_id: str, start=None, end=None, *, fee
     ``logged_probability_risk`` (feedback: the probability logged for the transaction it names, NaN when it names
     none), in the order of the records' time. ``start`` is inclusive and ``end`` exclusive.
     """
-    query, json_query, names = _window_query(feedback, deployment_id, as_utc_or_none(start), as_utc_or_none(end))
-    parts = [_converted(batch, names) for batch in _batches(engine, query) if batch.num_rows]
+    start, end = as_utc_or_none(start), as_utc_or_none(end)
+    _, json_query, names = _window_query(feedback, deployment_id, start, end)
+
+    def read(bounds: tuple) -> list[list[np.ndarray]]:
+        query, _, _ = _window_query(feedback, deployment_id, *bounds)
+        return [_converted(batch, names) for batch in _batches(engine, query) if batch.num_rows]
+
+    halves = _halves(engine, feedback, deployment_id, start, end)
+    with ThreadPoolExecutor(len(halves)) as pool:  # the drivers and the conversion let go of the GIL
+        parts = [part for half in pool.map(read, halves) for part in half]
     if not parts:
         return empty_window(feedback=feedback)
     columns = {name: np.concatenate(arrays) for name, arrays in zip([*FEATURES, "as_json", *names], zip(*parts))}

@@ -1,7 +1,8 @@
 """The monitors' read of an evaluation window: its records as typed columns, through Arrow.
 
-The window's query is built and compiled by SQLAlchemy and run by an ADBC driver (``adbc-driver-sqlite``,
-``adbc-driver-postgresql``), which returns Arrow record batches: no Python object per value. Each batch's columns
+The window's query is built and compiled by SQLAlchemy and run by an ADBC driver (``adbc-driver-sqlite`` in a
+process of its own, see :mod:`utils.datamart.arrow_reader`; ``adbc-driver-postgresql``), which returns Arrow record
+batches: no Python object per value. Each batch's columns
 become numpy arrays at once (categories as codes of the contract's domains, numbers as integers, probabilities as
 floats), from which the window's DataFrame is made at the end. A data mart that ADBC cannot open (an in-memory
 SQLite database, another kind of database) is read through SQLAlchemy into the same record batches.
@@ -12,6 +13,10 @@ in from a second query; a window of the credit contract has none.
 
 from __future__ import annotations
 
+import functools
+import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -71,22 +76,6 @@ def _window_query(feedback: bool, deployment_id: str, start, end) -> tuple[sa.Se
     return query, in_window(json_query, table, time_column, deployment_id, start, end), names
 
 
-def _adbc(engine: Engine) -> tuple[Callable, sa.engine.Dialect, dict] | None:
-    """How ADBC opens the data mart: a connect function, the dialect to compile for, the statement options;
-    None when it cannot (an in-memory SQLite database, another kind of database)."""
-    if engine.dialect.name == "sqlite" and (path := sqlite_file(engine)) is not None:
-        import adbc_driver_sqlite.dbapi as driver
-
-        options = {driver.adbc_driver_sqlite.StatementOptions.BATCH_ROWS.value: str(_BATCH_ROWS)}
-        return (lambda: driver.connect(path)), engine.dialect, options
-    if engine.dialect.name == "postgresql":
-        import adbc_driver_postgresql.dbapi as driver
-
-        uri = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        return (lambda: driver.connect(uri)), type(engine.dialect)(paramstyle="numeric_dollar"), {}
-    return None
-
-
 def _parameters(compiled: sa.sql.compiler.SQLCompiler, dialect) -> list:
     """The compiled query's parameters in order, converted for the driver as SQLAlchemy does (SQLite's times)."""
     values = []
@@ -97,30 +86,68 @@ def _parameters(compiled: sa.sql.compiler.SQLCompiler, dialect) -> list:
     return values
 
 
-def _batches(engine: Engine, query: sa.Select) -> Iterator[pa.RecordBatch]:
-    """The rows of ``query`` as Arrow record batches: through ADBC, else through SQLAlchemy."""
-    adbc = _adbc(engine)
-    if adbc is None:
-        with engine.connect() as connection:
-            result = connection.execution_options(yield_per=_BATCH_ROWS).execute(query)
-            names = list(result.keys())
-            for rows in result.partitions():
-                yield pa.RecordBatch.from_arrays([pa.array(column) for column in zip(*rows)], names=names)
-        return
-    connect, dialect, options = adbc
-    compiled = query.compile(dialect=dialect)
-    with connect() as connection, connection.cursor() as cursor:
-        if options:
-            cursor.adbc_statement.set_options(**options)
+def _sqlite_batches(engine: Engine, path: str, query: sa.Select) -> Iterator[pa.RecordBatch]:
+    """The rows of ``query`` read by ADBC's SQLite driver in a process of its own (:mod:`arrow_reader` says why)."""
+    compiled = query.compile(dialect=engine.dialect)
+    request = {"path": path, "sql": str(compiled), "parameters": _parameters(compiled, engine.dialect)}
+    command = [sys.executable, "-m", "utils.datamart.arrow_reader"]
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
+        child.stdin.write(json.dumps({**request, "batch_rows": _BATCH_ROWS}).encode())
+        child.stdin.close()
+        try:
+            yield from pa.ipc.open_stream(child.stdout)
+        except pa.ArrowInvalid:
+            pass  # no stream: the child failed, and says why below
+        problem = child.stderr.read().decode(errors="replace").strip()
+        if child.wait() != 0:
+            raise RuntimeError(f"reading the window through ADBC failed: {problem.splitlines()[-1:]}")
+
+
+def _postgresql_batches(engine: Engine, query: sa.Select) -> Iterator[pa.RecordBatch]:
+    """The rows of ``query`` read by ADBC's PostgreSQL driver (libpq), in this process."""
+    import adbc_driver_postgresql.dbapi as driver
+
+    compiled = query.compile(dialect=type(engine.dialect)(paramstyle="numeric_dollar"))
+    uri = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with driver.connect(uri) as connection, connection.cursor() as cursor:
         cursor.execute(str(compiled), _parameters(compiled, engine.dialect))
         yield from cursor.fetch_record_batch()
 
 
+def _adbc(engine: Engine) -> Callable[[sa.Select], Iterator[pa.RecordBatch]] | None:
+    """How ADBC reads a query of the data mart as record batches; None when it cannot (an in-memory SQLite
+    database, another kind of database)."""
+    if engine.dialect.name == "sqlite" and (path := sqlite_file(engine)) is not None:
+        return functools.partial(_sqlite_batches, engine, path)
+    if engine.dialect.name == "postgresql":
+        return functools.partial(_postgresql_batches, engine)
+    return None
+
+
+def _batches(engine: Engine, query: sa.Select) -> Iterator[pa.RecordBatch]:
+    """The rows of ``query`` as Arrow record batches: through ADBC, else through SQLAlchemy."""
+    adbc = _adbc(engine)
+    if adbc is not None:
+        yield from adbc(query)
+        return
+    with engine.connect() as connection:
+        result = connection.execution_options(yield_per=_BATCH_ROWS).execute(query)
+        names = list(result.keys())
+        for rows in result.partitions():
+            yield pa.RecordBatch.from_arrays([pa.array(column) for column in zip(*rows)], names=names)
+
+
 def read_window_columns(engine: Engine, deployment_id: str, start=None, end=None, *, feedback=False) -> pa.Table:
-    """The columns :func:`read_window` reads, as the database gives them, in one Arrow table: the cost of reading a
-    window from the store alone (the monitoring benchmark's reference)."""
-    query, _, _ = _window_query(feedback, deployment_id, as_utc_or_none(start), as_utc_or_none(end))
-    batches = list(_batches(engine, query))
+    """The columns :func:`read_window` reads, as the database gives them (in halves at once when it does), in one
+    Arrow table: the cost of reading a window from the store alone (the monitoring benchmark's reference)."""
+    start, end = as_utc_or_none(start), as_utc_or_none(end)
+
+    def read(bounds: tuple) -> list[pa.RecordBatch]:
+        return list(_batches(engine, _window_query(feedback, deployment_id, *bounds)[0]))
+
+    halves = _halves(engine, feedback, deployment_id, start, end)
+    with ThreadPoolExecutor(len(halves)) as pool:
+        batches = [batch for half in pool.map(read, halves) for batch in half]
     return pa.Table.from_batches(batches) if batches else pa.table({})
 
 

@@ -94,7 +94,8 @@ def _old_rows(engine) -> tuple[list[dict], list[dict]]:
     return payload, feedback
 
 
-def test_a_0005_data_mart_is_upgraded_with_every_record_readable(empty_url):
+def test_a_0005_data_mart_is_upgraded_with_every_record_readable(empty_url, monkeypatch):
+    monkeypatch.setattr(columnar, "_ARROW_ROWS", 0)  # windows read through ADBC, however small
     payload, feedback = _old_rows(sa.create_engine(empty_url))
     engine = datamart.connect(empty_url)
     assert migrations.current(engine) == migrations.head()
@@ -141,7 +142,9 @@ def logged(datamart_url):
     return engine
 
 
-def test_the_window_reads_as_typed_columns_in_time_order(logged):
+@pytest.mark.parametrize("arrow_rows", [0, 10**9])  # through ADBC, and through SQLAlchemy
+def test_the_window_reads_as_typed_columns_in_time_order(logged, monkeypatch, arrow_rows):
+    monkeypatch.setattr(columnar, "_ARROW_ROWS", arrow_rows)
     start, end = T0, T0 + timedelta(minutes=30)
     window = datamart.read_window(logged, "d1", start, end)
     assert list(window.columns) == [*FEATURES, "prediction", "probability_risk", "out_of_range"]
@@ -163,6 +166,7 @@ def test_the_window_reads_as_typed_columns_in_time_order(logged):
 
 def test_the_arrow_and_the_sqlalchemy_reads_agree(logged, monkeypatch):
     datamart.insert_payload(logged, [_payload({**_applicants(1, 11)[0], "Age": 33.0}, T0 + timedelta(minutes=1))])
+    monkeypatch.setattr(columnar, "_ARROW_ROWS", 0)  # through ADBC, however small
     fast = [datamart.read_window(logged, "d1", feedback=f) for f in (False, True)]
     monkeypatch.setattr(columnar, "_SPLIT_ROWS", 10)  # read in two halves at once, as a large window is
     for whole, halves in zip(fast, [datamart.read_window(logged, "d1", feedback=f) for f in (False, True)]):

@@ -33,8 +33,9 @@ from utils.datamart.records import in_window, record_table
 from utils.datamart.schema import feedback_records, payload_records
 from utils.times import as_utc, as_utc_or_none
 
-#: Windows of more records than this are read in two halves at once (:func:`_halves`).
-_SPLIT_ROWS = 200_000
+#: Windows of more records than this are read through ADBC (smaller ones through SQLAlchemy, sooner than a child
+#: process starts), and of more than ``_SPLIT_ROWS`` in two halves at once (:func:`_plan`).
+_ARROW_ROWS, _SPLIT_ROWS = 20_000, 200_000
 #: Rows per record batch: the unit of conversion, which bounds the memory of the Arrow data held at once.
 _BATCH_ROWS = 65_536
 #: The logged probability of a feedback record that names no payload record, as read (NaN in the frame). Not
@@ -124,9 +125,8 @@ def _adbc(engine: Engine) -> Callable[[sa.Select], Iterator[pa.RecordBatch]] | N
     return None
 
 
-def _batches(engine: Engine, query: sa.Select) -> Iterator[pa.RecordBatch]:
-    """The rows of ``query`` as Arrow record batches: through ADBC, else through SQLAlchemy."""
-    adbc = _adbc(engine)
+def _batches(engine: Engine, query: sa.Select, adbc: Callable | None) -> Iterator[pa.RecordBatch]:
+    """The rows of ``query`` as Arrow record batches: through ``adbc`` (see :func:`_adbc`), else SQLAlchemy."""
     if adbc is not None:
         yield from adbc(query)
         return
@@ -142,10 +142,11 @@ def read_window_columns(engine: Engine, deployment_id: str, start=None, end=None
     Arrow table: the cost of reading a window from the store alone (the monitoring benchmark's reference)."""
     start, end = as_utc_or_none(start), as_utc_or_none(end)
 
-    def read(bounds: tuple) -> list[pa.RecordBatch]:
-        return list(_batches(engine, _window_query(feedback, deployment_id, *bounds)[0]))
+    adbc, halves = _plan(engine, feedback, deployment_id, start, end)
 
-    halves = _halves(engine, feedback, deployment_id, start, end)
+    def read(bounds: tuple) -> list[pa.RecordBatch]:
+        return list(_batches(engine, _window_query(feedback, deployment_id, *bounds)[0], adbc))
+
     with ThreadPoolExecutor(len(halves)) as pool:
         batches = [batch for half in pool.map(read, halves) for batch in half]
     return pa.Table.from_batches(batches) if batches else pa.table({})
@@ -203,20 +204,21 @@ def _fill_json(engine: Engine, json_query: sa.Select, columns: dict, rows: np.nd
         columns[name][rows] = values
 
 
-def _halves(engine: Engine, feedback: bool, deployment_id: str, start, end) -> list[tuple]:
-    """The bounds of the window, or of its two halves (in records) when it holds over :data:`_SPLIT_ROWS` records
-    and ADBC reads it: each half is then read on a core of its own."""
-    if _adbc(engine) is None:
-        return [(start, end)]
+def _plan(engine: Engine, feedback: bool, deployment_id: str, start, end) -> tuple[Callable | None, list[tuple]]:
+    """How to read the window: the ADBC reader (None: SQLAlchemy) and the bounds of the window, or of its two
+    halves (in records), each then read on a core of its own (see :data:`_ARROW_ROWS`)."""
+    adbc = _adbc(engine)
+    if adbc is None:
+        return None, [(start, end)]
     table, time_column = record_table(feedback)
     times = in_window(sa.select(table.c[time_column]), table, time_column, deployment_id, start, end)
     with engine.connect() as connection:
         count = connection.execute(sa.select(sa.func.count()).select_from(times.subquery())).scalar()
         if count <= _SPLIT_ROWS:
-            return [(start, end)]
+            return (adbc if count > _ARROW_ROWS else None), [(start, end)]
         middle = connection.execute(times.order_by(table.c[time_column]).offset(count // 2).limit(1)).scalar()
     middle = as_utc(middle)
-    return [(start, middle), (middle, end)]
+    return adbc, [(start, middle), (middle, end)]
 
 
 def read_window(engine: Engine, deployment_id: str, start=None, end=None, *, feedback: bool = False) -> pd.DataFrame:
@@ -229,11 +231,12 @@ def read_window(engine: Engine, deployment_id: str, start=None, end=None, *, fee
     start, end = as_utc_or_none(start), as_utc_or_none(end)
     _, json_query, names = _window_query(feedback, deployment_id, start, end)
 
+    adbc, halves = _plan(engine, feedback, deployment_id, start, end)
+
     def read(bounds: tuple) -> list[list[np.ndarray]]:
         query, _, _ = _window_query(feedback, deployment_id, *bounds)
-        return [_converted(batch, names) for batch in _batches(engine, query) if batch.num_rows]
+        return [_converted(batch, names) for batch in _batches(engine, query, adbc) if batch.num_rows]
 
-    halves = _halves(engine, feedback, deployment_id, start, end)
     with ThreadPoolExecutor(len(halves)) as pool:  # the drivers and the conversion let go of the GIL
         parts = [part for half in pool.map(read, halves) for part in half]
     if not parts:

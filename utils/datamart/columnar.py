@@ -35,7 +35,7 @@ from utils.times import as_utc, as_utc_or_none
 
 #: Windows of more records than this are read through ADBC (smaller ones through SQLAlchemy, sooner than a child
 #: process starts), and of more than ``_SPLIT_ROWS`` in two halves at once (:func:`_plan`).
-_ARROW_ROWS, _SPLIT_ROWS = 20_000, 200_000
+_ARROW_ROWS, _SPLIT_ROWS = 50_000, 200_000
 #: Rows per record batch: the unit of conversion, which bounds the memory of the Arrow data held at once.
 _BATCH_ROWS = 65_536
 #: The logged probability of a feedback record that names no payload record, as read (NaN in the frame). Not

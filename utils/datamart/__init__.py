@@ -51,7 +51,7 @@ _EXPORTS = {
     "read_payload": "utils.datamart.records",
     "read_transaction": "utils.datamart.records",
     "read_verdicts": "utils.datamart.alerting",
-    "read_window": "utils.datamart.records",
+    "read_window": "utils.datamart.columnar",
     "remove_deployment": "utils.datamart.deployments",
     "restamp": "utils.datamart.records",
     "store_batch_payload": "utils.datamart.batch_jobs",
@@ -131,6 +131,7 @@ if TYPE_CHECKING:
         store_batch_payload,
         update_batch_job,
     )
+    from utils.datamart.columnar import read_window
     from utils.datamart.deployments import (
         read_deployment,
         read_deployment_history,
@@ -165,6 +166,5 @@ if TYPE_CHECKING:
         read_feedback,
         read_payload,
         read_transaction,
-        read_window,
         restamp,
     )

@@ -69,7 +69,7 @@ def _engine(url: str) -> Engine:
     connect_args = {"timeout": SQLITE_BUSY_TIMEOUT} if url.startswith("sqlite") else {}  # the busy timeout
     engine = sa.create_engine(url, json_serializer=compact, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
-        if (path := _sqlite_file(engine)) is not None:
+        if (path := sqlite_file(engine)) is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     migrations.upgrade(engine)
@@ -77,7 +77,7 @@ def _engine(url: str) -> Engine:
     return engine
 
 
-def _sqlite_file(engine: Engine) -> str | None:
+def sqlite_file(engine: Engine) -> str | None:
     """The absolute path of a SQLite engine's database file (None: another database, or in memory)."""
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     if not database or database == ":memory:" or database.startswith("file:"):
@@ -88,7 +88,7 @@ def _sqlite_file(engine: Engine) -> str | None:
 def _remember_file(engine: Engine) -> None:
     """Remember the file's identity, and check it when each transaction begins and before it commits: a record
     is never acknowledged into a file that was removed or replaced under the process."""
-    path = _sqlite_file(engine)
+    path = sqlite_file(engine)
     if path is not None:
         found = os.stat(path)
         _FILES[engine] = (path, found.st_dev, found.st_ino)

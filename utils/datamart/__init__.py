@@ -60,6 +60,7 @@ _EXPORTS = {
     "update_notification": "utils.datamart.alerting",
     "upsert_deployment": "utils.datamart.deployments",
     "write_monitor_config": "utils.datamart.lifecycle",
+    "writers_in_turn": "utils.datamart.engine",
 }
 __all__ = [
     "DATAMART_URL_ENV",
@@ -108,6 +109,7 @@ __all__ = [
     "update_notification",
     "upsert_deployment",
     "write_monitor_config",
+    "writers_in_turn",
 ]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
@@ -148,6 +150,7 @@ if TYPE_CHECKING:
         connect,
         datamart_url,
         new_id,
+        writers_in_turn,
     )
     from utils.datamart.lifecycle import (
         insert_approval,

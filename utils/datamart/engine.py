@@ -13,6 +13,8 @@ acknowledges a write and in its readiness check. Such a process must be restarte
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import os
@@ -83,6 +85,24 @@ def sqlite_file(engine: Engine) -> str | None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     return os.path.abspath(database)
+
+
+@contextlib.contextmanager
+def writers_in_turn(engine: Engine):
+    """Hold the data mart's writer turn across processes: on a SQLite file, an exclusive ``flock`` of a lock file
+    beside it (``<file>.writer``); elsewhere nothing (the database queues its writers itself).
+
+    SQLite makes a writer that finds the file locked retry after sleeping (1, 2, 5, 10 ms ...); a writer waiting
+    on the lock file instead wakes as soon as the other process's transaction ends, and meanwhile more records
+    queue up for its next group commit.
+    """
+    path = sqlite_file(engine)
+    if path is None:
+        yield
+        return
+    with open(f"{path}.writer", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def _remember_file(engine: Engine) -> None:

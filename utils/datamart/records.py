@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from utils.data import CATEGORIES, FEATURES
+from utils.datamart.engine import writers_in_turn
 from utils.datamart.schema import feedback_records, payload_records
 from utils.times import as_utc
 
@@ -98,7 +99,8 @@ def insert_rows(connection: Connection, table: sa.Table, rows: Sequence[Mapping]
 
 
 def insert_payload(engine: Engine, records: Iterable[Mapping]) -> int:
-    """Store scored records in one transaction; returns how many.
+    """Store scored records in one transaction, in the writers' turn (:func:`~utils.datamart.engine.writers_in_turn`);
+    returns how many.
 
     Each record holds ``transaction_id``, ``deployment_id``, ``model_id``, ``scored_at``,
     ``inputs`` (a JSON-able mapping of field to value), ``prediction``,
@@ -107,7 +109,7 @@ def insert_payload(engine: Engine, records: Iterable[Mapping]) -> int:
     """
     rows = payload_rows(records)
     if rows:
-        with engine.begin() as connection:
+        with writers_in_turn(engine), engine.begin() as connection:
             insert_rows(connection, payload_records, rows)
     return len(rows)
 
@@ -120,7 +122,7 @@ def insert_feedback(engine: Engine, records: Iterable[Mapping]) -> int:
     """
     rows = _feedback_rows(records)
     if rows:
-        with engine.begin() as connection:
+        with writers_in_turn(engine), engine.begin() as connection:
             insert_rows(connection, feedback_records, rows)
     return len(rows)
 

@@ -42,6 +42,36 @@ def test_encode_uses_the_contract_domains():
     assert np.array_equal(matrix[:, FEATURES.index("Age")], frame["Age"].to_numpy())
 
 
+@pytest.mark.parametrize("correction", ["bonferroni", "fdr"])
+def test_the_tests_from_counts_are_alibi_detects_tests_on_the_records(reference, correction):
+    """Statistics, p-values and thresholds computed from each feature's counts are TabularDrift's on the records."""
+    detector = drift.DataDriftDetector(reference, correction=correction)
+    alibi = drift._alibi().TabularDrift(
+        drift.encode(reference),
+        p_val=0.01,
+        categories_per_feature=dict.fromkeys(i for i, name in enumerate(FEATURES) if name in CATEGORIES),
+        correction=correction,
+    )
+    odd = generate_credit_data(300, 7)
+    odd.loc[:5, "Housing"] = "castle"  # outside the domain: a category of its own
+    for window in (generate_credit_data(40, 3), generate_credit_data(3000, 4, drift=0.4), odd, reference):
+        found = detector.check(window)
+        expected = alibi.predict(drift.encode(window), drift_type="batch", return_p_val=True, return_distance=True)
+        data = expected["data"]
+        assert np.allclose(found.features["p_value"], data["p_val"], rtol=1e-6, atol=0)
+        assert np.allclose(found.features["statistic"], data["distance"], rtol=1e-6, atol=0)
+        assert found.threshold == pytest.approx(float(np.min(data["threshold"])))
+        slow = [wasserstein_of(reference, window, name) for name in FEATURES if name not in CATEGORIES]
+        numeric = found.features.loc[found.features["kind"] == "numeric", "effect"]
+        assert np.allclose(numeric * detector._scale[numeric.index.map(FEATURES.index)], slow, rtol=1e-9)
+
+
+def wasserstein_of(reference: pd.DataFrame, window: pd.DataFrame, name: str) -> float:
+    from scipy.stats import wasserstein_distance
+
+    return wasserstein_distance(reference[name].to_numpy(float), window[name].to_numpy(float))
+
+
 def test_data_drift_finds_the_drifted_features(data_detector):
     found = data_detector.check(generate_credit_data(500, 2, drift=0.6))
     assert found.is_drift

@@ -151,3 +151,13 @@ def test_concurrent_requests_are_stored_once_each_and_a_failed_group_stores_noth
     with pytest.raises(sa.exc.IntegrityError):
         committer.commit([_record("d2"), clash, {**clash}])
     assert datamart.read_payload(engine, "d2").empty
+
+
+def test_a_sqlite_writer_waits_for_the_writers_turn_of_another_and_then_stores(tmp_path, pool):
+    engine = datamart.connect(f"sqlite:///{tmp_path / 'datamart.db'}")
+    with datamart.writers_in_turn(engine):  # as another process's commit would hold it
+        waiting = pool.submit(datamart.insert_payload, engine, [_record("d1")])
+        time.sleep(0.3)
+        assert not waiting.done()
+    assert waiting.result(timeout=10) == 1
+    assert len(datamart.read_payload(engine, "d1")) == 1

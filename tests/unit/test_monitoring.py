@@ -17,7 +17,7 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_score,
 
 from utils import datamart, monitoring, plotting
 from utils.data import FEATURES, LABEL, generate_credit_data
-from utils.datamart import records
+from utils.datamart import columnar
 from utils.decision import RISK_THRESHOLD, decide, risk_probability
 from utils.monitoring.window import no_records
 from utils.traffic import applicants
@@ -221,10 +221,11 @@ def test_an_unsafe_deployment_id_is_refused_rather_than_used_as_a_path(logged):
         monitor.report_path(logged.days[0])
 
 
-def test_fast_and_plain_window_readers_agree(logged, monkeypatch):
+def test_arrow_and_plain_window_readers_agree(logged, monkeypatch):
     start, end = DAY, DAY + timedelta(days=1)
+    monkeypatch.setattr(columnar, "_ARROW_ROWS", 0)  # through ADBC, however small the window
     fast = monitoring.read_window(logged.engine, logged.deployment_id, start, end)
-    monkeypatch.setattr(records, "_parse_arrays", lambda texts: None)
+    monkeypatch.setattr(columnar, "_adbc", lambda engine: None)  # read through SQLAlchemy instead of ADBC
     plain = monitoring.read_window(logged.engine, logged.deployment_id, start, end)
     pd.testing.assert_frame_equal(fast, plain)
     stored = datamart.read_payload(logged.engine, logged.deployment_id, start, end)

@@ -63,7 +63,9 @@ def dask_results(
             n_workers=workers or os.cpu_count() or 1,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            # No dashboard; the scheduler's HTTP routes on a free local port (its default, 8787, may be taken).
+            dashboard_address="127.0.0.1:0",
+            scheduler_kwargs={"dashboard": False},
             silence_logs=logging.WARNING,
         )
         client = Client(cluster)

@@ -51,7 +51,7 @@ _EXPORTS = {
     "read_payload": "utils.datamart.records",
     "read_transaction": "utils.datamart.records",
     "read_verdicts": "utils.datamart.alerting",
-    "read_window": "utils.datamart.records",
+    "read_window": "utils.datamart.columnar",
     "remove_deployment": "utils.datamart.deployments",
     "restamp": "utils.datamart.records",
     "store_batch_payload": "utils.datamart.batch_jobs",
@@ -60,6 +60,7 @@ _EXPORTS = {
     "update_notification": "utils.datamart.alerting",
     "upsert_deployment": "utils.datamart.deployments",
     "write_monitor_config": "utils.datamart.lifecycle",
+    "writers_in_turn": "utils.datamart.engine",
 }
 __all__ = [
     "DATAMART_URL_ENV",
@@ -108,6 +109,7 @@ __all__ = [
     "update_notification",
     "upsert_deployment",
     "write_monitor_config",
+    "writers_in_turn",
 ]
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
@@ -131,6 +133,7 @@ if TYPE_CHECKING:
         store_batch_payload,
         update_batch_job,
     )
+    from utils.datamart.columnar import read_window
     from utils.datamart.deployments import (
         read_deployment,
         read_deployment_history,
@@ -147,6 +150,7 @@ if TYPE_CHECKING:
         connect,
         datamart_url,
         new_id,
+        writers_in_turn,
     )
     from utils.datamart.lifecycle import (
         insert_approval,
@@ -165,6 +169,5 @@ if TYPE_CHECKING:
         read_feedback,
         read_payload,
         read_transaction,
-        read_window,
         restamp,
     )

@@ -17,7 +17,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from utils.datamart.records import payload_rows
+from utils.datamart.records import insert_rows, payload_rows
 from utils.datamart.schema import batch_job_chunks, batch_jobs, payload_records
 from utils.times import as_utc, utc_now
 
@@ -99,7 +99,7 @@ def _replace_payload(engine: Engine, rows: list[dict]) -> None:
         for start in range(0, len(ids), _IDS_PER_STATEMENT):
             piece = ids[start : start + _IDS_PER_STATEMENT]
             connection.execute(payload_records.delete().where(payload_records.c.transaction_id.in_(piece)))
-        connection.execute(payload_records.insert(), rows)
+        insert_rows(connection, payload_records, rows)
 
 
 def _refuse_committed(engine: Engine, job_id: str, chunk_index: int) -> None:

@@ -13,6 +13,8 @@ acknowledges a write and in its readiness check. Such a process must be restarte
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import os
@@ -69,7 +71,7 @@ def _engine(url: str) -> Engine:
     connect_args = {"timeout": SQLITE_BUSY_TIMEOUT} if url.startswith("sqlite") else {}  # the busy timeout
     engine = sa.create_engine(url, json_serializer=compact, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
-        if (path := _sqlite_file(engine)) is not None:
+        if (path := sqlite_file(engine)) is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     migrations.upgrade(engine)
@@ -77,7 +79,7 @@ def _engine(url: str) -> Engine:
     return engine
 
 
-def _sqlite_file(engine: Engine) -> str | None:
+def sqlite_file(engine: Engine) -> str | None:
     """The absolute path of a SQLite engine's database file (None: another database, or in memory)."""
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     if not database or database == ":memory:" or database.startswith("file:"):
@@ -85,10 +87,46 @@ def _sqlite_file(engine: Engine) -> str | None:
     return os.path.abspath(database)
 
 
+_TURN_POLL_SECONDS = 0.0002
+
+
+@contextlib.contextmanager
+def writers_in_turn(engine: Engine):
+    """Hold the data mart's writer turn across processes: on a SQLite file, an exclusive ``flock`` of a lock file
+    beside it (``<file>.writer``); elsewhere nothing (the database queues its writers itself).
+
+    SQLite makes a writer that finds the file locked retry after sleeping (1, 2, 5, 10 ms ...); a writer waiting
+    for the turn tries again every fifth of a millisecond, so it starts soon after the other process's transaction
+    ends, and meanwhile more records queue up for its next group commit. After :data:`SQLITE_BUSY_TIMEOUT` it goes
+    ahead without the turn, and SQLite's busy timeout decides.
+    """
+    path = sqlite_file(engine)
+    try:
+        lock = open(f"{path}.writer", "a") if path is not None else None  # noqa: SIM115 (closed below)
+    except OSError:  # say a read-only folder: SQLite's own locking alone, and its error if it cannot write either
+        lock = None
+    if lock is None:
+        yield
+        return
+    with lock:  # the turn ends when the file closes
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT  # a holder that hangs: SQLite's own timeout decides
+        while not _took_turn(lock) and time.monotonic() < deadline:
+            time.sleep(_TURN_POLL_SECONDS)
+        yield
+
+
+def _took_turn(lock) -> bool:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 def _remember_file(engine: Engine) -> None:
     """Remember the file's identity, and check it when each transaction begins and before it commits: a record
     is never acknowledged into a file that was removed or replaced under the process."""
-    path = _sqlite_file(engine)
+    path = sqlite_file(engine)
     if path is not None:
         found = os.stat(path)
         _FILES[engine] = (path, found.st_dev, found.st_ino)

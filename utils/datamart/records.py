@@ -1,45 +1,106 @@
 """Payload and feedback records: what the deployments scored, and the outcomes that came back later.
 
-Writes are one transaction each call. Reads come back as pandas DataFrames with timezone-aware UTC times;
-:func:`read_window` is the fast, typed read of an evaluation window that the monitors use.
+A record's inputs of the credit contract are stored in typed columns, one per field (revision 0006), so that the
+monitors read a window as columns (:mod:`utils.datamart.columnar`); the inputs of a declared schema are stored as a
+JSON object in ``inputs``. Callers see no difference: they give and get the inputs as mappings and columns.
+
+Writes are one transaction each call, sent to the database driver as one batch of rows (the rows are converted
+column by column, as SQLAlchemy would, without its per-row work). Reads come back as pandas DataFrames with
+timezone-aware UTC times.
 """
 
 from __future__ import annotations
 
-import io
-import json
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from operator import itemgetter
 
-import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, LABEL
+from utils.data import CATEGORIES, FEATURES
+from utils.datamart.engine import writers_in_turn
 from utils.datamart.schema import feedback_records, payload_records
-from utils.times import as_utc, as_utc_or_none
+from utils.times import as_utc
 
 _PAYLOAD_COLUMNS = ("transaction_id", "deployment_id", "model_id", "scored_at")
 _PAYLOAD_OUTPUTS = ("prediction", "probability_no_risk", "probability_risk", "out_of_range")
 _FEEDBACK_COLUMNS = ("feedback_id", "deployment_id", "recorded_at")
-_CHUNK_ROWS = 200_000
 #: Transaction ids looked up per statement: well under every database's limit of bound parameters.
 _IDS_PER_QUERY = 500
-#: The window columns that are not categories: probabilities (floats) and the out-of-range flag (booleans).
-_TYPED_TAIL = ("probability_risk", "logged_probability_risk", "out_of_range")
+#: The Python type of each field of the credit contract, in its order: what the typed columns hold.
+_FIELD_TYPES = tuple(str if name in CATEGORIES else int for name in FEATURES)
+_NO_FIELDS = dict.fromkeys(FEATURES)
+_FIELD_VALUES = itemgetter(*FEATURES)
+_JSON_COLUMNS = ("inputs", "out_of_range")
+
+
+def in_typed_columns(inputs: Mapping) -> bool:
+    """Whether a record's inputs go to the typed columns: exactly the contract's fields, text for categories and
+    integers for numbers (anything else, such as a declared schema's fields, is kept as JSON in ``inputs``)."""
+    try:
+        return len(inputs) == len(FEATURES) and tuple(map(type, _FIELD_VALUES(inputs))) == _FIELD_TYPES
+    except (KeyError, TypeError):
+        return False
+
+
+def _stored(record: Mapping, time_column: str, extra: Mapping) -> dict:
+    """A record as a row of its table: its time in UTC, its inputs in the typed columns or in ``inputs``."""
+    inputs = record["inputs"]
+    if in_typed_columns(inputs):
+        return {**record, **inputs, "inputs": None, time_column: as_utc(record[time_column]), **extra}
+    return {**record, **_NO_FIELDS, time_column: as_utc(record[time_column]), **extra}
 
 
 def payload_rows(records: Iterable[Mapping]) -> list[dict]:
-    """Payload records as rows of ``payload_records`` (times in UTC; no ``out_of_range`` fields stored as NULL)."""
-    return [
-        {**record, "scored_at": as_utc(record["scored_at"]), "out_of_range": record.get("out_of_range") or sa.null()}
-        for record in records
-    ]
+    """Payload records as rows of ``payload_records``, every column given (times in UTC; the inputs in the typed
+    columns when they are the credit contract's, see :func:`in_typed_columns`; no ``out_of_range`` fields: NULL)."""
+    return [_stored(r, "scored_at", {"out_of_range": r.get("out_of_range") or None}) for r in records]
+
+
+def _feedback_rows(records: Iterable[Mapping]) -> list[dict]:
+    return [_stored(r, "recorded_at", {"transaction_id": r.get("transaction_id")}) for r in records]
+
+
+def _processor(column: sa.Column, dialect):
+    """The conversion SQLAlchemy applies to a column's values for the driver (None: none); JSON's None is NULL."""
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    if process is not None and column.name in _JSON_COLUMNS:
+        return lambda value: None if value is None else process(value)
+    return process
+
+
+@functools.lru_cache(maxsize=16)
+def _insert_plan(dialect, table: sa.Table) -> tuple[str, tuple]:
+    """The INSERT of every column of ``table`` but its autoincrement key, with positional parameters, and each
+    parameter's column name and conversion, in order."""
+    names = [column.name for column in table.c if column is not table.autoincrement_column]
+    positional = dialect if dialect.positional else type(dialect)(paramstyle="format")
+    statement = table.insert().compile(dialect=positional, column_keys=names)
+    return str(statement), tuple((name, _processor(table.c[name], dialect)) for name in statement.positiontup)
+
+
+def insert_rows(connection: Connection, table: sa.Table, rows: Sequence[Mapping]) -> None:
+    """Insert ``rows`` (mappings holding every column of ``table`` but its autoincrement key) in one batch.
+
+    The values are converted column by column as SQLAlchemy does (times, JSON), then handed to the driver's
+    ``executemany`` with positional parameters: several times faster than SQLAlchemy's per-row processing.
+    """
+    if not rows:
+        return
+    statement, parameters = _insert_plan(connection.dialect, table)
+    columns = []
+    for name, process in parameters:
+        values = list(map(itemgetter(name), rows))
+        columns.append(values if process is None else list(map(process, values)))
+    connection.exec_driver_sql(statement, list(zip(*columns, strict=True)))
 
 
 def insert_payload(engine: Engine, records: Iterable[Mapping]) -> int:
-    """Store scored records in one transaction; returns how many.
+    """Store scored records in one transaction, in the writers' turn (:func:`~utils.datamart.engine.writers_in_turn`);
+    returns how many.
 
     Each record holds ``transaction_id``, ``deployment_id``, ``model_id``, ``scored_at``,
     ``inputs`` (a JSON-able mapping of field to value), ``prediction``,
@@ -48,8 +109,8 @@ def insert_payload(engine: Engine, records: Iterable[Mapping]) -> int:
     """
     rows = payload_rows(records)
     if rows:
-        with engine.begin() as connection:
-            connection.execute(payload_records.insert(), rows)
+        with writers_in_turn(engine), engine.begin() as connection:
+            insert_rows(connection, payload_records, rows)
     return len(rows)
 
 
@@ -59,21 +120,24 @@ def insert_feedback(engine: Engine, records: Iterable[Mapping]) -> int:
     Each record holds ``feedback_id``, ``deployment_id``, ``recorded_at``, ``inputs`` and ``label``, and
     optionally ``transaction_id``: the payload record it labels (:func:`logged_transactions` checks them).
     """
-    rows = [
-        {**record, "recorded_at": as_utc(record["recorded_at"]), "transaction_id": record.get("transaction_id")}
-        for record in records
-    ]
+    rows = _feedback_rows(records)
     if rows:
-        with engine.begin() as connection:
-            connection.execute(feedback_records.insert(), rows)
+        with writers_in_turn(engine), engine.begin() as connection:
+            insert_rows(connection, feedback_records, rows)
     return len(rows)
 
 
-def _table(feedback: bool) -> tuple[sa.Table, str]:
+def inputs_of(row: Mapping) -> Mapping:
+    """A stored record's inputs as a mapping of field to value, wherever they are stored."""
+    inputs = row["inputs"]
+    return {name: row[name] for name in FEATURES} if inputs is None else inputs
+
+
+def record_table(feedback: bool) -> tuple[sa.Table, str]:
     return (feedback_records, "recorded_at") if feedback else (payload_records, "scored_at")
 
 
-def _in_window(query: sa.Select, table: sa.Table, time_column: str, deployment_id, start, end) -> sa.Select:
+def in_window(query: sa.Select, table: sa.Table, time_column: str, deployment_id, start, end) -> sa.Select:
     if deployment_id is not None:
         query = query.where(table.c.deployment_id == deployment_id)
     if start is not None:
@@ -90,7 +154,7 @@ def _read(engine: Engine, query: sa.Select, head: tuple[str, ...], tail: tuple[s
     base[time_column] = pd.to_datetime(base[time_column], utc=True)
     if not rows:
         return base
-    inputs = pd.DataFrame.from_records([row["inputs"] for row in rows])
+    inputs = pd.DataFrame.from_records([inputs_of(row) for row in rows])
     return pd.concat([base[list(head)], inputs, base[list(tail)]], axis=1)
 
 
@@ -102,7 +166,7 @@ def read_payload(
     ``start`` is inclusive and ``end`` exclusive; naive datetimes are taken as UTC.
     """
     query = sa.select(payload_records).order_by(payload_records.c.record_id)
-    query = _in_window(query, payload_records, "scored_at", deployment_id, start, end)
+    query = in_window(query, payload_records, "scored_at", deployment_id, start, end)
     return _read(engine, query, _PAYLOAD_COLUMNS, _PAYLOAD_OUTPUTS, "scored_at")
 
 
@@ -112,7 +176,7 @@ def read_feedback(
     """Feedback records, oldest first: ids and time, one column per input field, ``label`` and ``transaction_id``
     (the payload record it labels, None when it names none)."""
     query = sa.select(feedback_records).order_by(feedback_records.c.record_id)
-    query = _in_window(query, feedback_records, "recorded_at", deployment_id, start, end)
+    query = in_window(query, feedback_records, "recorded_at", deployment_id, start, end)
     return _read(engine, query, _FEEDBACK_COLUMNS, ("label", "transaction_id"), "recorded_at")
 
 
@@ -143,7 +207,8 @@ def read_transaction(engine: Engine, transaction_id: str) -> pd.Series:
         row = connection.execute(query).mappings().first()
     if row is None:
         raise KeyError(f"no payload record with transaction id {transaction_id!r}")
-    fields = {name: row["inputs"][name] for name in FEATURES}
+    inputs = inputs_of(row)
+    fields = {name: inputs[name] for name in FEATURES}
     extra = ("transaction_id", "deployment_id", "model_id", "scored_at", "prediction", "probability_risk")
     return pd.Series({**fields, **{name: row[name] for name in extra}})
 
@@ -153,7 +218,7 @@ def restamp(engine: Engine, ids: Sequence[str], moments: Sequence, *, feedback: 
 
     For simulations only: it rewrites the log's history.
     """
-    table, column = _table(feedback)
+    table, column = record_table(feedback)
     key = "feedback_id" if feedback else "transaction_id"
     statement = table.update().where(table.c[key] == sa.bindparam("_key")).values({column: sa.bindparam("_at")})
     rows = [{"_key": i, "_at": as_utc(m)} for i, m in zip(ids, moments, strict=True)]
@@ -161,116 +226,3 @@ def restamp(engine: Engine, ids: Sequence[str], moments: Sequence, *, feedback: 
         return 0
     with engine.begin() as connection:
         return connection.execute(statement, rows).rowcount
-
-
-# ---------------------------------------------------------------- the monitors' fast read of a window
-
-
-def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    for name in FEATURES:
-        if name in CATEGORIES:
-            frame[name] = pd.Categorical(frame[name], categories=list(CATEGORIES[name]))
-    return frame
-
-
-def _parse_arrays(texts: tuple[str, ...]) -> pd.DataFrame | None:
-    """Rows given as JSON arrays of the 20 values in contract order, parsed by pandas' C reader (None: fall back)."""
-    data = "\n".join(texts).encode()
-    if b"\\" in data or b"null" in data:
-        return None
-    dtypes = {n: pd.CategoricalDtype(list(CATEGORIES[n])) if n in CATEGORIES else "int64" for n in FEATURES}
-    try:
-        return pd.read_csv(io.BytesIO(data.translate(None, b'[]"')), header=None, names=list(FEATURES), dtype=dtypes)
-    except (ValueError, pd.errors.ParserError):
-        return None
-
-
-def _chunks(connection, query: sa.Select, raw: bool):
-    """The rows of ``query`` in chunks: the driver's own tuples when ``raw`` (no column needs converting), else
-    SQLAlchemy's rows."""
-    if raw:
-        result = connection.execute(query)
-        try:
-            while chunk := result.cursor.fetchmany(_CHUNK_ROWS):
-                yield chunk
-        finally:
-            result.close()
-    else:
-        yield from connection.execution_options(yield_per=_CHUNK_ROWS).execute(query).partitions()
-
-
-def _column(name: str, values) -> np.ndarray | Sequence:
-    """A window column as the monitors take it: probabilities as floats (NaN: none), the flag as booleans."""
-    if name.endswith("probability_risk"):
-        return np.asarray(values, dtype=float)
-    return np.asarray(values, dtype=bool) if name == "out_of_range" else values
-
-
-def _empty(names: list[str]) -> pd.DataFrame:
-    empty = _typed(pd.DataFrame({name: pd.Series(dtype=object) for name in FEATURES}))
-    for name in names:
-        empty[name] = _column(name, []) if name in _TYPED_TAIL else pd.Categorical([], list(CLASS_ORDER))
-    return empty
-
-
-def _window_tail(feedback: bool) -> tuple[sa.FromClause, list, list[str]]:
-    """What a window read takes besides the inputs: its FROM, the columns, and their names in the frame.
-
-    Feedback carries the logged probability of ``Risk`` of the payload record it names (NaN when it names none);
-    payload carries whether any of its fields was outside the training data's ranges.
-    """
-    if feedback:
-        table, logged = feedback_records, payload_records
-        linked = (logged.c.transaction_id == table.c.transaction_id) & (logged.c.deployment_id == table.c.deployment_id)
-        columns = [table.c.label, logged.c.probability_risk.label("logged_probability_risk")]
-        return table.outerjoin(logged, linked), columns, [LABEL, "logged_probability_risk"]
-    table = payload_records
-    columns = [table.c.prediction, table.c.probability_risk, table.c.out_of_range.is_not(None).label("out_of_range")]
-    return table, columns, ["prediction", "probability_risk", "out_of_range"]
-
-
-def _part(values: tuple, fast: bool) -> pd.DataFrame:
-    part = _parse_arrays(values) if fast else None
-    if part is None:
-        records = [json.loads(v) if isinstance(v, str) else v for v in values]
-        if fast:
-            records = [dict(zip(FEATURES, v, strict=True)) for v in records]
-        part = _typed(pd.DataFrame.from_records(records, columns=list(FEATURES)))
-    return part
-
-
-def read_window(engine: Engine, deployment_id: str, start=None, end=None, *, feedback: bool = False) -> pd.DataFrame:
-    """The payload (or ``feedback``) records of a window, fast: one column per feature (categories as pandas
-    categoricals), then ``prediction``, ``probability_risk`` and ``out_of_range`` (payload: whether a field lies
-    outside the training data's ranges) or ``Risk`` and ``logged_probability_risk`` (feedback: the probability
-    logged for the transaction it names, NaN when it names none).
-
-    On SQLite the 20 values of each record are extracted by the database into one JSON array and parsed by
-    pandas' CSV reader, which reads a million records in seconds; other databases and unusual values take the
-    plain JSON path. Records are read in chunks to bound memory, in the order of their time.
-    """
-    table, time_column = _table(feedback)
-    source, tail, names = _window_tail(feedback)
-    fast = engine.dialect.name == "sqlite"
-    if fast:
-        inputs = sa.func.json_extract(table.c.inputs, *[f"$.{name}" for name in FEATURES]).label("values")
-    else:
-        inputs = table.c.inputs
-    # In time order: the (deployment, time) index gives it without sorting (its entries end with the record id).
-    query = sa.select(inputs, *tail).select_from(source).order_by(table.c[time_column], table.c.record_id)
-    query = _in_window(query, table, time_column, deployment_id, as_utc_or_none(start), as_utc_or_none(end))
-    parts = []
-    with engine.connect() as connection:
-        for chunk in _chunks(connection, query, raw=fast):
-            values, *rest = zip(*chunk, strict=True)
-            part = _part(values, fast)
-            for name, column in zip(names, rest, strict=True):
-                part[name] = _column(name, column)
-            parts.append(part)
-    if not parts:
-        return _empty(names)
-    frame = pd.concat(parts, ignore_index=True)
-    for name in (LABEL, "prediction"):
-        if name in frame:
-            frame[name] = pd.Categorical(frame[name], categories=list(CLASS_ORDER))
-    return frame

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from utils.data import CATEGORIES, FEATURES
+
 metadata = sa.MetaData()
+
+
+def input_columns() -> list[sa.Column]:
+    """One column per field of the credit contract (revision 0006), in the contract's order: categories as text,
+    numbers as integers. A record of the credit contract keeps its inputs here and NULL in ``inputs``; a record of
+    a declared schema keeps them in ``inputs`` and NULL here."""
+    return [sa.Column(name, sa.String(50) if name in CATEGORIES else sa.Integer) for name in FEATURES]
+
 
 deployments = sa.Table(
     "deployments",
@@ -31,7 +41,9 @@ payload_records = sa.Table(
     sa.Column("deployment_id", sa.String(64), nullable=False),
     sa.Column("model_id", sa.String(200), nullable=False),
     sa.Column("scored_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("inputs", sa.JSON, nullable=False),
+    # The inputs as a JSON object, for records of declared schemas; NULL when they are in the typed columns.
+    sa.Column("inputs", sa.JSON),
+    *input_columns(),
     sa.Column("prediction", sa.String(50), nullable=False),
     sa.Column("probability_no_risk", sa.Float, nullable=False),
     sa.Column("probability_risk", sa.Float, nullable=False),
@@ -47,7 +59,8 @@ feedback_records = sa.Table(
     sa.Column("feedback_id", sa.String(64), nullable=False, unique=True),
     sa.Column("deployment_id", sa.String(64), nullable=False),
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("inputs", sa.JSON, nullable=False),
+    sa.Column("inputs", sa.JSON),  # as in payload_records: NULL when the inputs are in the typed columns
+    *input_columns(),
     sa.Column("label", sa.String(50), nullable=False),
     # The payload record this feedback labels, when the sender names it (revision 0002).
     sa.Column("transaction_id", sa.String(64)),

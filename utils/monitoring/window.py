@@ -12,23 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, LABEL
+from utils.datamart.columnar import empty_window
 from utils.decision import decide, risk_probability
 
 
 def no_records(*, feedback: bool = False) -> pd.DataFrame:
     """The records of an empty window, with the columns and types :func:`utils.datamart.read_window` gives."""
-    columns = {
-        name: pd.Categorical([], list(CATEGORIES[name])) if name in CATEGORIES else pd.Series(dtype=object)
-        for name in FEATURES
-    }
-    decided = pd.Categorical([], list(CLASS_ORDER))
-    if feedback:
-        tail = {LABEL: decided, "logged_probability_risk": pd.Series(dtype=float)}
-    else:
-        tail = {"prediction": decided, "probability_risk": pd.Series(dtype=float)}
-        tail["out_of_range"] = pd.Series(dtype=bool)
-    return pd.DataFrame({**columns, **tail})
+    return empty_window(feedback=feedback)
 
 
 def score_feedback(model, feedback: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,194 @@
+"""Payload and feedback inputs in typed columns (revision 0006): what goes where, a 0005 data mart upgraded with
+every record readable, and the window the monitors read (columns, dtypes, order, values) through Arrow and
+through SQLAlchemy alike, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from utils import datamart
+from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, LABEL, generate_credit_data
+from utils.datamart import columnar, migrations
+from utils.datamart.records import in_typed_columns
+
+pytestmark = pytest.mark.datamarts
+
+T0 = datetime(2026, 3, 2, 8, tzinfo=UTC)
+DECLARED = {"income": 1.5, "region": "north"}
+
+
+def _applicants(count: int, seed: int) -> list[dict]:
+    return generate_credit_data(count, seed)[list(FEATURES)].astype(object).to_dict("records")
+
+
+def _payload(inputs: dict, at: datetime, deployment_id: str = "d1", **extra) -> dict:
+    return {
+        "transaction_id": datamart.new_id(),
+        "deployment_id": deployment_id,
+        "model_id": "credit-risk-v1",
+        "scored_at": at,
+        "inputs": inputs,
+        "prediction": "Risk" if inputs.get("Sex") == "female" else "No Risk",
+        "probability_no_risk": 0.4,
+        "probability_risk": 0.6,
+        **extra,
+    }
+
+
+@pytest.fixture
+def empty_url(datamart_kind, tmp_path, request) -> Iterator[str]:
+    """An empty database of the pass's kind, at no revision."""
+    if datamart_kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'old.sqlite'}"
+    else:
+        yield request.getfixturevalue("postgres_url")
+
+
+def test_only_the_contracts_fields_with_their_types_go_to_the_columns():
+    [applicant] = _applicants(1, 2)
+    assert in_typed_columns(applicant)
+    assert not in_typed_columns({**applicant, "Age": float(applicant["Age"])})
+    assert not in_typed_columns({**applicant, "Age": str(applicant["Age"])})
+    assert not in_typed_columns({**applicant, "Age": True})
+    assert not in_typed_columns({**applicant, "extra": 1})
+    assert not in_typed_columns({name: applicant[name] for name in FEATURES[1:]})
+    assert not in_typed_columns(DECLARED)
+
+
+def _old_rows(engine) -> tuple[list[dict], list[dict]]:
+    """Records stored at revision 0005, inputs as JSON: contract records, one with a number as text, a declared
+    schema's."""
+    credit = [_payload(inputs, T0 + timedelta(minutes=i)) for i, inputs in enumerate(_applicants(3, 5))]
+    odd = _payload({**_applicants(1, 6)[0], "Age": "41"}, T0 + timedelta(minutes=5))
+    declared = _payload(DECLARED, T0, deployment_id="s1")
+    payload = [*credit, odd, declared]
+    feedback = [
+        {"feedback_id": f"f{i}", "deployment_id": r["deployment_id"], "recorded_at": r["scored_at"],
+         "inputs": r["inputs"], "label": "Risk", "transaction_id": r["transaction_id"]}
+        for i, r in enumerate(payload)
+    ]  # fmt: skip
+    time, text, number = sa.DateTime(timezone=True), sa.String, sa.Float
+    old = sa.MetaData()  # the two tables as of revision 0005: inputs as JSON
+    payload_table = sa.Table(
+        "payload_records", old, *(sa.Column(n, text) for n in ("transaction_id", "deployment_id", "model_id")),
+        sa.Column("scored_at", time), sa.Column("inputs", sa.JSON), sa.Column("prediction", text),
+        sa.Column("probability_no_risk", number), sa.Column("probability_risk", number),
+    )  # fmt: skip
+    feedback_table = sa.Table(
+        "feedback_records", old, sa.Column("feedback_id", text), sa.Column("deployment_id", text),
+        sa.Column("recorded_at", time), sa.Column("inputs", sa.JSON), sa.Column("label", text),
+        sa.Column("transaction_id", text),
+    )  # fmt: skip
+    with engine.begin() as connection:
+        command.upgrade(migrations._config(connection), "0005")
+        connection.execute(payload_table.insert(), payload)
+        connection.execute(feedback_table.insert(), feedback)
+    engine.dispose()
+    return payload, feedback
+
+
+def test_a_0005_data_mart_is_upgraded_with_every_record_readable(empty_url, monkeypatch):
+    monkeypatch.setattr(columnar, "_ARROW_ROWS", 0)  # windows read through ADBC, however small
+    payload, feedback = _old_rows(sa.create_engine(empty_url))
+    engine = datamart.connect(empty_url)
+    assert migrations.current(engine) == migrations.head()
+    with engine.connect() as connection:
+        for table in ("payload_records", "feedback_records"):
+            counts = connection.execute(sa.text(f'SELECT count(inputs), count("Age") FROM {table}')).one()
+            assert tuple(counts) == (2, 3)  # the odd and the declared record keep their JSON
+    stored = datamart.read_payload(engine, "d1")
+    assert stored["transaction_id"].tolist() == [r["transaction_id"] for r in payload[:4]]
+    for record, (_, row) in zip(payload[:4], stored.iterrows(), strict=True):
+        assert {name: row[name] for name in FEATURES} == record["inputs"]
+    assert datamart.read_payload(engine, "s1")[["income", "region"]].values.tolist() == [[1.5, "north"]]
+    assert datamart.read_transaction(engine, payload[1]["transaction_id"])["Job"] == payload[1]["inputs"]["Job"]
+    labelled = datamart.read_feedback(engine, "d1")
+    assert labelled["Age"].tolist() == [r["inputs"]["Age"] for r in feedback[:4]]
+    window = datamart.read_window(engine, "d1")
+    assert window["Age"].tolist() == [r["inputs"]["Age"] for r in payload[:4]]  # "41" read back as it was stored
+    assert window["Housing"].astype(str).tolist() == [r["inputs"]["Housing"] for r in payload[:4]]
+    assert datamart.read_window(engine, "d1", feedback=True)["logged_probability_risk"].tolist() == [0.6] * 4
+    engine.dispose()
+
+
+@pytest.fixture
+def logged(datamart_url):
+    """A data mart with 40 payload records of ``d1`` logged out of time order (two at the same moment), some
+    flagged out of range, 12 feedback records (half naming a logged transaction), and records of ``d2``."""
+    engine = datamart.connect(datamart_url)
+    moments = [T0 + timedelta(minutes=(17 * i) % 40) for i in range(40)]
+    moments[3] = moments[4]
+    payload = [
+        _payload(inputs, at, out_of_range=["Age"] if i % 7 == 0 else None)
+        for i, (inputs, at) in enumerate(zip(_applicants(40, 8), moments, strict=True))
+    ]
+    datamart.insert_payload(engine, payload)
+    datamart.insert_payload(engine, [_payload(inputs, T0) for inputs in _applicants(5, 9)])
+    datamart.insert_payload(engine, [_payload(i, T0, deployment_id="d2") for i in _applicants(5, 10)])
+    feedback = [
+        {"feedback_id": datamart.new_id(), "deployment_id": "d1", "recorded_at": T0 + timedelta(minutes=i),
+         "inputs": payload[i]["inputs"], "label": CLASS_ORDER[i % 2],
+         "transaction_id": payload[i]["transaction_id"] if i % 2 else None}
+        for i in range(12)
+    ]  # fmt: skip
+    datamart.insert_feedback(engine, feedback)
+    return engine
+
+
+@pytest.mark.parametrize("arrow_rows", [0, 10**9])  # through ADBC, and through SQLAlchemy
+def test_the_window_reads_as_typed_columns_in_time_order(logged, monkeypatch, arrow_rows):
+    monkeypatch.setattr(columnar, "_ARROW_ROWS", arrow_rows)
+    start, end = T0, T0 + timedelta(minutes=30)
+    window = datamart.read_window(logged, "d1", start, end)
+    assert list(window.columns) == [*FEATURES, "prediction", "probability_risk", "out_of_range"]
+    for name in FEATURES:
+        if name in CATEGORIES:
+            assert list(window[name].cat.categories) == list(CATEGORIES[name]), name
+        else:
+            assert window[name].dtype == np.int64, name
+    assert list(window["prediction"].cat.categories) == list(CLASS_ORDER)
+    assert (window["probability_risk"].dtype, window["out_of_range"].dtype) == (np.float64, np.bool_)
+    stored = datamart.read_payload(logged, "d1", start, end)  # by record id
+    expected = stored.sort_values("scored_at", kind="stable").reset_index(drop=True)  # by time, then record id
+    assert len(window) == len(expected) == 35
+    for name in (*FEATURES, "prediction"):
+        assert window[name].astype(object).tolist() == expected[name].tolist(), name
+    assert window["probability_risk"].tolist() == expected["probability_risk"].tolist()
+    assert window["out_of_range"].tolist() == expected["out_of_range"].notna().tolist()
+
+
+def test_the_arrow_and_the_sqlalchemy_reads_agree(logged, monkeypatch):
+    datamart.insert_payload(logged, [_payload({**_applicants(1, 11)[0], "Age": 33.0}, T0 + timedelta(minutes=1))])
+    monkeypatch.setattr(columnar, "_ARROW_ROWS", 0)  # through ADBC, however small
+    fast = [datamart.read_window(logged, "d1", feedback=f) for f in (False, True)]
+    monkeypatch.setattr(columnar, "_SPLIT_ROWS", 10)  # read in two halves at once, as a large window is
+    for whole, halves in zip(fast, [datamart.read_window(logged, "d1", feedback=f) for f in (False, True)]):
+        pd.testing.assert_frame_equal(whole, halves)
+    monkeypatch.setattr(columnar, "_adbc", lambda engine: None)
+    for arrow, plain in zip(fast, [datamart.read_window(logged, "d1", feedback=f) for f in (False, True)]):
+        pd.testing.assert_frame_equal(arrow, plain)
+    assert fast[0]["Age"].dtype == np.float64 and 33.0 in fast[0]["Age"].tolist()  # its inputs were JSON
+
+
+def test_feedback_carries_the_logged_probability_of_the_transaction_it_names(logged):
+    window = datamart.read_window(logged, "d1", feedback=True)
+    assert list(window.columns) == [*FEATURES, LABEL, "logged_probability_risk"]
+    assert list(window[LABEL].cat.categories) == list(CLASS_ORDER)
+    logged_risk = window["logged_probability_risk"].to_numpy()
+    assert np.isnan(logged_risk[::2]).all() and (logged_risk[1::2] == 0.6).all()
+    assert window[LABEL].astype(str).tolist() == [CLASS_ORDER[i % 2] for i in range(12)]
+
+
+def test_an_empty_window_has_the_same_columns_and_types(logged):
+    for feedback in (False, True):
+        empty = datamart.read_window(logged, "nobody", feedback=feedback)
+        pd.testing.assert_frame_equal(empty, columnar.empty_window(feedback=feedback))
+        assert empty.empty
+    assert columnar.read_window_columns(logged, "d1").num_rows == 45

@@ -66,7 +66,9 @@ def dask_results(
             # No dashboard; the scheduler's HTTP routes on a free local port (its default, 8787, may be taken).
             dashboard_address="127.0.0.1:0",
             scheduler_kwargs={"dashboard": False},
-            silence_logs=logging.WARNING,
+            # A failed task reaches the job through its future; the processes' own log lines would only add the
+            # races of shutting down (a worker's heartbeat to a scheduler already closed) to the job's output.
+            silence_logs=logging.CRITICAL,
         )
         client = Client(cluster)
     try:

@@ -5,7 +5,8 @@ of SQLite, and two copies of SQLite must never open the same file in one process
 POSIX locks the other holds, and its last connection may then checkpoint and delete the write-ahead log under the
 other: SQLite's "multiple copies" hazard). In a process of its own it is one more reader, as SQLite expects.
 
-The request comes on standard input as JSON: ``path``, ``sql`` (``?`` parameters), ``parameters``, ``batch_rows``.
+It is not a command line: the child runs :func:`main`, which reads its request on standard input as JSON:
+``path``, ``sql`` (``?`` parameters), ``parameters``, ``batch_rows``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,3 @@ def main() -> None:
             for batch in reader:
                 writer.write_batch(batch)
 
-
-if __name__ == "__main__":
-    main()

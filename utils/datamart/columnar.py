@@ -91,7 +91,7 @@ def _sqlite_batches(engine: Engine, path: str, query: sa.Select) -> Iterator[pa.
     """The rows of ``query`` read by ADBC's SQLite driver in a process of its own (:mod:`arrow_reader` says why)."""
     compiled = query.compile(dialect=engine.dialect)
     request = {"path": path, "sql": str(compiled), "parameters": _parameters(compiled, engine.dialect)}
-    command = [sys.executable, "-m", "utils.datamart.arrow_reader"]
+    command = [sys.executable, "-c", "from utils.datamart.arrow_reader import main; main()"]
     with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
         child.stdin.write(json.dumps({**request, "batch_rows": _BATCH_ROWS}).encode())
         child.stdin.close()

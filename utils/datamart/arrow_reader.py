@@ -28,4 +28,3 @@ def main() -> None:
         with pa.ipc.new_stream(sys.stdout.buffer, reader.schema) as writer:
             for batch in reader:
                 writer.write_batch(batch)
-

@@ -19,13 +19,19 @@ def test_an_absolute_floor_and_a_tolerated_loss_against_the_baseline():
     assert auc.judge(math.nan, 0.8) == (None, "not measured")
 
 
-def test_lower_is_better_and_an_ideal_value():
+def test_lower_is_better_and_an_ideal_value_beyond_which_nothing_counts():
     loss = MetricThreshold("log_loss", min_change=0.0, greater_is_better=False)
     assert loss.judge(0.40, 0.45)[0] and not loss.judge(0.46, 0.45)[0]
     impact = MetricThreshold("disparate_impact[Sex]", threshold=0.8, min_change=-0.05, ideal=1.0)
-    assert impact.judge(1.10, 1.30)[0]  # nearer parity than the baseline: better, though lower
-    assert not impact.judge(1.30, 1.10)[0]  # further from parity by 0.2
+    assert impact.judge(0.95, 0.85)[0]  # nearer parity from below: better
+    passed, reason = impact.judge(0.88, 0.95)
+    assert not passed and "changes by -0.070 against the baseline's 0.950" in reason  # the monitored group lost
+    assert impact.judge(0.97, 1.30)[0]  # a shortfall of 0.03 from parity, within the tolerance
+    assert not impact.judge(0.90, 1.30)[0]  # a shortfall of 0.10 where the champion had none
+    assert impact.judge(1.30, 1.10)[0] and impact.judge(1.30, 0.99)[0]  # favouring the monitored group more: no loss
     assert not impact.judge(0.75, 0.76)[0]  # under the four-fifths rule
+    rate = MetricThreshold("false_positive_rate", min_change=-0.01, greater_is_better=False, ideal=0.05)
+    assert rate.judge(0.02, 0.04)[0] and not rate.judge(0.07, 0.04)[0]  # counted down to 0.05 only
 
 
 def test_compare_lists_every_criterion_with_both_figures():
@@ -33,6 +39,7 @@ def test_compare_lists_every_criterion_with_both_figures():
     assert list(table["metric"]) == [c.metric for c in DEFAULT_CRITERIA]
     row = table.set_index("metric").loc["auc_roc"]
     assert row["passed"] and row["change"] == pytest.approx(0.05)
+    assert table.set_index("metric")["better"].to_dict()["disparate_impact[Age]"] == "higher, up to 1"
     assert table.set_index("metric").loc["disparate_impact[Sex]", "passed"] is None  # not measured
 
 

@@ -4,10 +4,14 @@ Each criterion names one figure of :mod:`utils.evaluation.figures` and sets two 
 
 - an absolute bound (``threshold``): the figure must be at least it (at most it, when lower is better);
 - a change against the baseline (``min_change``): the candidate's figure minus the baseline's, counted in the
-  direction in which the figure is better (for a figure with an ``ideal`` value, such as disparate impact's 1.0:
-  how much nearer the ideal the candidate is), must be at least it. A negative ``min_change`` is a tolerance: ``-0.02``
+  direction in which the figure is better, must be at least it. A negative ``min_change`` is a tolerance: ``-0.02``
   lets the candidate be at most 0.02 worse than the baseline; ``0.0`` asks for no loss; a positive value asks for
   a gain. Without a baseline, only the absolute bound is judged.
+
+A figure with an ``ideal`` value counts no better beyond it: disparate impact (the monitored group's favourable rate
+over the reference group's) is judged by its shortfall from parity, 1.0, as the fairness monitor judges it. 0.95 is
+better than 0.85, and 1.10, 1.30 and 1.0 are alike: a candidate fails the change when it gives the monitored group a
+lower rate, relative to the reference group, than the champion did, not when it favours that group more.
 
 The change is judged against a **champion** only: a new version must not be worse than the one it would replace. A
 **challenger** is a what-if: its figures stand beside the candidate's for the model validator to weigh, and the
@@ -34,9 +38,10 @@ class MetricThreshold:
     ideal: float | None = None
 
     def _gain(self, candidate: float, baseline: float) -> float:
-        """How much better the candidate is than the baseline: nearer the ideal value when there is one."""
+        """How much better the candidate is than the baseline, each counted up to the ideal value when there is one."""
         if self.ideal is not None:
-            return abs(baseline - self.ideal) - abs(candidate - self.ideal)
+            cap = min if self.greater_is_better else max
+            candidate, baseline = cap(candidate, self.ideal), cap(baseline, self.ideal)
         return (candidate - baseline) * (1.0 if self.greater_is_better else -1.0)
 
     def judge(self, candidate: float | None, baseline: float | None) -> tuple[bool | None, str]:
@@ -82,6 +87,13 @@ def criteria_from(overrides: Mapping[str, Mapping] | None) -> tuple[MetricThresh
     return tuple(chosen.values())
 
 
+def _better(criterion: MetricThreshold) -> str:
+    """Which way the figure is better, in words: "higher", "lower", "higher, up to 1"."""
+    if criterion.greater_is_better:
+        return "higher" if criterion.ideal is None else f"higher, up to {criterion.ideal:g}"
+    return "lower" if criterion.ideal is None else f"lower, down to {criterion.ideal:g}"
+
+
 def compare(
     candidate: Mapping[str, float],
     baseline: Mapping[str, float] | None,
@@ -106,11 +118,7 @@ def compare(
                 "change": None if mine is None or theirs is None else mine - theirs,
                 "threshold": criterion.threshold,
                 "min_change": criterion.min_change,
-                "better": "nearer 1"
-                if criterion.ideal == 1.0
-                else "higher"
-                if criterion.greater_is_better
-                else "lower",
+                "better": _better(criterion),
                 "passed": passed,
                 "reason": reason,
             }

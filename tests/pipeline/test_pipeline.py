@@ -156,7 +156,7 @@ RETRAINING_SAMPLE_ROWS = 4000
 
 def test_prod_with_retrain_closes_the_loop(tmp_path, capsys):
     """``--stage prod --retrain`` on an approved version: the drift alert in prod is notified, the candidate retrained
-    on the alerting windows passes its evaluation against the champion, is approved under ``--approver`` and
+    on the alerting windows is better than the champion on held-out drifted records and passes its evaluation, is approved under ``--approver`` and
     promoted, and the scheduled windows after the promotion clear the alert (the recovery notified)."""
     sample = tmp_path / "sample.csv"
     write_csv(generate_credit_data(RETRAINING_SAMPLE_ROWS, seed=2026), sample)
@@ -195,8 +195,13 @@ def test_prod_with_retrain_closes_the_loop(tmp_path, capsys):
     assert drift["breached"].notna().all(), "enough records for a drift verdict in each window"
     assert not alerting["breached"].fillna(False).any(), alerting[alerting["breached"].fillna(False)]
     assert "credit-risk-v2 retrained from credit-risk-v1" in printed
-    compared = re.search(r"ROC AUC on (\d+) held-out drifted records: candidate (0\.\d+), champion (0\.\d+)", printed)
+    compared = re.search(
+        r"ROC AUC on (\d+) held-out drifted records: candidate (0\.\d+), champion (0\.\d+) "
+        r"\(95% interval of the gain ([+-]\d\.\d+) to",
+        printed,
+    )
     assert compared and int(compared[1]) == lineage["held_out_rows"], "the summary compares the two on drifted records"
+    assert float(compared[2]) > float(compared[3]) and float(compared[4]) > 0, "better beyond noise: outcomes changed"
     assert "approved by Ada Lovelace and promoted: credit-risk-v2 serves prod; 0 alerts" in printed
 
 

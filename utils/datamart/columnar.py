@@ -171,9 +171,9 @@ def _adbc(engine: Engine) -> str | None:
     return "postgresql" if engine.dialect.name == "postgresql" else None
 
 
-def _plan(engine: Engine, feedback: bool, deployment_id: str, start, end) -> tuple[str | None, list[tuple]]:
+def _plan(engine: Engine, feedback: bool, deployment_id: str, start, end, halves: bool) -> tuple[str | None, list]:
     """How to read the window: the ADBC driver (None: SQLAlchemy, see :func:`_adbc`) and the bounds of the window,
-    or of its two halves (in records), each then read on a core of its own (see :data:`_ARROW_ROWS`)."""
+    or (``halves``) of its two halves (in records), each then read on a core of its own (see :data:`_ARROW_ROWS`)."""
     adbc = _adbc(engine)
     if adbc is None:
         return None, [(start, end)]
@@ -181,7 +181,7 @@ def _plan(engine: Engine, feedback: bool, deployment_id: str, start, end) -> tup
     times = in_window(sa.select(table.c[time_column]), table, time_column, deployment_id, start, end)
     with engine.connect() as connection:
         count = connection.execute(sa.select(sa.func.count()).select_from(times.subquery())).scalar()
-        if count <= _SPLIT_ROWS:
+        if count <= _SPLIT_ROWS or not halves:
             return (adbc if count > _ARROW_ROWS else None), [(start, end)]
         middle = connection.execute(times.order_by(table.c[time_column]).offset(count // 2).limit(1)).scalar()
     middle = as_utc(middle)
@@ -206,21 +206,24 @@ class WindowRead:
     :meth:`result` waits for the records; :meth:`close` (or the end of a ``with`` block) stops the readers whose
     records are no longer wanted and removes what they wrote.
 
-    ``typed=False`` reads the columns as the database gives them (:meth:`table` only): the monitoring benchmark's
-    reference, the cost of reading the window from the store alone.
+    ``halves=False`` reads a large window with one reader rather than two at once, which leaves a core to a caller
+    that works meanwhile. ``typed=False`` reads the columns as the database gives them (:meth:`table` only): the
+    monitoring benchmark's reference, the cost of reading the window from the store alone.
     """
 
-    def __init__(self, engine: Engine, deployment_id: str, start=None, end=None, *, feedback=False, typed=True):
+    def __init__(
+        self, engine: Engine, deployment_id: str, start=None, end=None, *, feedback=False, halves=True, typed=True
+    ):
         start, end = as_utc_or_none(start), as_utc_or_none(end)
         self.engine, self.feedback = engine, feedback
         _, self._json_query, self._names = _window_query(feedback, deployment_id, start, end)
         kinds = _kinds(self._names) if typed else None
-        adbc, halves = _plan(engine, feedback, deployment_id, start, end)
+        adbc, bounds = _plan(engine, feedback, deployment_id, start, end, halves)
         self._folder = tempfile.TemporaryDirectory(prefix="window-") if adbc == "sqlite" else None
         self._readers: list[_Child | _InProcess] = []
         try:
-            for number, bounds in enumerate(halves):
-                query = _window_query(feedback, deployment_id, *bounds)[0]
+            for number, (first, last) in enumerate(bounds):
+                query = _window_query(feedback, deployment_id, first, last)[0]
                 if self._folder is None:
                     self._readers.append(_InProcess(engine, query, kinds, adbc=adbc == "postgresql"))
                 else:

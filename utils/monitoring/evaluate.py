@@ -4,7 +4,8 @@ monitors get ready.
 A large window of a SQLite data mart is read by child processes (:class:`utils.datamart.WindowRead`). This module
 imports nothing heavy: :func:`evaluate_all` begins the read first, then imports the monitors (scikit-learn, skops,
 aif360, alibi-detect, matplotlib: seconds) and sets them up (the model, the reference, the drift detectors), so
-that on two cores or more the two overlap. The command line runs it.
+that on two cores the two overlap: one core reads the window (one reader for the payload, one for the feedback),
+the other imports. The command line runs it.
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ def evaluate_all(
     overwrites no stored window's report.
     """
     engine = engine or datamart.connect(work=work)
-    with (
-        datamart.WindowRead(engine, deployment_id, start, end) as payload,
-        datamart.WindowRead(engine, deployment_id, start, end, feedback=True) as feedback,
+    with (  # one reader each (not a large window's two halves at once): the other core is this process's
+        datamart.WindowRead(engine, deployment_id, start, end, halves=False) as payload,
+        datamart.WindowRead(engine, deployment_id, start, end, feedback=True, halves=False) as feedback,
     ):
         from utils.monitoring.monitor import DeploymentMonitor  # the monitors' libraries, while the window is read
 

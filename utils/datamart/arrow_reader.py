@@ -46,13 +46,23 @@ def typed_batch(batch: pa.RecordBatch, kinds: Sequence) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=typed_schema(batch.schema.names, kinds))
 
 
+def _write(statement, output: str, kinds: Sequence | None) -> None:
+    """Run the statement and write its rows to the Arrow file ``output``: every batch is released on return, before
+    the statement, the connection and the database are closed (a batch outliving its driver would crash)."""
+    stream, _ = statement.execute_query()
+    with pa.RecordBatchReader.from_stream(stream) as reader:
+        schema = reader.schema if kinds is None else typed_schema(reader.schema.names, kinds)
+        with pa.ipc.new_file(output, schema) as writer:
+            for batch in reader:
+                writer.write_batch(batch if kinds is None else typed_batch(batch, kinds))
+
+
 def main() -> None:
     import adbc_driver_manager as manager
     import adbc_driver_sqlite
 
     request = json.load(sys.stdin)
     values = request["parameters"]
-    kinds = request.get("kinds")
     batch_rows = {adbc_driver_sqlite.StatementOptions.BATCH_ROWS.value: str(request["batch_rows"])}
     with (
         adbc_driver_sqlite.connect(request["path"]) as database,
@@ -63,9 +73,4 @@ def main() -> None:
         statement.set_options(**batch_rows)
         if values:  # one row of parameters, as ADBC's DB-API binds them
             statement.bind(pa.record_batch([[value] for value in values], names=[str(i) for i in range(len(values))]))
-        stream, _ = statement.execute_query()
-        reader = pa.RecordBatchReader.from_stream(stream)
-        schema = reader.schema if kinds is None else typed_schema(reader.schema.names, kinds)
-        with pa.ipc.new_file(request["output"], schema) as writer:
-            for batch in reader:
-                writer.write_batch(batch if kinds is None else typed_batch(batch, kinds))
+        _write(statement, request["output"], request.get("kinds"))

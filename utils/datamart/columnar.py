@@ -134,9 +134,8 @@ class _InProcess:
         self.engine, self.query, self.kinds, self.adbc = engine, query, kinds, adbc
 
     def batches(self) -> list[pa.RecordBatch]:
-        found = (
-            _postgresql_batches(self.engine, self.query) if self.adbc else _sqlalchemy_batches(self.engine, self.query)
-        )
+        read = _postgresql_batches if self.adbc else _sqlalchemy_batches
+        found = read(self.engine, self.query)
         return [batch if self.kinds is None else typed_batch(batch, self.kinds) for batch in found]
 
     def stop(self) -> None:

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from utils import config
-from utils.monitoring import Thresholds, cli, monitor
+from utils.monitoring import Thresholds, cli, evaluate
 
 FIELDS = [field.name for field in dataclasses.fields(Thresholds)]
 
@@ -66,7 +66,7 @@ def test_the_options_reach_the_evaluation(monkeypatch, capsys):
         received.update(kwargs)
         raise LookupError("no such deployment")
 
-    monkeypatch.setattr(monitor, "evaluate_all", evaluate_all)  # what main imports once the options are parsed
+    monkeypatch.setattr(evaluate, "evaluate_all", evaluate_all)  # what main imports once the options are parsed
     assert cli.main(["--deployment-id", "d", "--min-feedback", "30", "--multivariate-p-value", "0.001"]) == 2
     assert received["thresholds"] == Thresholds(min_feedback=30, multivariate_p_value=0.001)
     assert "monitoring failed: no such deployment" in capsys.readouterr().err

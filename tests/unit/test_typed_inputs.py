@@ -4,6 +4,7 @@ through SQLAlchemy alike, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -184,6 +185,20 @@ def test_feedback_carries_the_logged_probability_of_the_transaction_it_names(log
     logged_risk = window["logged_probability_risk"].to_numpy()
     assert np.isnan(logged_risk[::2]).all() and (logged_risk[1::2] == 0.6).all()
     assert window[LABEL].astype(str).tolist() == [CLASS_ORDER[i % 2] for i in range(12)]
+
+
+@pytest.mark.slow
+def test_a_read_begun_early_gives_the_same_records_and_leaves_no_file_behind(logged, monkeypatch, tmp_path):
+    monkeypatch.setattr(columnar, "_ARROW_ROWS", 0)  # through ADBC, however small
+    monkeypatch.setattr(columnar, "_SPLIT_ROWS", 10)  # a large window: two readers at once, unless asked for one
+    (temporary := tmp_path / "temporary").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))  # where the readers write
+    for feedback in (False, True):
+        expected = datamart.read_window(logged, "d1", feedback=feedback)
+        with datamart.WindowRead(logged, "d1", feedback=feedback, halves=False) as read:
+            pd.testing.assert_frame_equal(read.result(), expected)
+    datamart.WindowRead(logged, "d1").close()  # its records not wanted: the readers stopped
+    assert list(temporary.iterdir()) == []
 
 
 def test_an_empty_window_has_the_same_columns_and_types(logged):

@@ -20,6 +20,7 @@ _EXPORTS = {
     "SQLITE_BUSY_TIMEOUT": "utils.datamart.engine",
     "SchemaError": "utils.datamart.migrations",
     "WindowAlreadyRan": "utils.datamart.alerting",
+    "WindowRead": "utils.datamart.columnar",
     "check": "utils.datamart.engine",
     "check_identity": "utils.datamart.engine",
     "commit_batch_chunk": "utils.datamart.batch_jobs",
@@ -69,6 +70,7 @@ __all__ = [
     "SQLITE_BUSY_TIMEOUT",
     "SchemaError",
     "WindowAlreadyRan",
+    "WindowRead",
     "check",
     "check_identity",
     "commit_batch_chunk",
@@ -133,7 +135,7 @@ if TYPE_CHECKING:
         store_batch_payload,
         update_batch_job,
     )
-    from utils.datamart.columnar import read_window
+    from utils.datamart.columnar import WindowRead, read_window
     from utils.datamart.deployments import (
         read_deployment,
         read_deployment_history,

@@ -2,10 +2,13 @@
 
 The window's query is built and compiled by SQLAlchemy and run by an ADBC driver (``adbc-driver-sqlite`` in a
 process of its own, see :mod:`utils.datamart.arrow_reader`; ``adbc-driver-postgresql``), which returns Arrow record
-batches: no Python object per value. Each batch's columns
-become numpy arrays at once (categories as codes of the contract's domains, numbers as integers, probabilities as
-floats), from which the window's DataFrame is made at the end. A data mart that ADBC cannot open (an in-memory
-SQLite database, another kind of database) is read through SQLAlchemy into the same record batches.
+batches: no Python object per value. Each batch's columns are typed at once (categories as codes of the contract's
+domains, numbers as integers, probabilities as floats; in the child process, for SQLite), and the window's DataFrame
+is made of them at the end. A data mart that ADBC cannot open (an in-memory SQLite database, another kind of
+database) is read through SQLAlchemy into the same record batches.
+
+A read begins when a :class:`WindowRead` is made, and its child processes work while the caller does something
+else: :func:`utils.monitoring.evaluate_all` sets up the monitors meanwhile.
 
 Inputs stored as JSON (not in the typed columns, see :func:`utils.datamart.records.in_typed_columns`) are filled
 in from a second query; a window of the credit contract has none.
@@ -13,21 +16,22 @@ in from a second query; a window of the credit contract has none.
 
 from __future__ import annotations
 
-import functools
 import json
+import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, LABEL
+from utils.datamart.arrow_reader import typed_batch
 from utils.datamart.engine import sqlite_file
 from utils.datamart.records import in_window, record_table
 from utils.datamart.schema import feedback_records, payload_records
@@ -36,13 +40,13 @@ from utils.times import as_utc, as_utc_or_none
 #: Windows of more records than this are read through ADBC (smaller ones through SQLAlchemy, sooner than a child
 #: process starts), and of more than ``_SPLIT_ROWS`` in two halves at once (:func:`_plan`).
 _ARROW_ROWS, _SPLIT_ROWS = 50_000, 200_000
-#: Rows per record batch: the unit of conversion, which bounds the memory of the Arrow data held at once.
+#: Rows per record batch: the unit of typing, which bounds the memory of the Arrow data held at once.
 _BATCH_ROWS = 65_536
 #: The logged probability of a feedback record that names no payload record, as read (NaN in the frame). Not
 #: NULL: the SQLite driver infers a column's type from its first batch, and a batch of NULLs reads as integers.
 _NO_PROBABILITY = -1.0
-#: The window columns that are no categories: probabilities (floats) and the out-of-range flag (booleans).
-_TYPED_TAIL = ("probability_risk", "logged_probability_risk", "out_of_range")
+#: The window's columns that are no categories nor numbers: probabilities (floats) and flags (booleans).
+_PROBABILITIES, _FLAGS = ("probability_risk", "logged_probability_risk"), ("as_json", "out_of_range")
 
 
 def _window_tail(feedback: bool) -> tuple[sa.FromClause, list, list[str]]:
@@ -87,21 +91,55 @@ def _parameters(compiled: sa.sql.compiler.SQLCompiler, dialect) -> list:
     return values
 
 
-def _sqlite_batches(engine: Engine, path: str, query: sa.Select) -> Iterator[pa.RecordBatch]:
-    """The rows of ``query`` read by ADBC's SQLite driver in a process of its own (:mod:`arrow_reader` says why)."""
-    compiled = query.compile(dialect=engine.dialect)
-    request = {"path": path, "sql": str(compiled), "parameters": _parameters(compiled, engine.dialect)}
-    command = [sys.executable, "-c", "from utils.datamart.arrow_reader import main; main()"]
-    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as child:
-        child.stdin.write(json.dumps({**request, "batch_rows": _BATCH_ROWS}).encode())
-        child.stdin.close()
-        try:
-            yield from pa.ipc.open_stream(child.stdout)
-        except pa.ArrowInvalid:
-            pass  # no stream: the child failed, and says why below
-        problem = child.stderr.read().decode(errors="replace").strip()
-        if child.wait() != 0:
+class _Child:
+    """ADBC's SQLite driver running one query in a process of its own (:mod:`arrow_reader` says why), started at
+    once; it writes the rows, typed by ``kinds``, to the Arrow file ``output``."""
+
+    def __init__(self, engine: Engine, query: sa.Select, kinds: list | None, output: str):
+        compiled = query.compile(dialect=engine.dialect)
+        request = {
+            "path": sqlite_file(engine),
+            "sql": str(compiled),
+            "parameters": _parameters(compiled, engine.dialect),
+        }
+        request.update(batch_rows=_BATCH_ROWS, kinds=kinds, output=output)
+        command = [sys.executable, "-c", "from utils.datamart.arrow_reader import main; main()"]
+        self.output, self.errors = output, tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop)
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.errors)
+        with self.process.stdin as request_file:
+            request_file.write(json.dumps(request).encode())
+
+    def batches(self) -> list[pa.RecordBatch]:
+        """Wait for the child, and read what it wrote."""
+        if self.process.wait() != 0:
+            self.errors.seek(0)
+            problem = self.errors.read().decode(errors="replace").strip()
             raise RuntimeError(f"reading the window through ADBC failed: {problem.splitlines()[-1:]}")
+        with pa.OSFile(self.output) as source:
+            return pa.ipc.open_file(source).read_all().to_batches()
+
+    def stop(self) -> None:
+        """Stop the child if it still runs (its rows are not wanted)."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.errors.close()
+
+
+class _InProcess:
+    """One query read in this process when its batches are asked for: by ADBC's PostgreSQL driver (``adbc``),
+    else through SQLAlchemy."""
+
+    def __init__(self, engine: Engine, query: sa.Select, kinds: list | None, *, adbc: bool):
+        self.engine, self.query, self.kinds, self.adbc = engine, query, kinds, adbc
+
+    def batches(self) -> list[pa.RecordBatch]:
+        read = _postgresql_batches if self.adbc else _sqlalchemy_batches
+        found = read(self.engine, self.query)
+        return [batch if self.kinds is None else typed_batch(batch, self.kinds) for batch in found]
+
+    def stop(self) -> None:
+        pass
 
 
 def _postgresql_batches(engine: Engine, query: sa.Select) -> Iterator[pa.RecordBatch]:
@@ -115,21 +153,8 @@ def _postgresql_batches(engine: Engine, query: sa.Select) -> Iterator[pa.RecordB
         yield from cursor.fetch_record_batch()
 
 
-def _adbc(engine: Engine) -> Callable[[sa.Select], Iterator[pa.RecordBatch]] | None:
-    """How ADBC reads a query of the data mart as record batches; None when it cannot (an in-memory SQLite
-    database, another kind of database)."""
-    if engine.dialect.name == "sqlite" and (path := sqlite_file(engine)) is not None:
-        return functools.partial(_sqlite_batches, engine, path)
-    if engine.dialect.name == "postgresql":
-        return functools.partial(_postgresql_batches, engine)
-    return None
-
-
-def _batches(engine: Engine, query: sa.Select, adbc: Callable | None) -> Iterator[pa.RecordBatch]:
-    """The rows of ``query`` as Arrow record batches: through ``adbc`` (see :func:`_adbc`), else SQLAlchemy."""
-    if adbc is not None:
-        yield from adbc(query)
-        return
+def _sqlalchemy_batches(engine: Engine, query: sa.Select) -> Iterator[pa.RecordBatch]:
+    """The rows of ``query`` read through SQLAlchemy, as Arrow record batches."""
     with engine.connect() as connection:
         result = connection.execution_options(yield_per=_BATCH_ROWS).execute(query)
         names = list(result.keys())
@@ -137,43 +162,126 @@ def _batches(engine: Engine, query: sa.Select, adbc: Callable | None) -> Iterato
             yield pa.RecordBatch.from_arrays([pa.array(column) for column in zip(*rows)], names=names)
 
 
+def _adbc(engine: Engine) -> str | None:
+    """The ADBC driver that can read the data mart: ``"sqlite"`` (a SQLite file) or ``"postgresql"``; None when
+    none can (an in-memory SQLite database, another kind of database)."""
+    if engine.dialect.name == "sqlite" and sqlite_file(engine) is not None:
+        return "sqlite"
+    return "postgresql" if engine.dialect.name == "postgresql" else None
+
+
+def _plan(engine: Engine, feedback: bool, deployment_id: str, start, end, halves: bool) -> tuple[str | None, list]:
+    """How to read the window: the ADBC driver (None: SQLAlchemy, see :func:`_adbc`) and the bounds of the window,
+    or (``halves``) of its two halves (in records), each then read on a core of its own (see :data:`_ARROW_ROWS`)."""
+    adbc = _adbc(engine)
+    if adbc is None:
+        return None, [(start, end)]
+    table, time_column = record_table(feedback)
+    times = in_window(sa.select(table.c[time_column]), table, time_column, deployment_id, start, end)
+    with engine.connect() as connection:
+        count = connection.execute(sa.select(sa.func.count()).select_from(times.subquery())).scalar()
+        if count <= _SPLIT_ROWS or not halves:
+            return (adbc if count > _ARROW_ROWS else None), [(start, end)]
+        middle = connection.execute(times.order_by(table.c[time_column]).offset(count // 2).limit(1)).scalar()
+    middle = as_utc(middle)
+    return adbc, [(start, middle), (middle, end)]
+
+
+def _kinds(names: list[str]) -> list:
+    """How to type each column of a window's query (:func:`arrow_reader.typed_batch`): categories as codes of the
+    contract's domains, flags as booleans, probabilities as floats, numbers as integers."""
+    kinds = []
+    for name in [*FEATURES, "as_json", *names]:
+        if name in CATEGORIES or name in (LABEL, "prediction"):
+            kinds.append(list(CATEGORIES.get(name, CLASS_ORDER)))
+        else:
+            kinds.append("bool" if name in _FLAGS else "float" if name in _PROBABILITIES else "int")
+    return kinds
+
+
+class WindowRead:
+    """The read of a window's records (see :func:`read_window`), begun when it is made: a large window of a SQLite
+    data mart is read by child processes, which work on the other cores while this process does something else.
+    :meth:`result` waits for the records; :meth:`close` (or the end of a ``with`` block) stops the readers whose
+    records are no longer wanted and removes what they wrote.
+
+    ``halves=False`` reads a large window with one reader rather than two at once, which leaves a core to a caller
+    that works meanwhile. ``typed=False`` reads the columns as the database gives them (:meth:`table` only): the
+    monitoring benchmark's reference, the cost of reading the window from the store alone.
+    """
+
+    def __init__(
+        self, engine: Engine, deployment_id: str, start=None, end=None, *, feedback=False, halves=True, typed=True
+    ):
+        start, end = as_utc_or_none(start), as_utc_or_none(end)
+        self.engine, self.feedback = engine, feedback
+        _, self._json_query, self._names = _window_query(feedback, deployment_id, start, end)
+        kinds = _kinds(self._names) if typed else None
+        adbc, bounds = _plan(engine, feedback, deployment_id, start, end, halves)
+        self._folder = tempfile.TemporaryDirectory(prefix="window-") if adbc == "sqlite" else None
+        self._readers: list[_Child | _InProcess] = []
+        try:
+            for number, (first, last) in enumerate(bounds):
+                query = _window_query(feedback, deployment_id, first, last)[0]
+                if self._folder is None:
+                    self._readers.append(_InProcess(engine, query, kinds, adbc=adbc == "postgresql"))
+                else:
+                    output = os.path.join(self._folder.name, f"{number}.arrow")
+                    self._readers.append(_Child(engine, query, kinds, output))
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self) -> WindowRead:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the readers still running, and remove what they wrote."""
+        for reader in self._readers:
+            reader.stop()
+        if self._folder is not None:
+            self._folder.cleanup()
+
+    def table(self) -> pa.Table:
+        """The window's columns in one Arrow table (no columns when it holds no record), once they are read."""
+        with ThreadPoolExecutor(len(self._readers)) as pool:  # the drivers and the typing let go of the GIL
+            batches = [batch for part in pool.map(lambda reader: reader.batches(), self._readers) for batch in part]
+        batches = [batch for batch in batches if batch.num_rows]
+        return pa.Table.from_batches(batches) if batches else pa.table({})
+
+    def result(self) -> pd.DataFrame:
+        """The window's records (see :func:`read_window`), once they are read."""
+        table = self.table()
+        if not table.num_columns:
+            return empty_window(feedback=self.feedback)
+        columns = {name: _array(column) for name, column in zip([*FEATURES, "as_json", *self._names], table.columns)}
+        as_json = columns.pop("as_json")
+        if as_json.any():
+            _fill_json(self.engine, self._json_query, columns, np.flatnonzero(as_json))
+        frame = {}
+        for name, values in columns.items():
+            if name in CATEGORIES or name in (LABEL, "prediction"):
+                frame[name] = pd.Categorical.from_codes(values, categories=list(CATEGORIES.get(name, CLASS_ORDER)))
+            else:
+                frame[name] = values
+        if "logged_probability_risk" in frame:
+            frame["logged_probability_risk"][frame["logged_probability_risk"] == _NO_PROBABILITY] = np.nan
+        return pd.DataFrame(frame, copy=False)  # the arrays are the frame's own: not copied into blocks again
+
+
+def _array(column: pa.ChunkedArray) -> np.ndarray:
+    """A column's values in one numpy array of its own (writable, not a view of Arrow's memory)."""
+    return np.concatenate([chunk.to_numpy(zero_copy_only=False) for chunk in column.chunks])
+
+
 def read_window_columns(engine: Engine, deployment_id: str, start=None, end=None, *, feedback=False) -> pa.Table:
     """The columns :func:`read_window` reads, as the database gives them (in halves at once when it does), in one
     Arrow table: the cost of reading a window from the store alone (the monitoring benchmark's reference)."""
-    start, end = as_utc_or_none(start), as_utc_or_none(end)
-
-    adbc, halves = _plan(engine, feedback, deployment_id, start, end)
-
-    def read(bounds: tuple) -> list[pa.RecordBatch]:
-        return list(_batches(engine, _window_query(feedback, deployment_id, *bounds)[0], adbc))
-
-    with ThreadPoolExecutor(len(halves)) as pool:
-        batches = [batch for half in pool.map(read, halves) for batch in half]
-    return pa.Table.from_batches(batches) if batches else pa.table({})
-
-
-def _codes(column: pa.Array, categories) -> np.ndarray:
-    """Each value's index in ``categories`` (-1: none of them), as small integers."""
-    found = pc.index_in(column, value_set=pa.array(categories, type=column.type))
-    return found.fill_null(-1).to_numpy().astype(np.int8)
-
-
-def _converted(batch: pa.RecordBatch, names: list[str]) -> list[np.ndarray]:
-    """A batch's columns as numpy arrays: the features, whether the inputs are JSON, then the tail of ``names``."""
-    arrays = []
-    for index, name in enumerate([*FEATURES, "as_json", *names]):
-        column = batch.column(index)
-        if name in CATEGORIES:
-            arrays.append(_codes(column, CATEGORIES[name]))
-        elif name in (LABEL, "prediction"):
-            arrays.append(_codes(column, CLASS_ORDER))
-        elif name in ("as_json", "out_of_range"):
-            arrays.append(column.to_numpy(zero_copy_only=False).astype(bool))
-        elif name in _TYPED_TAIL:
-            arrays.append(column.to_numpy(zero_copy_only=False).astype(float))
-        else:
-            arrays.append(column.to_numpy(zero_copy_only=False).astype(np.int64))
-    return arrays
+    with WindowRead(engine, deployment_id, start, end, feedback=feedback, typed=False) as read:
+        return read.table()
 
 
 def empty_window(*, feedback: bool = False) -> pd.DataFrame:
@@ -204,54 +312,14 @@ def _fill_json(engine: Engine, json_query: sa.Select, columns: dict, rows: np.nd
         columns[name][rows] = values
 
 
-def _plan(engine: Engine, feedback: bool, deployment_id: str, start, end) -> tuple[Callable | None, list[tuple]]:
-    """How to read the window: the ADBC reader (None: SQLAlchemy) and the bounds of the window, or of its two
-    halves (in records), each then read on a core of its own (see :data:`_ARROW_ROWS`)."""
-    adbc = _adbc(engine)
-    if adbc is None:
-        return None, [(start, end)]
-    table, time_column = record_table(feedback)
-    times = in_window(sa.select(table.c[time_column]), table, time_column, deployment_id, start, end)
-    with engine.connect() as connection:
-        count = connection.execute(sa.select(sa.func.count()).select_from(times.subquery())).scalar()
-        if count <= _SPLIT_ROWS:
-            return (adbc if count > _ARROW_ROWS else None), [(start, end)]
-        middle = connection.execute(times.order_by(table.c[time_column]).offset(count // 2).limit(1)).scalar()
-    middle = as_utc(middle)
-    return adbc, [(start, middle), (middle, end)]
-
-
 def read_window(engine: Engine, deployment_id: str, start=None, end=None, *, feedback: bool = False) -> pd.DataFrame:
     """The payload (or ``feedback``) records of a window, fast: one column per feature (categories as pandas
     categoricals of the contract's domains, numbers as integers), then ``prediction``, ``probability_risk`` and
     ``out_of_range`` (payload: whether a field lies outside the training data's ranges) or ``Risk`` and
     ``logged_probability_risk`` (feedback: the probability logged for the transaction it names, NaN when it names
     none), in the order of the records' time. ``start`` is inclusive and ``end`` exclusive.
+
+    To do something else while a large window is read, make a :class:`WindowRead` and ask for its result later.
     """
-    start, end = as_utc_or_none(start), as_utc_or_none(end)
-    _, json_query, names = _window_query(feedback, deployment_id, start, end)
-
-    adbc, halves = _plan(engine, feedback, deployment_id, start, end)
-
-    def read(bounds: tuple) -> list[list[np.ndarray]]:
-        query, _, _ = _window_query(feedback, deployment_id, *bounds)
-        return [_converted(batch, names) for batch in _batches(engine, query, adbc) if batch.num_rows]
-
-    with ThreadPoolExecutor(len(halves)) as pool:  # the drivers and the conversion let go of the GIL
-        parts = [part for half in pool.map(read, halves) for part in half]
-    if not parts:
-        return empty_window(feedback=feedback)
-    columns = {name: np.concatenate(arrays) for name, arrays in zip([*FEATURES, "as_json", *names], zip(*parts))}
-    as_json = columns.pop("as_json")
-    if as_json.any():
-        _fill_json(engine, json_query, columns, np.flatnonzero(as_json))
-    frame = {}
-    for name, values in columns.items():
-        if name in CATEGORIES or name in (LABEL, "prediction"):
-            categories = CATEGORIES.get(name, CLASS_ORDER)
-            frame[name] = pd.Categorical.from_codes(values, categories=list(categories))
-        else:
-            frame[name] = values
-    if "logged_probability_risk" in frame:
-        frame["logged_probability_risk"][frame["logged_probability_risk"] == _NO_PROBABILITY] = np.nan
-    return pd.DataFrame(frame)
+    with WindowRead(engine, deployment_id, start, end, feedback=feedback) as read:
+        return read.result()

@@ -48,7 +48,7 @@ _EXPORTS = {
     "Thresholds": "utils.monitoring.thresholds",
     "Window": "utils.monitoring.window",
     "combined_gates": "utils.monitoring.results",
-    "evaluate_all": "utils.monitoring.monitor",
+    "evaluate_all": "utils.monitoring.evaluate",
     "main": "utils.monitoring.cli",
     "overview": "utils.monitoring.results",
     "read_window": "utils.datamart",
@@ -78,8 +78,9 @@ if TYPE_CHECKING:
     from utils.datamart import read_window
     from utils.monitoring.cli import main
     from utils.monitoring.drift import DriftMonitor
+    from utils.monitoring.evaluate import evaluate_all
     from utils.monitoring.fairness import FairnessMonitor
-    from utils.monitoring.monitor import DeploymentMonitor, evaluate_all
+    from utils.monitoring.monitor import DeploymentMonitor
     from utils.monitoring.quality import QualityMonitor
     from utils.monitoring.results import (
         ALERT_METRICS,

@@ -146,8 +146,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _evaluate_deployment(args: argparse.Namespace) -> Evaluation:
-    from utils import datamart  # the monitors: imported once the arguments are parsed
-    from utils.monitoring.monitor import evaluate_all, stored_configuration
+    from utils import datamart  # imported once the arguments are parsed; the monitors, once the window is being read
+    from utils.monitoring.evaluate import evaluate_all
+    from utils.monitoring.thresholds import stored_configuration
 
     stored, _, _ = stored_configuration(datamart.connect(work=args.work_dir), args.deployment_id)
     return evaluate_all(

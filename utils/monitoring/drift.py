@@ -72,6 +72,12 @@ class DriftMonitor:
     def model_drift(self) -> ModelDriftEstimator:
         return ModelDriftEstimator(self.model, self.reference, max_records=self.sample_size, seed=self.seed)
 
+    def set_up(self) -> None:
+        """Fit the detectors on the reference now rather than at the first window (importing alibi-detect)."""
+        self.data_drift, self.multivariate_drift  # noqa: B018 (each made when first read)
+        if self.model is not None:
+            self.model_drift  # noqa: B018
+
     def run(self, window: Window, *, measured_accuracy: float = np.nan) -> MonitorResult:
         """The drift measurements of ``window``; ``measured_accuracy`` (on feedback, from the quality monitor) is
         shown beside the model-drift estimate. No verdict with too few payload records."""

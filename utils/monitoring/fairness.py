@@ -16,6 +16,7 @@ import pandas as pd
 
 from utils.data import LABEL
 from utils.fairness import (
+    _aif360,
     debiased_companion,
     disparate_impact_test,
     fairness_metrics,
@@ -68,6 +69,10 @@ class FairnessMonitor:
         self.attributes = tuple(attributes)
         self.sample_size = sample_size
         self.seed = seed
+
+    def set_up(self) -> None:
+        """Import aif360 now rather than at the first window."""
+        _aif360()
 
     def run(self, window: Window, *, debias: bool = True) -> MonitorResult:
         """The fairness measurements of ``window`` (``debias``: with the debiased companion, given feedback)."""

@@ -1,7 +1,8 @@
 """The monitors of one deployment: read a window, run the monitors, store the measurements, write the report.
 
 :class:`DeploymentMonitor` sets up once what the monitors need (the deployed model, the reference data, the
-thresholds) and evaluates any window; :func:`evaluate_all` does it in one call.
+thresholds) and evaluates any window; :func:`utils.monitoring.evaluate_all` does it in one call, reading the window
+while the monitors get ready.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from utils.monitoring.notifications import notify_changes
 from utils.monitoring.performance import PerformanceMonitor
 from utils.monitoring.quality import QualityMonitor
 from utils.monitoring.results import ALL_MONITORS, MONITORS, Evaluation, MonitorResult, Thresholds, measurement_frame
-from utils.monitoring.thresholds import thresholds_of
+from utils.monitoring.thresholds import stored_configuration
 from utils.monitoring.window import Window, no_records
 from utils.registry import reference_data_path, registry_for
 from utils.report import write_report
@@ -45,18 +46,6 @@ def _file_stamp(moment: datetime | None) -> str:
         return "open"
     stamp = pd.Timestamp(moment)
     return stamp.strftime("%Y%m%d") if stamp == stamp.normalize() else stamp.strftime("%Y%m%dT%H%M")
-
-
-#: The protected attributes monitored when a deployment's configuration names none.
-DEFAULT_ATTRIBUTES: tuple[str, ...] = ("Sex", "Age")
-
-
-def stored_configuration(engine: Engine, deployment_id: str) -> tuple[Thresholds, tuple[str, ...], dict]:
-    """The thresholds and protected attributes of a deployment's stored monitor configuration, and the document
-    itself (``{}`` when none is stored; a field it leaves out is at its default)."""
-    row = datamart.read_monitor_config(engine, deployment_id)
-    document = (row or {}).get("config", {})
-    return thresholds_of(document), tuple(document.get("protected_groups", DEFAULT_ATTRIBUTES)), document
 
 
 class DeploymentMonitor:
@@ -113,6 +102,15 @@ class DeploymentMonitor:
         self.drift = DriftMonitor(self.model, self.reference, self.thresholds, sample_size=sample_size, seed=seed)
         self.data_quality = DataQualityMonitor(self.thresholds)
         self.performance = PerformanceMonitor(self.thresholds)
+
+    def set_up(self, monitors: tuple[str, ...] = MONITORS) -> None:
+        """Get ``monitors`` ready before a window arrives: import their libraries and fit the drift detectors on the
+        reference, which the first evaluation otherwise does. Done while a window is read, it costs no time
+        (:func:`utils.monitoring.evaluate_all`)."""
+        if "fairness" in monitors:
+            self.fairness.set_up()
+        if "drift" in monitors:
+            self.drift.set_up()
 
     def records(self, start=None, end=None, *, feedback: bool = False, monitors: tuple[str, ...] = MONITORS):
         """The payload (or ``feedback``) records of the window [``start``, ``end``), read when one of ``monitors``
@@ -269,24 +267,3 @@ class DeploymentMonitor:
             registry=self.registry,
             seed=self.seed if seed is None else seed,
         )
-
-
-def evaluate_all(
-    deployment_id: str,
-    start: str | datetime | None = None,
-    end: str | datetime | None = None,
-    *,
-    work: str | os.PathLike | None = None,
-    engine: Engine | None = None,
-    reference: pd.DataFrame | str | os.PathLike | None = None,
-    thresholds: Thresholds | None = None,
-    store: bool = True,
-    report: bool | str | os.PathLike | None = None,
-) -> Evaluation:
-    """Evaluate every monitor of a deployment over the window [``start``, ``end``): the one-call entry point.
-
-    ``report`` as for :meth:`DeploymentMonitor.evaluate`; None (the default) writes the window's report when the
-    measurements are stored, and none when they are not: a trial run overwrites no stored window's report.
-    """
-    monitor = DeploymentMonitor(deployment_id, reference=reference, thresholds=thresholds, engine=engine, work=work)
-    return monitor.evaluate(start, end, store=store, report=store if report is None else report)

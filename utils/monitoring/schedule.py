@@ -24,9 +24,10 @@ from sqlalchemy.engine import Engine
 
 from utils import config, datamart
 from utils.deployment import get_deployment
-from utils.monitoring.monitor import DeploymentMonitor, stored_configuration
+from utils.monitoring.monitor import DeploymentMonitor
 from utils.monitoring.notifications import notifier_for, resume_pending
 from utils.monitoring.results import MONITORS, Evaluation, Thresholds
+from utils.monitoring.thresholds import stored_configuration
 from utils.times import as_utc, utc_now
 
 _LOG = logging.getLogger(__name__)

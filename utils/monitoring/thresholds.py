@@ -1,11 +1,20 @@
 """The monitors' thresholds and minimum record counts (:class:`Thresholds`), apart from the results so that the
-command line builds one option per field without importing pandas."""
+command line builds one option per field without importing pandas, and the stored configuration of a deployment's
+monitors (:func:`stored_configuration`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
 
+from utils import datamart
 from utils.choices import FOUR_FIFTHS_RULE
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+#: The protected attributes monitored when a deployment's configuration names none.
+DEFAULT_ATTRIBUTES: tuple[str, ...] = ("Sex", "Age")
 
 
 @dataclass(frozen=True)
@@ -47,3 +56,11 @@ def thresholds_of(document: dict) -> Thresholds:
     """The :class:`Thresholds` of a monitor configuration document (a field it leaves out at its default)."""
     known = {f.name for f in fields(Thresholds)}  # a document stored before a field was added or removed reads
     return Thresholds(**{k: v for k, v in document.get("thresholds", {}).items() if k in known})
+
+
+def stored_configuration(engine: Engine, deployment_id: str) -> tuple[Thresholds, tuple[str, ...], dict]:
+    """The thresholds and protected attributes of a deployment's stored monitor configuration, and the document
+    itself (``{}`` when none is stored; a field it leaves out is at its default)."""
+    row = datamart.read_monitor_config(engine, deployment_id)
+    document = (row or {}).get("config", {})
+    return thresholds_of(document), tuple(document.get("protected_groups", DEFAULT_ATTRIBUTES)), document

@@ -156,8 +156,9 @@ RETRAINING_SAMPLE_ROWS = 4000
 
 def test_prod_with_retrain_closes_the_loop(tmp_path, capsys):
     """``--stage prod --retrain`` on an approved version: the drift alert in prod is notified, the candidate retrained
-    on the alerting windows is better than the champion on held-out drifted records and passes its evaluation, is approved under ``--approver`` and
-    promoted, and the scheduled windows after the promotion clear the alert (the recovery notified)."""
+    on the alerting windows is better than the champion on held-out drifted records and passes its evaluation, is
+    approved under ``--approver`` and promoted, and the scheduled windows after the promotion clear the alert (the
+    recovery notified)."""
     sample = tmp_path / "sample.csv"
     write_csv(generate_credit_data(RETRAINING_SAMPLE_ROWS, seed=2026), sample)
     work = tmp_path / "work"

@@ -178,6 +178,16 @@ def test_the_arrow_and_the_sqlalchemy_reads_agree(logged, monkeypatch):
     assert fast[0]["Age"].dtype == np.float64 and 33.0 in fast[0]["Age"].tolist()  # its inputs were JSON
 
 
+def test_the_reader_child_imports_this_project_from_any_working_folder(logged, monkeypatch, tmp_path):
+    """A working folder with a ``utils`` package of its own (a common name) does not change what the child runs."""
+    (tmp_path / "utils").mkdir()
+    (tmp_path / "utils" / "__init__.py").write_text("raise ImportError('another project of the same name')\n")
+    monkeypatch.chdir(tmp_path)
+    expected = datamart.read_window(logged, "d1")
+    monkeypatch.setattr(columnar, "_ARROW_ROWS", 0)  # through ADBC's child on SQLite, however small
+    pd.testing.assert_frame_equal(datamart.read_window(logged, "d1"), expected)
+
+
 def test_feedback_carries_the_logged_probability_of_the_transaction_it_names(logged):
     window = datamart.read_window(logged, "d1", feedback=True)
     assert list(window.columns) == [*FEATURES, LABEL, "logged_probability_risk"]

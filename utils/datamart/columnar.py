@@ -42,6 +42,8 @@ from utils.times import as_utc, as_utc_or_none
 _ARROW_ROWS, _SPLIT_ROWS = 50_000, 200_000
 #: Rows per record batch: the unit of typing, which bounds the memory of the Arrow data held at once.
 _BATCH_ROWS = 65_536
+#: The folder holding the utils package, where the reader child starts (Python puts its folder first on the path)
+_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 #: The logged probability of a feedback record that names no payload record, as read (NaN in the frame). Not
 #: NULL: the SQLite driver infers a column's type from its first batch, and a batch of NULLs reads as integers.
 _NO_PROBABILITY = -1.0
@@ -98,14 +100,16 @@ class _Child:
     def __init__(self, engine: Engine, query: sa.Select, kinds: list | None, output: str):
         compiled = query.compile(dialect=engine.dialect)
         request = {
-            "path": sqlite_file(engine),
+            "path": os.path.abspath(sqlite_file(engine)),
             "sql": str(compiled),
             "parameters": _parameters(compiled, engine.dialect),
         }
-        request.update(batch_rows=_BATCH_ROWS, kinds=kinds, output=output)
+        request.update(batch_rows=_BATCH_ROWS, kinds=kinds, output=os.path.abspath(output))
         command = [sys.executable, "-c", "from utils.datamart.arrow_reader import main; main()"]
         self.output, self.errors = output, tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop)
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.errors)
+        self.process = subprocess.Popen(  # run from the project root: the child imports this very utils package
+            command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.errors, cwd=_PROJECT_ROOT
+        )
         with self.process.stdin as request_file:
             request_file.write(json.dumps(request).encode())
 

@@ -101,6 +101,7 @@ class _TurnFile:
         self.threads = threading.Lock()
         self.pid = os.getpid()
         self.file = None
+        self.immediate = threading.local()  # each thread's connection of immediate_connection()
 
     def opened(self):
         """The lock file, opened on first use (None when it cannot be: say a read-only folder)."""
@@ -154,6 +155,57 @@ def writers_in_turn(engine: Engine):
         finally:
             if held:
                 fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def writers_turn_if_free(engine: Engine):
+    """Take the writer turn of a SQLite data mart (see :func:`writers_in_turn`) only if no thread or process holds
+    it, without waiting; yields whether it was taken (never on other databases)."""
+    turn = _turn_file(engine)
+    lock = turn.opened() if turn is not None else None
+    if lock is None or not turn.threads.acquire(blocking=False):
+        yield False
+        return
+    try:
+        if not _took_turn(lock):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    finally:
+        turn.threads.release()
+
+
+def immediate_connection(engine: Engine):
+    """This thread's own driver connection to a SQLite data mart for writes that must never wait (None for other
+    databases): its busy timeout is zero, so a write that finds the file locked fails at once, and it never
+    checkpoints the write-ahead log (a checkpoint writes the database file and waits for the disk); the pool's
+    connections do, when a commit of theirs finds the log past SQLite's 1,000 pages."""
+    turn = _turn_file(engine)
+    if turn is None:
+        return None
+    connection = getattr(turn.immediate, "connection", None)
+    if connection is None:
+        connection = engine.raw_connection()
+        connection.detach()  # out of the pool: this thread's for the process's life
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 0")
+        cursor.execute("PRAGMA wal_autocheckpoint = 0")
+        cursor.close()
+        turn.immediate.connection = connection
+    return connection
+
+
+def forget_immediate_connection(engine: Engine) -> None:
+    """Close this thread's :func:`immediate_connection` (after an error: the next write opens another)."""
+    turn = _turn_file(engine)
+    connection = getattr(turn.immediate, "connection", None) if turn is not None else None
+    if connection is not None:
+        turn.immediate.connection = None
+        with contextlib.suppress(Exception):
+            connection.close()
 
 
 def _took_turn(lock) -> bool:

@@ -160,6 +160,14 @@ def insert_payload(engine: Engine, records: Iterable[Mapping]) -> int:
 IMMEDIATE_COMMITS = 200
 
 
+def _roll_back(engine: Engine, connection) -> None:
+    """Roll back what an immediate connection wrote; one that cannot is closed (closing rolls back)."""
+    try:
+        connection.rollback()
+    except Exception:
+        forget_immediate_connection(engine)
+
+
 def insert_payload_now(engine: Engine, records: Iterable[Mapping]) -> int | None:
     """As :func:`insert_payload`, if that needs no wait: returns how many records were stored, or None when none
     was (store them with :func:`insert_payload`, which waits its turn and raises what is wrong).
@@ -190,8 +198,8 @@ def insert_payload_now(engine: Engine, records: Iterable[Mapping]) -> int | None
             cursor.close()
             check_identity(engine)
             connection.commit()
-        except Exception as error:
-            forget_immediate_connection(engine)  # closing it rolls back what it wrote
+        except Exception as error:  # say SQLITE_BUSY: another writer holds SQLite's lock
+            _roll_back(engine, connection)
             if isinstance(error, DatamartUnavailable):
                 raise
             return None

@@ -110,6 +110,15 @@ def insert_rows(connection: Connection, table: sa.Table, rows: Sequence[Mapping]
         connection.exec_driver_sql(*_driver_rows(connection.dialect, table, rows))
 
 
+def _execute_and_commit(engine: Engine, connection, statement: str, parameters: list) -> None:
+    """One ``executemany`` on a driver connection, the SQLite file's identity checked, and the commit."""
+    cursor = connection.cursor()
+    cursor.executemany(statement, parameters)
+    cursor.close()
+    check_identity(engine)  # as before every commit (engine.py): nothing acknowledged into a file that is gone
+    connection.commit()
+
+
 def _insert_committed(engine: Engine, table: sa.Table, rows: Sequence[Mapping]) -> None:
     """Insert ``rows`` in a transaction of their own, in the writers' turn, and commit it.
 
@@ -123,11 +132,7 @@ def _insert_committed(engine: Engine, table: sa.Table, rows: Sequence[Mapping]) 
         check_identity(engine)  # as when a transaction begins (engine.py)
         connection = engine.raw_connection()
         try:
-            cursor = connection.cursor()
-            cursor.executemany(statement, parameters)
-            cursor.close()
-            check_identity(engine)
-            connection.commit()
+            _execute_and_commit(engine, connection, statement, parameters)
         except engine.dialect.loaded_dbapi.Error as error:
             connection.invalidate()
             raise sa.exc.DBAPIError.instance(
@@ -193,11 +198,7 @@ def insert_payload_now(engine: Engine, records: Iterable[Mapping]) -> int | None
         if not taken:
             return None
         try:
-            cursor = connection.cursor()
-            cursor.executemany(statement, parameters)
-            cursor.close()
-            check_identity(engine)
-            connection.commit()
+            _execute_and_commit(engine, connection, statement, parameters)
         except Exception as error:  # say SQLITE_BUSY: another writer holds SQLite's lock
             _roll_back(engine, connection)
             if isinstance(error, DatamartUnavailable):

@@ -107,7 +107,8 @@ def insert_rows(connection: Connection, table: sa.Table, rows: Sequence[Mapping]
     driver's ``executemany``, within the caller's transaction: several times faster than SQLAlchemy's per-row
     processing."""
     if rows:
-        connection.exec_driver_sql(*_driver_rows(connection.dialect, table, rows))
+        statement, parameters = _driver_rows(connection.dialect, table, rows)
+        connection.exec_driver_sql(statement, list(map(tuple, parameters)))  # SQLAlchemy takes tuples, not lists
 
 
 def _execute_and_commit(engine: Engine, connection, statement: str, parameters: list) -> None:

@@ -2,13 +2,18 @@
 
 :class:`DirectPredictions` (ASGI middleware, inside the request meter and outside the body limit) reads a scoring
 request's body itself. When the request carries the API key (if the server has one), declares JSON and holds a
-body that parses as a valid :class:`~utils.serving.schemas.ScoringRequest`, it does what the FastAPI route does,
-:func:`utils.serving.service.predict` in a worker thread (a commit never runs on the event loop), and answers
-the same bytes; an error raised there is answered by the app's own exception handler. Any other request, and
-any body over the limit, goes on to FastAPI (the body replayed as received), which answers it as it always has.
+body that parses as a valid :class:`~utils.serving.schemas.ScoringRequest`, it does what the FastAPI route does
+(:func:`utils.serving.service.predict`) and answers the same bytes; an error raised there is answered by the app's
+own exception handler. Any other request, and any body over the limit, goes on to FastAPI (the body replayed as
+received), which answers it as it always has.
 
-FastAPI's routing, dependency solving and body model cost a one-record request more than its scoring and its
-data mart transaction together; the route stays declared, so the OpenAPI document and ``/docs`` are unchanged.
+A small request for a deployment and model at hand is scored on the event loop, and its records committed there
+when that needs no wait (a SQLite file whose writer turn and lock are free, see
+:meth:`~utils.serving.group_commit.GroupCommitter.commit_now`); otherwise the commit, or the whole request, goes to
+a worker thread, so a locked or slow data mart never blocks the event loop.
+
+FastAPI's routing, dependency solving and body model cost a one-record request about as much as its scoring and
+its data mart transaction together; the route stays declared, so the OpenAPI document and ``/docs`` are unchanged.
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ pool, so that a slow or locked data mart (a SQLite writer waits up to its busy t
 loop, and ``/v2/health/live`` answers at once whatever the data mart does. Only handlers that wait for nothing
 are ``async def``. The V2 ``infer`` endpoint reads its body itself (JSON with or without a ``Content-Type``, or
 Triton's binary tensor data extension, :mod:`utils.serving.binary_tensors`) in the async dependency
-:func:`inference_request`, and answers in JSON or binary as the request asks.
+:func:`inference_request`, and answers in JSON or binary as the request asks. Well-formed WML v4 scoring requests are
+answered before they reach these routers, by :mod:`utils.serving.direct_route`; ``predictions`` answers the rest
+and documents the operation.
 """
 
 from __future__ import annotations

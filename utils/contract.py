@@ -264,9 +264,15 @@ def out_of_range(columns: Mapping[str, Sequence], ranges: Ranges) -> list[list[s
         if name not in ranges or not rows:
             continue
         low, high = ranges[name]
-        values = np.asarray(columns[name])
-        if low <= values.min() and values.max() <= high:  # the common case: nothing to flag in this column
+        values = columns[name]
+        if isinstance(values, list):  # a request's few values: Python's min and max cost less than numpy's
+            smallest, largest = (min(values), max(values)) if values else (low, high)
+        else:
+            values = np.asarray(values)
+            smallest, largest = values.min(), values.max()
+        if low <= smallest and largest <= high:  # the common case: nothing to flag in this column
             continue
+        values = np.asarray(values)
         for row in np.flatnonzero((values < low) | (values > high)).tolist():
             flagged[row] = [*(flagged[row] or []), name]
     return flagged

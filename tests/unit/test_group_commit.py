@@ -4,6 +4,7 @@ exactly the requests of its group, records keep the order they came in, and clos
 from __future__ import annotations
 
 import functools
+import sqlite3
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -161,3 +162,25 @@ def test_a_sqlite_writer_waits_for_the_writers_turn_of_another_and_then_stores(t
         assert not waiting.done()
     assert waiting.result(timeout=10) == 1
     assert len(datamart.read_payload(engine, "d1")) == 1
+
+
+def test_a_commit_that_must_not_wait_stores_nothing_while_another_writer_holds_the_data_mart(datamart_url):
+    engine = datamart.connect(datamart_url)
+    committer = GroupCommitter(
+        functools.partial(datamart.insert_payload, engine),
+        write_now=functools.partial(datamart.insert_payload_now, engine),
+    )
+    if engine.dialect.name != "sqlite":  # a PostgreSQL commit waits for the server's disk: never on the event loop
+        assert not committer.commit_now([_record("now")]) and datamart.read_payload(engine, "now").empty
+        return
+    assert committer.commit_now([_record("now")])
+    with datamart.writers_in_turn(engine):  # another writer's turn (of a thread here; of a process alike)
+        assert not committer.commit_now([_record("now")])
+    locker = sqlite3.connect(datamart.engine.sqlite_file(engine), isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # SQLite's lock held without the turn, as a batch job's chunk holds it
+    started = time.monotonic()
+    assert not committer.commit_now([_record("now")])
+    assert time.monotonic() - started < 5  # failed at once: its busy timeout is zero, not 30 s
+    locker.rollback()
+    assert committer.commit_now([_record("now")])
+    assert len(datamart.read_payload(engine, "now")) == 2

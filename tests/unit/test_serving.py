@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import warnings
 
@@ -31,6 +32,7 @@ from utils.serving import (
     render_form,
 )
 from utils.serving import service as ops
+from utils.serving.direct_route import DirectPredictions
 from utils.serving.routes import INFERENCE_EXAMPLE
 
 pytestmark = pytest.mark.datamarts
@@ -467,3 +469,64 @@ def test_a_data_mart_error_is_one_log_line_and_a_503(workspace, settings, tmp_pa
     served = [record for record in caplog.records if record.name.startswith("utils.serving")]
     assert len(served) == 1 and not served[0].exc_info and len(served[0].getMessage().splitlines()) == 1, caplog.text
     assert "GET /ml/v4/deployments" in served[0].getMessage()
+
+
+# ---------------------------------------------------------------- the direct route of predictions
+
+#: A transaction id in an answer (a UUID in the version 7 layout).
+_TRANSACTION_ID = re.compile(rb'"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}"')
+
+
+def _fastapi_only(settings: ServiceSettings):
+    """The app without its direct route of predictions: every request answered by FastAPI's route."""
+    app = create_app(settings)
+    app.user_middleware = [middleware for middleware in app.user_middleware if middleware.cls is not DirectPredictions]
+    return app
+
+
+def _scoring_requests(workspace) -> list[tuple[str, bytes, dict[str, str]]]:
+    """Good and bad scoring requests: (deployment id, body, headers)."""
+    deployment_id, json_type = workspace.deployment.deployment_id, {"Content-Type": "application/json"}
+    rows = wml_request(workspace.test.head(12))["input_data"][0]["values"]
+    block = {"fields": list(FEATURES), "values": rows[:1]}
+    reordered = {"fields": list(reversed(FEATURES)), "values": [list(reversed(row)) for row in rows[1:3]]}
+    bad_age = {
+        "fields": list(FEATURES),
+        "values": [[*rows[0][:12], "old", *rows[0][13:]], [*rows[1][:5], -1, *rows[1][6:]]],
+    }
+    bodies = [
+        {"input_data": [block]},  # scored on the event loop
+        {"input_data": [block, reordered], "extra": 1},
+        {"input_data": [{"fields": list(FEATURES), "values": rows}]},  # over LOOP_ROWS: in a worker thread
+        {"input_data": [bad_age]},  # the contract's faults
+        {"input_data": [{"fields": ["Age"], "values": [[30]]}]},
+        {"input_data": [{"fields": list(FEATURES), "values": rows[:1] * 1001}]},  # over the row limit
+        {"input_data": []},  # refused by the body model
+    ]
+    requests = [(deployment_id, json.dumps(body).encode(), json_type) for body in bodies]
+    one = requests[0][1]
+    return [
+        *requests,
+        (deployment_id, b'{"input_data": [', json_type),
+        (deployment_id, one, {"Content-Type": "text/plain"}),
+        (deployment_id, one, {**json_type, "Authorization": ""}),
+        (deployment_id, one, {**json_type, "Authorization": "Bearer wrong-key"}),
+        (deployment_id, one, {"Content-Type": "Application/JSON; charset=utf-8", "Authorization": f"bearer {API_KEY}"}),
+        ("nope", one, json_type),
+    ]
+
+
+def test_the_direct_route_answers_what_fastapis_route_answers_and_stores_every_record(workspace, settings, client):
+    stored_before = len(datamart.read_payload(workspace.engine, workspace.deployment.deployment_id))
+    answered = 0
+    with TestClient(_fastapi_only(settings), headers={"Authorization": f"Bearer {API_KEY}"}) as fastapi_route:
+        for deployment_id, body, headers in _scoring_requests(workspace):
+            path = f"/ml/v4/deployments/{deployment_id}/predictions"
+            direct, expected = (app.post(path, content=body, headers=headers) for app in (client, fastapi_route))
+            seen = [
+                (r.status_code, r.headers.items(), _TRANSACTION_ID.sub(b'"id"', r.content)) for r in (direct, expected)
+            ]
+            assert seen[0] == seen[1], (body[:60], headers)
+            if direct.status_code == 200:  # both stored their records
+                answered += sum(len(b["transaction_ids"]) for r in (direct, expected) for b in r.json()["predictions"])
+    assert len(datamart.read_payload(workspace.engine, workspace.deployment.deployment_id)) == stored_before + answered

@@ -33,6 +33,7 @@ _EXPORTS = {
     "insert_measurements": "utils.datamart.measurements",
     "insert_notification": "utils.datamart.alerting",
     "insert_payload": "utils.datamart.records",
+    "insert_payload_now": "utils.datamart.records",
     "new_id": "utils.datamart.engine",
     "read_approvals": "utils.datamart.lifecycle",
     "read_batch_chunks": "utils.datamart.batch_jobs",
@@ -83,6 +84,7 @@ __all__ = [
     "insert_measurements",
     "insert_notification",
     "insert_payload",
+    "insert_payload_now",
     "new_id",
     "read_approvals",
     "read_batch_chunks",
@@ -168,6 +170,7 @@ if TYPE_CHECKING:
     from utils.datamart.records import (
         insert_feedback,
         insert_payload,
+        insert_payload_now,
         read_feedback,
         read_payload,
         read_transaction,

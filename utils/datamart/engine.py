@@ -18,6 +18,7 @@ import fcntl
 import functools
 import json
 import os
+import threading
 import time
 import uuid
 import weakref
@@ -90,29 +91,121 @@ def sqlite_file(engine: Engine) -> str | None:
 _TURN_POLL_SECONDS = 0.0002
 
 
+class _TurnFile:
+    """A process's open lock file of one SQLite data mart, and the thread lock that gives its turn to one thread at
+    a time (``flock`` excludes other open files, not the threads sharing this one). Opening the file once rather
+    than per transaction saves a scoring request about a tenth of its data mart time."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.threads = threading.Lock()
+        self.pid = os.getpid()
+        self.file = None
+        self.immediate = threading.local()  # each thread's connection of immediate_connection()
+
+    def opened(self):
+        """The lock file, opened on first use (None when it cannot be: say a read-only folder)."""
+        if self.file is None:
+            try:
+                self.file = open(f"{self.path}.writer", "a")  # noqa: SIM115 (open for the process's life)
+            except OSError:
+                return None
+        return self.file
+
+
+#: Each SQLite engine's :class:`_TurnFile` in this process.
+_TURNS: weakref.WeakKeyDictionary[Engine, _TurnFile] = weakref.WeakKeyDictionary()
+
+
+def _turn_file(engine: Engine) -> _TurnFile | None:
+    path = sqlite_file(engine)
+    if path is None:
+        return None
+    turn = _TURNS.get(engine)
+    if turn is None or turn.pid != os.getpid():  # a forked child opens its own file
+        turn = _TURNS[engine] = _TurnFile(path)
+    return turn
+
+
 @contextlib.contextmanager
 def writers_in_turn(engine: Engine):
-    """Hold the data mart's writer turn across processes: on a SQLite file, an exclusive ``flock`` of a lock file
-    beside it (``<file>.writer``); elsewhere nothing (the database queues its writers itself).
+    """Hold the data mart's writer turn across processes and threads: on a SQLite file, an exclusive ``flock`` of a
+    lock file beside it (``<file>.writer``, kept open by the process) and a lock of the threads sharing it;
+    elsewhere nothing (the database queues its writers itself).
 
     SQLite makes a writer that finds the file locked retry after sleeping (1, 2, 5, 10 ms ...); a writer waiting
     for the turn tries again every fifth of a millisecond, so it starts soon after the other process's transaction
     ends, and meanwhile more records queue up for its next group commit. After :data:`SQLITE_BUSY_TIMEOUT` it goes
     ahead without the turn, and SQLite's busy timeout decides.
     """
-    path = sqlite_file(engine)
-    try:
-        lock = open(f"{path}.writer", "a") if path is not None else None  # noqa: SIM115 (closed below)
-    except OSError:  # say a read-only folder: SQLite's own locking alone, and its error if it cannot write either
-        lock = None
-    if lock is None:
+    turn = _turn_file(engine)
+    if turn is None:
         yield
         return
-    with lock:  # the turn ends when the file closes
+    with turn.threads:
+        lock = turn.opened()
+        if lock is None:  # SQLite's locking alone, and its error if it cannot write either
+            yield
+            return
         deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT  # a holder that hangs: SQLite's own timeout decides
-        while not _took_turn(lock) and time.monotonic() < deadline:
+        while not (held := _took_turn(lock)) and time.monotonic() < deadline:
             time.sleep(_TURN_POLL_SECONDS)
-        yield
+        try:
+            yield
+        finally:
+            if held:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def writers_turn_if_free(engine: Engine):
+    """Take the writer turn of a SQLite data mart (see :func:`writers_in_turn`) only if no thread or process holds
+    it, without waiting; yields whether it was taken (never on other databases)."""
+    turn = _turn_file(engine)
+    lock = turn.opened() if turn is not None else None
+    if lock is None or not turn.threads.acquire(blocking=False):
+        yield False
+        return
+    try:
+        if not _took_turn(lock):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    finally:
+        turn.threads.release()
+
+
+def immediate_connection(engine: Engine):
+    """This thread's own driver connection to a SQLite data mart for writes that must never wait (None for other
+    databases): its busy timeout is zero, so a write that finds the file locked fails at once, and it never
+    checkpoints the write-ahead log (a checkpoint writes the database file and waits for the disk); the pool's
+    connections do, when a commit of theirs finds the log past SQLite's 1,000 pages."""
+    turn = _turn_file(engine)
+    if turn is None:
+        return None
+    connection = getattr(turn.immediate, "connection", None)
+    if connection is None:
+        connection = engine.raw_connection()
+        connection.detach()  # out of the pool: this thread's for the process's life
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 0")
+        cursor.execute("PRAGMA wal_autocheckpoint = 0")
+        cursor.close()
+        turn.immediate.connection = connection
+    return connection
+
+
+def forget_immediate_connection(engine: Engine) -> None:
+    """Close this thread's :func:`immediate_connection` (after an error: the next write opens another)."""
+    turn = _turn_file(engine)
+    connection = getattr(turn.immediate, "connection", None) if turn is not None else None
+    if connection is not None:
+        turn.immediate.connection = None
+        with contextlib.suppress(Exception):
+            connection.close()
 
 
 def _took_turn(lock) -> bool:

@@ -21,7 +21,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from utils.data import CATEGORIES, FEATURES
-from utils.datamart.engine import writers_in_turn
+from utils.datamart.engine import (
+    DatamartUnavailable,
+    check_identity,
+    forget_immediate_connection,
+    immediate_connection,
+    sqlite_file,
+    writers_in_turn,
+    writers_turn_if_free,
+)
 from utils.datamart.schema import feedback_records, payload_records
 from utils.times import as_utc
 
@@ -73,29 +81,69 @@ def _processor(column: sa.Column, dialect):
 
 
 @functools.lru_cache(maxsize=16)
-def _insert_plan(dialect, table: sa.Table) -> tuple[str, tuple]:
-    """The INSERT of every column of ``table`` but its autoincrement key, with positional parameters, and each
-    parameter's column name and conversion, in order."""
+def _insert_plan(dialect, table: sa.Table) -> tuple[str, itemgetter, tuple]:
+    """The INSERT of every column of ``table`` but its autoincrement key, with positional parameters; the getter of
+    a row's parameters, in order; and the position and conversion of each parameter that has one."""
     names = [column.name for column in table.c if column is not table.autoincrement_column]
     positional = dialect if dialect.positional else type(dialect)(paramstyle="format")
     statement = table.insert().compile(dialect=positional, column_keys=names)
-    return str(statement), tuple((name, _processor(table.c[name], dialect)) for name in statement.positiontup)
+    conversions = ((at, _processor(table.c[name], dialect)) for at, name in enumerate(statement.positiontup))
+    return str(statement), itemgetter(*statement.positiontup), tuple((at, c) for at, c in conversions if c)
+
+
+def _driver_rows(dialect, table: sa.Table, rows: Sequence[Mapping]) -> tuple[str, list[list]]:
+    """The INSERT of ``table`` and ``rows`` as the driver's positional parameters, converted as SQLAlchemy does
+    (times, JSON) without its per-row work: the few columns that need a conversion, one after the other."""
+    statement, parameters_of, conversions = _insert_plan(dialect, table)
+    parameters = [list(parameters_of(row)) for row in rows]
+    for at, convert in conversions:
+        for values in parameters:
+            values[at] = convert(values[at])
+    return statement, parameters
 
 
 def insert_rows(connection: Connection, table: sa.Table, rows: Sequence[Mapping]) -> None:
-    """Insert ``rows`` (mappings holding every column of ``table`` but its autoincrement key) in one batch.
+    """Insert ``rows`` (mappings holding every column of ``table`` but its autoincrement key) in one batch of the
+    driver's ``executemany``, within the caller's transaction: several times faster than SQLAlchemy's per-row
+    processing."""
+    if rows:
+        statement, parameters = _driver_rows(connection.dialect, table, rows)
+        connection.exec_driver_sql(statement, list(map(tuple, parameters)))  # SQLAlchemy takes tuples, not lists
 
-    The values are converted column by column as SQLAlchemy does (times, JSON), then handed to the driver's
-    ``executemany`` with positional parameters: several times faster than SQLAlchemy's per-row processing.
+
+def _execute_and_commit(engine: Engine, connection, statement: str, parameters: list) -> None:
+    """One ``executemany`` on a driver connection, the SQLite file's identity checked, and the commit."""
+    cursor = connection.cursor()
+    cursor.executemany(statement, parameters)
+    cursor.close()
+    check_identity(engine)  # as before every commit (engine.py): nothing acknowledged into a file that is gone
+    connection.commit()
+
+
+def _insert_committed(engine: Engine, table: sa.Table, rows: Sequence[Mapping]) -> None:
+    """Insert ``rows`` in a transaction of their own, in the writers' turn, and commit it.
+
+    The driver's connection is used directly (one ``executemany``, one commit): a scoring request's transaction
+    takes half the time it takes through a SQLAlchemy ``Connection``. The SQLite file's identity is checked before
+    the commit (:func:`~utils.datamart.engine.check_identity`), and a driver error is raised as SQLAlchemy's
+    (say :class:`sqlalchemy.exc.OperationalError`), the connection discarded.
     """
-    if not rows:
-        return
-    statement, parameters = _insert_plan(connection.dialect, table)
-    columns = []
-    for name, process in parameters:
-        values = list(map(itemgetter(name), rows))
-        columns.append(values if process is None else list(map(process, values)))
-    connection.exec_driver_sql(statement, list(zip(*columns, strict=True)))
+    statement, parameters = _driver_rows(engine.dialect, table, rows)
+    with writers_in_turn(engine):
+        check_identity(engine)  # as when a transaction begins (engine.py)
+        connection = engine.raw_connection()
+        try:
+            _execute_and_commit(engine, connection, statement, parameters)
+        except engine.dialect.loaded_dbapi.Error as error:
+            connection.invalidate()
+            raise sa.exc.DBAPIError.instance(
+                statement, None, error, engine.dialect.loaded_dbapi.Error, dialect=engine.dialect
+            ) from error
+        except BaseException:
+            connection.invalidate()
+            raise
+        finally:
+            connection.close()
 
 
 def insert_payload(engine: Engine, records: Iterable[Mapping]) -> int:
@@ -109,8 +157,55 @@ def insert_payload(engine: Engine, records: Iterable[Mapping]) -> int:
     """
     rows = payload_rows(records)
     if rows:
-        with writers_in_turn(engine), engine.begin() as connection:
-            insert_rows(connection, payload_records, rows)
+        _insert_committed(engine, payload_records, rows)
+    return len(rows)
+
+
+#: Commits of :func:`insert_payload_now` in a row on one connection, which never checkpoints the write-ahead log,
+#: before it declines one so that the caller's :func:`insert_payload` commits on a connection that does.
+IMMEDIATE_COMMITS = 200
+
+
+def _roll_back(engine: Engine, connection) -> None:
+    """Roll back what an immediate connection wrote; one that cannot is closed (closing rolls back)."""
+    try:
+        connection.rollback()
+    except Exception:
+        forget_immediate_connection(engine)
+
+
+def insert_payload_now(engine: Engine, records: Iterable[Mapping]) -> int | None:
+    """As :func:`insert_payload`, if that needs no wait: returns how many records were stored, or None when none
+    was (store them with :func:`insert_payload`, which waits its turn and raises what is wrong).
+
+    Only a SQLite data mart is written this way, and only when no other writer holds its writer turn or its lock,
+    with :func:`~utils.datamart.engine.immediate_connection` (busy timeout zero; its commits write the
+    write-ahead log, and wait for no disk). A PostgreSQL commit waits for the server's disk: always None.
+
+    Raises:
+        DatamartUnavailable: the SQLite file was removed or replaced (nothing was stored).
+    """
+    rows = payload_rows(records)
+    if not rows or sqlite_file(engine) is None:
+        return None
+    check_identity(engine)  # before a connection is opened (or taken from the pool) for a file that is gone
+    connection = immediate_connection(engine)
+    commits = connection.info.get("commits", 0)
+    if commits >= IMMEDIATE_COMMITS:
+        connection.info["commits"] = 0  # this one commits where the log is checkpointed
+        return None
+    statement, parameters = _driver_rows(engine.dialect, payload_records, rows)
+    with writers_turn_if_free(engine) as taken:
+        if not taken:
+            return None
+        try:
+            _execute_and_commit(engine, connection, statement, parameters)
+        except Exception as error:  # say SQLITE_BUSY: another writer holds SQLite's lock
+            _roll_back(engine, connection)
+            if isinstance(error, DatamartUnavailable):
+                raise
+            return None
+    connection.info["commits"] = commits + 1
     return len(rows)
 
 
@@ -122,8 +217,7 @@ def insert_feedback(engine: Engine, records: Iterable[Mapping]) -> int:
     """
     rows = _feedback_rows(records)
     if rows:
-        with writers_in_turn(engine), engine.begin() as connection:
-            insert_rows(connection, feedback_records, rows)
+        _insert_committed(engine, feedback_records, rows)
     return len(rows)
 
 

@@ -22,6 +22,7 @@ The package is a stack, each module importing only those above it in this list:
   work, usable without HTTP;
 - :mod:`~utils.serving.errors`: the JSON error handlers and the request body limit;
 - :mod:`~utils.serving.form`: the loan-officer page, from ``templates/form.html``;
+- :mod:`~utils.serving.direct_route`: well-formed WML v4 scoring requests answered in front of FastAPI;
 - :mod:`~utils.serving.routes`: the routers, reaching the service through a FastAPI dependency;
 - :mod:`~utils.serving.app`: :func:`create_app`;
 - :mod:`~utils.serving.server`: :func:`start_server`, :class:`ServerHandle` and the command line.

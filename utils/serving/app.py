@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from utils.data import CLASS_ORDER
+from utils.serving.direct_route import DirectPredictions
 from utils.serving.errors import BodyLimit, install_error_handlers
 from utils.serving.insights_routes import ROUTERS as INSIGHTS_ROUTERS
 from utils.serving.insights_routes import install_page_errors
@@ -90,6 +91,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     _install_offline_docs(app)
     _install_truthful_openapi(app)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    handlers = app.exception_handlers  # the error handlers installed below, which the direct route answers with too
+    app.add_middleware(DirectPredictions, service=service, handlers=handlers, limit=MAX_BODY_BYTES)
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -36,17 +36,21 @@ class GroupCommitter:
     """Stores rows in transactions shared by the requests that wait together; :meth:`commit` returns once stored.
 
     ``write`` stores a list of rows in one transaction (say ``functools.partial(datamart.insert_payload, engine)``)
-    and raises when it stores nothing; ``on_commit`` is told how many requests each committed group answered.
+    and raises when it stores nothing; ``write_now``, if given, stores them only if that needs no wait and returns
+    None when it stored nothing (``datamart.insert_payload_now``), for :meth:`commit_now`. ``on_commit`` is told how
+    many requests each committed group answered.
     """
 
     def __init__(
         self,
         write: Callable[[list], Any],
         *,
+        write_now: Callable[[list], Any] | None = None,
         max_rows: int = MAX_GROUP_ROWS,
         on_commit: Callable[[int], None] | None = None,
     ):
         self._write = write
+        self._write_now = write_now
         self._on_commit = on_commit
         self._max_rows = max_rows
         self._queued: list[tuple[Sequence, Future]] = []
@@ -73,6 +77,29 @@ class GroupCommitter:
             while not future.done():  # else a previous turn wrote it; with a full group ahead, it takes two
                 self._write_group()
         return future.result()
+
+    def commit_now(self, rows: Sequence) -> bool:
+        """Store ``rows`` in a transaction of their own with ``write_now``, if no group is being written and that
+        needs no wait (so the event loop may call it); returns whether they are committed (False: nothing of
+        ``rows`` is stored, :meth:`commit` them).
+
+        Raises:
+            CommitterClosed: the committer was closed; nothing of ``rows`` is stored.
+            Exception: what ``write_now`` raised; nothing of ``rows`` is stored.
+        """
+        with self._changed:
+            if self._closed:
+                raise CommitterClosed("the service is stopping; nothing was stored: send the request again")
+        if self._write_now is None or not self._turn.acquire(blocking=False):
+            return False
+        try:
+            if self._write_now(list(rows)) is None:
+                return False
+        finally:
+            self._turn.release()
+        if self._on_commit is not None:
+            self._on_commit(1)
+        return True
 
     @property
     def unanswered(self) -> int:

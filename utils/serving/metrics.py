@@ -54,9 +54,11 @@ from utils.times import utc_now
 
 #: The environment variable of prometheus_client's multiprocess mode: the folder of the workers' value files.
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: The path of WML v4 scoring, the deployment id in it (as FastAPI's route matches it).
+PREDICTIONS_PATH = re.compile(r"/ml/v4/deployments/([^/]+)/predictions")
 #: The measured endpoints: path pattern (the deployment, model name or subscription in it) and endpoint name.
 ENDPOINTS = (
-    (re.compile(r"/ml/v4/deployments/([^/]+)/predictions"), "predictions"),
+    (PREDICTIONS_PATH, "predictions"),
     (re.compile(r"/v2/models/([^/]+)/infer"), "infer"),
     (re.compile(r"/ml/v4/subscriptions/([^/]+)/payload"), "payload"),
 )

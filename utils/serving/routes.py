@@ -9,23 +9,25 @@ pool, so that a slow or locked data mart (a SQLite writer waits up to its busy t
 loop, and ``/v2/health/live`` answers at once whatever the data mart does. Only handlers that wait for nothing
 are ``async def``. The V2 ``infer`` endpoint reads its body itself (JSON with or without a ``Content-Type``, or
 Triton's binary tensor data extension, :mod:`utils.serving.binary_tensors`) in the async dependency
-:func:`inference_request`, and answers in JSON or binary as the request asks.
+:func:`inference_request`, and answers in JSON or binary as the request asks. Well-formed WML v4 scoring requests are
+answered before they reach these routers, by :mod:`utils.serving.direct_route`; ``predictions`` answers the rest
+and documents the operation.
 """
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
 
-from utils.data import CATEGORIES, FEATURES
+from utils.data import CATEGORIES, CLASS_ORDER, FEATURES
+from utils.deployment import Deployment
 from utils.scoring import InputError, parse_v2_inputs
 from utils.serving import binary_tensors
 from utils.serving import service as ops
+from utils.serving.direct_route import json_response, key_accepted
 from utils.serving.errors import error_response, parse_json, validate_body
 from utils.serving.form import render_form
 from utils.serving.schemas import (
@@ -45,6 +47,7 @@ from utils.serving.schemas import (
     ScoringRequest,
     ScoringResponse,
     Space,
+    Tensor,
 )
 from utils.serving.service import API_KEY_ENV, ModelUnavailable, Service
 
@@ -89,8 +92,7 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 
 def _authorised(service: Service, credentials: HTTPAuthorizationCredentials | None) -> bool:
     """The server has no API key, or the request carries it."""
-    key = service.settings.api_key
-    return not key or bool(credentials and hmac.compare_digest(credentials.credentials.encode(), key.encode()))
+    return key_accepted(service.settings.api_key, credentials.credentials if credentials else None)
 
 
 async def require_key(credentials: CredentialsDep, service: ServiceDep) -> None:
@@ -125,13 +127,7 @@ def predictions(
     deployment_id: str, body: Annotated[ScoringRequest, Body(openapi_examples=SCORING_EXAMPLE)], service: ServiceDep
 ) -> Response:
     """Score records in the WML v4 format; every record is stored with its transaction id."""
-    return _json(ops.predict(service, deployment_id, body))
-
-
-def _json(reply: BaseModel) -> Response:
-    """``reply`` as JSON, serialised once here: FastAPI would validate a returned model again in another trip
-    through its thread pool, and copy it to a dict before writing it (``response_model`` still documents it)."""
-    return Response(reply.model_dump_json(), media_type="application/json")
+    return json_response(ops.predict(service, deployment_id, body))
 
 
 async def feedback_body(request: Request) -> ops.Feedback:
@@ -252,6 +248,23 @@ def _v2_reply(reply: InferenceResponse, binary: dict[str, bool]) -> Response:
     return Response(content, media_type="application/octet-stream", headers=headers)
 
 
+def v2_response(name: str, deployment: Deployment, request_id: str | None, scored: ops.Scored) -> InferenceResponse:
+    """The Open Inference Protocol response: ``prediction``, ``probability`` (flattened) and ``transaction_id``."""
+    rows = len(scored.labels)
+    outputs = [
+        Tensor(name="prediction", shape=[rows], datatype="BYTES", data=scored.labels),
+        Tensor(
+            name="probability",
+            shape=[rows, len(CLASS_ORDER)],
+            datatype="FP64",
+            data=[p for pair in scored.probabilities for p in pair],
+            parameters={"classes": list(CLASS_ORDER)},
+        ),
+        Tensor(name="transaction_id", shape=[rows], datatype="BYTES", data=scored.transaction_ids),
+    ]
+    return InferenceResponse(model_name=name, model_version=deployment.model_id, id=request_id, outputs=outputs)
+
+
 @v2_protected.post(
     "/models/{name}/infer",
     response_model=InferenceResponse,
@@ -267,4 +280,4 @@ def infer(name: str, body: Annotated[InferenceRequest, Depends(inference_request
     columns = parse_v2_inputs(body.inputs, max_rows=service.settings.max_rows)
     scorer = service.scorer(deployment.model_id)
     scored = ops.score(service.payload.commit, scorer, deployment, columns)
-    return _v2_reply(ops.v2_response(name, deployment, body.id, scored), binary)
+    return _v2_reply(v2_response(name, deployment, body.id, scored), binary)

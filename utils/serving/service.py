@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from utils import config, datamart
 from utils.contract import Fault, check_identifier, contract_error, observed_ranges, shown
-from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, LABEL
+from utils.data import CATEGORIES, FEATURES, LABEL
 from utils.datamart.records import logged_transactions
 from utils.deployment import (
     Deployment,
@@ -62,13 +62,11 @@ from utils.serving.schemas import (
     DeploymentRequest,
     FeedbackRequest,
     FeedbackResponse,
-    InferenceResponse,
     InputData,
     ModelMetadata,
     Predictions,
     ScoringRequest,
     ScoringResponse,
-    Tensor,
     TensorMetadata,
 )
 from utils.times import utc_now
@@ -118,7 +116,12 @@ class Service:
         self._lock = threading.Lock()
         self._deployments: dict[str, tuple[float, Deployment]] = {}
         store = functools.partial(datamart.insert_payload, self.engine)
-        self.payload = GroupCommitter(store, on_commit=note_commit_group)  # concurrent requests share a commit
+        now = functools.partial(datamart.insert_payload_now, self.engine)
+        self.payload = GroupCommitter(store, write_now=now, on_commit=note_commit_group)  # requests share a commit
+
+    def loaded_scorer(self, model_id: str) -> Scorer | None:
+        """The scorer of ``model_id`` if this process has loaded it (None: :meth:`scorer` loads it)."""
+        return self._scorers.get(model_id)
 
     def scorer(self, model_id: str) -> Scorer:
         """The scorer of ``model_id``, loaded from the registry (trusted types only) on first use."""
@@ -147,13 +150,16 @@ class Service:
         return f"the data mart did not answer within {READY_TIMEOUT_SECONDS:g} s"
 
     def _cached(self, key: str, load: Callable[[], Deployment]) -> Deployment:
-        now = time.monotonic()
-        hit = self._deployments.get(key)
-        if hit is not None and now - hit[0] < DEPLOYMENT_REFRESH_SECONDS:
-            return hit[1]
-        found = load()
-        self._deployments[key] = (now, found)
+        found = self._recent(key)
+        if found is None:
+            now = time.monotonic()
+            found = load()
+            self._deployments[key] = (now, found)
         return found
+
+    def _recent(self, key: str) -> Deployment | None:
+        hit = self._deployments.get(key)
+        return hit[1] if hit is not None and time.monotonic() - hit[0] < DEPLOYMENT_REFRESH_SECONDS else None
 
     def forget_deployments(self) -> None:
         """Read deployments afresh from the data mart (after this process changed them)."""
@@ -164,6 +170,10 @@ class Service:
         if fresh:
             return self._by_id(deployment_id)
         return self._cached(f"id:{deployment_id}", lambda: self._by_id(deployment_id))
+
+    def recent_deployment(self, deployment_id: str) -> Deployment | None:
+        """The deployment as :meth:`deployment` gives it if that needs no data mart read (None: it does)."""
+        return self._recent(f"id:{deployment_id}")
 
     def _by_id(self, deployment_id: str) -> Deployment:
         check_identifier(deployment_id, "deployment_id", status=404)  # the same 404 on every database
@@ -234,22 +244,20 @@ def parse_blocks(blocks: list[InputData], *, max_rows: int = MAX_ROWS, label: bo
 PayloadStore = Callable[[Sequence[dict]], int]
 
 
-def log_payload(
-    store: PayloadStore,
+def payload_records(
     deployment: Deployment,
     columns: Columns,
     labels: list[str],
     probabilities: list[list[float]],
     out_of_range: list[list[str] | None] | None = None,
-) -> list[str]:
-    """Store scored records in the data mart with ``store``, one transaction id each, with the fields of each
-    that lie outside the training data's ranges (``out_of_range``); returns the ids once they are committed."""
-    transaction_ids = [datamart.new_id() for _ in labels]
+) -> list[dict]:
+    """Scored records as the data mart stores them, a new transaction id each, with the fields of each that lie
+    outside the training data's ranges (``out_of_range``)."""
     flags = out_of_range or [None] * len(labels)
     now = utc_now()
-    rows = [
+    return [
         {
-            "transaction_id": transaction_id,
+            "transaction_id": datamart.new_id(),
             "deployment_id": deployment.deployment_id,
             "model_id": deployment.model_id,
             "scored_at": now,
@@ -259,23 +267,26 @@ def log_payload(
             "probability_risk": pair[1],
             "out_of_range": flagged,
         }
-        for transaction_id, inputs, label, pair, flagged in zip(
-            transaction_ids, records(columns), labels, probabilities, flags, strict=True
-        )
+        for inputs, label, pair, flagged in zip(records(columns), labels, probabilities, flags, strict=True)
     ]
-    store(rows)
-    return transaction_ids
 
 
-def score(store: PayloadStore, scorer: Scorer, deployment: Deployment, columns: Columns) -> Scored:
-    """Score validated columns with ``scorer`` and store every record, flagged where a value lies outside the
-    training data's ranges, with ``store`` before returning."""
+def scored_records(scorer: Scorer, deployment: Deployment, columns: Columns) -> tuple[Scored, list[dict]]:
+    """Score validated columns with ``scorer``: the answer, and the payload records to store (flagged where a value
+    lies outside the training data's ranges) before it is given."""
     labels, proba = scorer.predict(columns)
     probabilities = proba.tolist()
     flags = scorer.out_of_range(columns)
-    ids = log_payload(store, deployment, columns, labels, probabilities, flags)
-    note_accepted(deployment.deployment_id, len(ids))
-    return Scored(labels, probabilities, ids, flags)
+    rows = payload_records(deployment, columns, labels, probabilities, flags)
+    return Scored(labels, probabilities, [row["transaction_id"] for row in rows], flags), rows
+
+
+def score(store: PayloadStore, scorer: Scorer, deployment: Deployment, columns: Columns) -> Scored:
+    """Score validated columns with ``scorer`` and store every record with ``store`` before returning."""
+    scored, rows = scored_records(scorer, deployment, columns)
+    store(rows)
+    note_accepted(deployment.deployment_id, len(rows))
+    return scored
 
 
 def wml_response(deployment: Deployment, blocks: list[Columns], scored: Scored) -> ScoringResponse:
@@ -302,23 +313,6 @@ def predict(service: Service, deployment_id: str, request: ScoringRequest) -> Sc
     blocks = parse_blocks(request.input_data, max_rows=service.settings.max_rows)
     scorer = service.scorer(deployment.model_id)
     return wml_response(deployment, blocks, score(service.payload.commit, scorer, deployment, concat(blocks)))
-
-
-def v2_response(name: str, deployment: Deployment, request_id: str | None, scored: Scored) -> InferenceResponse:
-    """The Open Inference Protocol response: ``prediction``, ``probability`` (flattened) and ``transaction_id``."""
-    rows = len(scored.labels)
-    outputs = [
-        Tensor(name="prediction", shape=[rows], datatype="BYTES", data=scored.labels),
-        Tensor(
-            name="probability",
-            shape=[rows, len(CLASS_ORDER)],
-            datatype="FP64",
-            data=[p for pair in scored.probabilities for p in pair],
-            parameters={"classes": list(CLASS_ORDER)},
-        ),
-        Tensor(name="transaction_id", shape=[rows], datatype="BYTES", data=scored.transaction_ids),
-    ]
-    return InferenceResponse(model_name=name, model_version=deployment.model_id, id=request_id, outputs=outputs)
 
 
 def model_metadata(service: Service, name: str) -> ModelMetadata:

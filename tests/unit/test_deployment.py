@@ -126,6 +126,7 @@ def test_defaults_use_the_work_dir(tmp_path, trained, monkeypatch):
     assert len(list_deployments(work=work)) == 1
 
 
+@pytest.mark.slow
 def test_readers_always_find_a_deployment_while_it_is_replaced(engine, registry):
     deployment = deploy("credit-risk-v1", engine=engine, registry=registry)
     seen: set[str] = set()

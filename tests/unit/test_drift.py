@@ -157,6 +157,7 @@ def test_data_drift_false_alarms(data_detector):
     assert sum(alarms) <= MAX_FALSE_ALARMS
 
 
+@pytest.mark.slow
 def test_multivariate_drift_power_and_false_alarms(reference):
     detector = drift.MultivariateDriftDetector(reference, max_records=300, folds=3, seed=0)
     drifted = detector.check(generate_credit_data(300, 5, drift=0.6))

@@ -47,6 +47,7 @@ def test_tree_contributions_add_up_to_the_model_output(trained, train_test, appl
     assert found.output == pytest.approx(_log_odds_of_risk(model, record), abs=1e-2)
 
 
+@pytest.mark.slow
 def test_a_tree_walk_that_does_not_add_up_falls_back_to_the_permutation_explainer(
     trained, train_test, applicants, monkeypatch
 ):

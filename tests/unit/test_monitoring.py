@@ -221,6 +221,7 @@ def test_an_unsafe_deployment_id_is_refused_rather_than_used_as_a_path(logged):
         monitor.report_path(logged.days[0])
 
 
+@pytest.mark.slow
 def test_arrow_and_plain_window_readers_agree(logged, monkeypatch):
     start, end = DAY, DAY + timedelta(days=1)
     monkeypatch.setattr(columnar, "_ARROW_ROWS", 0)  # through ADBC, however small the window

@@ -71,6 +71,7 @@ def _delivered(workspace) -> None:
     assert notifier_for(workspace.engine, log).drain(60), "notifications still being delivered after 60 s"
 
 
+@pytest.mark.slow
 def test_each_alert_and_recovery_reaches_the_webhook_and_the_log_once(workspace, receiver):
     deployment_id = _deployment(workspace, "notified", receiver.url)
     _label_hours(workspace, deployment_id, 3)
@@ -106,6 +107,7 @@ def test_each_alert_and_recovery_reaches_the_webhook_and_the_log_once(workspace,
     assert [line.split()[0] for line in mine] == ["ALERT", "RECOVERED"]
 
 
+@pytest.mark.slow
 def test_a_failing_receiver_is_retried_with_back_off_and_recorded(workspace, receiver):
     deployment_id = _deployment(workspace, "retried", receiver.url, retries=3)
     _label_hours(workspace, deployment_id, 2)

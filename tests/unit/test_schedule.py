@@ -60,6 +60,7 @@ def _expected(hours: int) -> list[tuple[str, int, int]]:
     return sorted(hourly + drift, key=lambda run: (run[1], run[0]))
 
 
+@pytest.mark.slow
 def test_every_window_runs_exactly_once_across_a_restart_and_a_failure(workspace, monkeypatch):
     where = {"engine": workspace.engine, "work": workspace.work}
     deployment_id = deploy("credit-risk-v1", name="scheduled", space="dev", registry=workspace.registry, **where)

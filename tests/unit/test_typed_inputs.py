@@ -95,6 +95,7 @@ def _old_rows(engine) -> tuple[list[dict], list[dict]]:
     return payload, feedback
 
 
+@pytest.mark.slow
 def test_a_0005_data_mart_is_upgraded_with_every_record_readable(empty_url, monkeypatch):
     monkeypatch.setattr(columnar, "_ARROW_ROWS", 0)  # windows read through ADBC, however small
     payload, feedback = _old_rows(sa.create_engine(empty_url))
@@ -165,6 +166,7 @@ def test_the_window_reads_as_typed_columns_in_time_order(logged, monkeypatch, ar
     assert window["out_of_range"].tolist() == expected["out_of_range"].notna().tolist()
 
 
+@pytest.mark.slow
 def test_the_arrow_and_the_sqlalchemy_reads_agree(logged, monkeypatch):
     datamart.insert_payload(logged, [_payload({**_applicants(1, 11)[0], "Age": 33.0}, T0 + timedelta(minutes=1))])
     monkeypatch.setattr(columnar, "_ARROW_ROWS", 0)  # through ADBC, however small
@@ -178,6 +180,7 @@ def test_the_arrow_and_the_sqlalchemy_reads_agree(logged, monkeypatch):
     assert fast[0]["Age"].dtype == np.float64 and 33.0 in fast[0]["Age"].tolist()  # its inputs were JSON
 
 
+@pytest.mark.slow
 def test_the_reader_child_imports_this_project_from_any_working_folder(logged, monkeypatch, tmp_path):
     """A working folder with a ``utils`` package of its own (a common name) does not change what the child runs."""
     (tmp_path / "utils").mkdir()

@@ -107,9 +107,10 @@ class _TurnFile:
         """The lock file, opened on first use (None when it cannot be: say a read-only folder)."""
         if self.file is None:
             try:
-                self.file = open(f"{self.path}.writer", "a")  # noqa: SIM115 (open for the process's life)
+                self.file = open(f"{self.path}.writer", "a")  # noqa: SIM115 (closed with this object, below)
             except OSError:
                 return None
+            weakref.finalize(self, self.file.close)  # when its engine is gone, or at exit
         return self.file
 
 

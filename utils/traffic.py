@@ -201,9 +201,9 @@ def applicants(
     """
     pool = generate_credit_data(3 * rows, seed) if pool is None else pool
     drawn = draw_applicants(pool, rows, seed, group_drift=group_drift, bias_group=bias_group)
-    settings = {"drift": drift, "group_drift": group_drift, "label_bias": label_bias, "concept": concept}
-    settings["bias_group"] = bias_group
-    return shift_applicants(drawn, seed + 104_729, source=pool if source is None else source, **settings)
+    knobs = {"drift": drift, "group_drift": group_drift, "label_bias": label_bias, "concept": concept}
+    source = pool if source is None else source
+    return shift_applicants(drawn, seed + 104_729, bias_group=bias_group, source=source, **knobs)
 
 
 def service_client(url: str, api_key: str | None = None) -> httpx.Client:

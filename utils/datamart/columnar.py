@@ -191,16 +191,18 @@ def _plan(engine: Engine, feedback: bool, deployment_id: str, start, end, halves
     return adbc, [(start, middle), (middle, end)]
 
 
+def _categories(name: str) -> list[str] | None:
+    """The contract's domain of a window column read as category codes (None: the column is no category)."""
+    return list(CATEGORIES.get(name, CLASS_ORDER)) if name in CATEGORIES or name in (LABEL, "prediction") else None
+
+
 def _kinds(names: list[str]) -> list:
     """How to type each column of a window's query (:func:`arrow_reader.typed_batch`): categories as codes of the
     contract's domains, flags as booleans, probabilities as floats, numbers as integers."""
-    kinds = []
-    for name in [*FEATURES, "as_json", *names]:
-        if name in CATEGORIES or name in (LABEL, "prediction"):
-            kinds.append(list(CATEGORIES.get(name, CLASS_ORDER)))
-        else:
-            kinds.append("bool" if name in _FLAGS else "float" if name in _PROBABILITIES else "int")
-    return kinds
+    return [
+        _categories(name) or ("bool" if name in _FLAGS else "float" if name in _PROBABILITIES else "int")
+        for name in [*FEATURES, "as_json", *names]
+    ]
 
 
 class WindowRead:
@@ -267,10 +269,8 @@ class WindowRead:
             _fill_json(self.engine, self._json_query, columns, np.flatnonzero(as_json))
         frame = {}
         for name, values in columns.items():
-            if name in CATEGORIES or name in (LABEL, "prediction"):
-                frame[name] = pd.Categorical.from_codes(values, categories=list(CATEGORIES.get(name, CLASS_ORDER)))
-            else:
-                frame[name] = values
+            categories = _categories(name)
+            frame[name] = values if categories is None else pd.Categorical.from_codes(values, categories=categories)
         if "logged_probability_risk" in frame:
             frame["logged_probability_risk"][frame["logged_probability_risk"] == _NO_PROBABILITY] = np.nan
         return pd.DataFrame(frame, copy=False)  # the arrays are the frame's own: not copied into blocks again

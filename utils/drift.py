@@ -44,6 +44,8 @@ _CATEGORICAL_INDEX = [i for i, name in enumerate(FEATURES) if name in CATEGORIES
 #: The smallest effect size that counts as drift, for both measures (Evidently's default for each).
 MIN_EFFECT = 0.1
 _EFFECT_MEASURES = {"numeric": "Wasserstein / reference std", "categorical": "Jensen-Shannon distance"}
+#: Records of the reference and of each window that take part in the classifier test, at most (seeded samples).
+CLASSIFIER_TEST_RECORDS = 1000
 
 
 @functools.cache
@@ -279,6 +281,11 @@ class DataDriftDetector:
         return DataDrift(features, threshold, len(frame), self.min_effect)
 
 
+def window_sample(frame: pd.DataFrame, max_records: int | None, seed: int) -> pd.DataFrame:
+    """The window's records the classifier test of ``seed`` takes part with (at most ``max_records``)."""
+    return _sample(frame, max_records, seed + 1)
+
+
 @dataclass
 class MultivariateDrift:
     """The classifier test of one window: ``distance`` is the KS distance between the out-of-fold drift scores of
@@ -303,7 +310,7 @@ class MultivariateDriftDetector:
         reference: pd.DataFrame,
         *,
         p_value: float = 0.01,
-        max_records: int = 1000,
+        max_records: int = CLASSIFIER_TEST_RECORDS,
         folds: int = 5,
         seed: int = 0,
         columns: dict[str, tuple | None] = CREDIT_COLUMNS,
@@ -330,7 +337,7 @@ class MultivariateDriftDetector:
 
     def check(self, frame: pd.DataFrame) -> MultivariateDrift:
         """Test whether a classifier can tell ``frame``'s records from the reference's."""
-        sample = _sample(frame, self.max_records, self.seed + 1)
+        sample = window_sample(frame, self.max_records, self.seed)
         with warnings.catch_warnings(), threadpool_limits(limits=1):  # small fits: threads cost more than they give
             warnings.simplefilter("ignore")
             found = self._detector.predict(encode(sample, self.columns))["data"]

@@ -261,8 +261,9 @@ def perturb(frame: pd.DataFrame, attribute: str, *, seed: int = 0) -> pd.DataFra
     return changed
 
 
-def perturbation_check(model, frame: pd.DataFrame, attribute: str, *, seed: int = 0) -> dict:
-    """Score every record again with ``attribute`` moved to the other group; count the decisions that change.
+def perturbation_check(model, frame: pd.DataFrame, attribute: str, *, seed: int = 0, decisions=None) -> dict:
+    """Score every record again with ``attribute`` moved to the other group; count the decisions that change
+    (``decisions``: the model's decisions on ``frame`` when they are known, else scored).
 
     Returns ``records``, ``changed`` and ``changed_share`` (decisions that differ), ``to_favourable`` and
     ``to_unfavourable`` (the direction of the changes), and the same counts for the monitored group's records
@@ -270,7 +271,7 @@ def perturbation_check(model, frame: pd.DataFrame, attribute: str, *, seed: int 
     """
     features = frame[list(FEATURES)]
     monitored, _ = group_masks(features, attribute)
-    before = model_decisions(model, features)
+    before = model_decisions(model, features) if decisions is None else np.asarray(decisions)
     after = model_decisions(model, perturb(features, attribute, seed=seed))
     changed = before != after
     records = len(features)

@@ -19,6 +19,8 @@ from utils import datamart, monitoring, plotting
 from utils.data import FEATURES, LABEL, generate_credit_data
 from utils.datamart import columnar
 from utils.decision import RISK_THRESHOLD, decide, risk_probability
+from utils.monitoring import evaluate
+from utils.monitoring.classifier_worker import ClassifierTestWorker
 from utils.monitoring.window import no_records
 from utils.traffic import applicants
 
@@ -299,6 +301,17 @@ def test_command_line_prints_alerts_and_writes_the_report(logged, capsys, monkey
     assert monitoring.main([*arguments, "--fail-on-alert"]) == 1
     assert monitoring.main(["--deployment-id", "nope", "--work-dir", str(logged.work)]) == 2
     assert "monitoring failed" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # starts the worker process, which imports alibi-detect
+def test_every_monitor_at_once_with_the_classifier_test_in_a_worker(logged, monkeypatch):
+    monkeypatch.setattr(evaluate, "_classifier_worker", ClassifierTestWorker)  # however this process stands
+    start = DAY + timedelta(days=1)
+    found = monitoring.evaluate_all(
+        logged.deployment_id, start, start + timedelta(days=1), engine=logged.engine, work=logged.work, store=False
+    )
+    pd.testing.assert_frame_equal(found.measurements, logged.days[1].measurements)
+    assert found.alerts["metric"].eq("classifier_drift_p_value").any()
 
 
 def test_monitoring_plots_render_without_pyplot(logged):

@@ -15,7 +15,15 @@ import functools
 import numpy as np
 import pandas as pd
 
-from utils.drift import CREDIT_COLUMNS, MIN_EFFECT, DataDriftDetector, ModelDriftEstimator, MultivariateDriftDetector
+from utils.drift import (
+    CLASSIFIER_TEST_RECORDS,
+    CREDIT_COLUMNS,
+    MIN_EFFECT,
+    DataDriftDetector,
+    ModelDriftEstimator,
+    MultivariateDriftDetector,
+)
+from utils.monitoring.classifier_worker import ClassifierTestWorker, WorkerDetector
 from utils.monitoring.results import Measurements, MonitorResult, Thresholds
 from utils.monitoring.window import Window
 
@@ -63,20 +71,32 @@ class DriftMonitor:
         )
 
     @functools.cached_property
-    def multivariate_drift(self) -> MultivariateDriftDetector:
-        return MultivariateDriftDetector(
-            self.reference, p_value=self.thresholds.multivariate_p_value, seed=self.seed, columns=self.columns
-        )
+    def multivariate_drift(self) -> MultivariateDriftDetector | WorkerDetector:
+        return MultivariateDriftDetector(self.reference, **self._multivariate_options())
+
+    def _multivariate_options(self) -> dict:
+        t = self.thresholds
+        return {"p_value": t.multivariate_p_value, "max_records": CLASSIFIER_TEST_RECORDS, "seed": self.seed,
+                "columns": self.columns}  # fmt: skip
 
     @functools.cached_property
     def model_drift(self) -> ModelDriftEstimator:
         return ModelDriftEstimator(self.model, self.reference, max_records=self.sample_size, seed=self.seed)
 
-    def set_up(self) -> None:
-        """Fit the detectors on the reference now rather than at the first window (importing alibi-detect)."""
+    def set_up(self, worker: ClassifierTestWorker | None = None) -> None:
+        """Fit the detectors on the reference now rather than at the first window (importing alibi-detect, unless
+        the classifier test runs in ``worker``, which imports it)."""
+        if worker is not None:
+            self.multivariate_drift = worker.detector(self.reference, **self._multivariate_options())
         self.data_drift, self.multivariate_drift  # noqa: B018 (each made when first read)
         if self.model is not None:
             self.model_drift  # noqa: B018
+
+    def begin(self, payload: pd.DataFrame) -> None:
+        """Start the classifier test of a window's ``payload`` when it runs in a worker (see :meth:`set_up`), so
+        that it runs while the other monitors do; :meth:`run` on the same records takes its result."""
+        if isinstance(self.multivariate_drift, WorkerDetector) and len(payload):
+            self.multivariate_drift.begin(payload)
 
     def run(self, window: Window, *, measured_accuracy: float = np.nan) -> MonitorResult:
         """The drift measurements of ``window``; ``measured_accuracy`` (on feedback, from the quality monitor) is

@@ -2,10 +2,11 @@
 monitors get ready.
 
 A large window of a SQLite data mart is read by child processes (:class:`utils.datamart.WindowRead`). This module
-imports nothing heavy: :func:`evaluate_all` begins the read first, then imports the monitors (scikit-learn, skops,
-aif360, alibi-detect, matplotlib: seconds) and sets them up (the model, the reference, the drift detectors), so
-that on two cores the two overlap: one core reads the window (one reader for the payload, one for the feedback),
-the other imports. The command line runs it.
+imports nothing heavy: :func:`evaluate_all` first starts the worker of the classifier test
+(:mod:`utils.monitoring.classifier_worker`, which imports alibi-detect) and begins the read, then imports the
+other monitors (scikit-learn, skops, aif360, matplotlib: seconds) and sets them up (the model, the reference, the
+detectors), so that on two cores they overlap. Once the window is read, its classifier test runs in the worker
+while the other monitors run here. The command line runs it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import sys
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -46,19 +48,32 @@ def evaluate_all(
     default) writes the window's report when the measurements are stored, and none when they are not: a trial run
     overwrites no stored window's report.
     """
-    with _collector_paused():
-        engine = engine or datamart.connect(work=work)
-        with (  # one reader each (not a large window's two halves at once): the other core is this process's
-            datamart.WindowRead(engine, deployment_id, start, end, halves=False) as payload,
-            datamart.WindowRead(engine, deployment_id, start, end, feedback=True, halves=False) as feedback,
-        ):
-            from utils.monitoring.monitor import DeploymentMonitor  # the monitors' libraries, while the window is read
+    with _classifier_worker() as worker:
+        with _collector_paused():
+            engine = engine or datamart.connect(work=work)
+            with (  # one reader each (not a large window's two halves at once): the other core is this process's
+                datamart.WindowRead(engine, deployment_id, start, end, halves=False) as payload,
+                datamart.WindowRead(engine, deployment_id, start, end, feedback=True, halves=False) as feedback,
+            ):
+                from utils.monitoring.monitor import DeploymentMonitor  # the monitors' libraries, while reading
 
-            options = {"reference": reference, "thresholds": thresholds, "engine": engine, "work": work}
-            monitor = DeploymentMonitor(deployment_id, **options)
-            monitor.set_up()
-            records = {"payload": payload.result(), "feedback": feedback.result()}
-    return monitor.evaluate(start, end, store=store, report=store if report is None else report, **records)
+                options = {"reference": reference, "thresholds": thresholds, "engine": engine, "work": work}
+                monitor = DeploymentMonitor(deployment_id, **options)
+                monitor.set_up(worker=worker)
+                records = {"payload": payload.result(), "feedback": feedback.result()}
+        monitor.drift.begin(records["payload"])
+        return monitor.evaluate(start, end, store=store, report=store if report is None else report, **records)
+
+
+def _classifier_worker():
+    """A worker process for the classifier test when it saves time: this process has not imported alibi-detect
+    yet, and another core can import it meanwhile (else none: the test runs in this process)."""
+    from utils.monitoring.classifier_worker import ClassifierTestWorker
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cores > 1 and "alibi_detect" not in sys.modules:
+        return ClassifierTestWorker()
+    return contextlib.nullcontext()
 
 
 @contextlib.contextmanager

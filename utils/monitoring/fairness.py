@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from utils.data import LABEL
+from utils.decision import model_decisions
 from utils.fairness import (
     _aif360,
     debiased_companion,
@@ -80,10 +81,12 @@ class FairnessMonitor:
         out = Measurements(self.name)
         rows, perturbed, companions = [], [], {}
         sample = sample_records(payload, self.sample_size, self.seed)
+        scored = len(sample) and self.model is not None
+        decisions = model_decisions(self.model, sample) if scored else None  # the same for every attribute
         for attribute in self.attributes:
             rows.append(self._group_metrics(out, payload, feedback, attribute))
-            if len(sample) and self.model is not None:
-                perturbed.append(self._perturbation(out, sample, attribute))
+            if scored:
+                perturbed.append(self._perturbation(out, sample, decisions, attribute))
             if debias and self.model is not None and len(feedback) >= t.min_feedback and len(payload):
                 companions[attribute] = self._companion(out, feedback, sample, attribute, records=len(payload))
         details = {"fairness": _indexed(rows), "perturbation": _indexed(perturbed), "companions": companions}
@@ -139,9 +142,9 @@ class FairnessMonitor:
             "verdict": _VERDICTS[breached],
         }
 
-    def _perturbation(self, out: Measurements, sample: pd.DataFrame, attribute: str) -> dict:
+    def _perturbation(self, out: Measurements, sample: pd.DataFrame, decisions, attribute: str) -> dict:
         """The share of decisions that change when only ``attribute`` changes (named and returned)."""
-        check = perturbation_check(self.model, sample, attribute, seed=self.seed)
+        check = perturbation_check(self.model, sample, attribute, seed=self.seed, decisions=decisions)
         out.add("perturbation_changed_share", check["changed_share"], records=check["records"], subject=attribute)
         return check
 

@@ -21,6 +21,7 @@ from utils import config, datamart
 from utils.data import load_credit_csv
 from utils.datamart.subscriptions import read_requests as datamart_requests
 from utils.deployment import Deployment, get_deployment, is_valid_name
+from utils.monitoring.classifier_worker import ClassifierTestWorker
 from utils.monitoring.data_quality import DataQualityMonitor
 from utils.monitoring.drift import DriftMonitor
 from utils.monitoring.fairness import FairnessMonitor
@@ -103,14 +104,14 @@ class DeploymentMonitor:
         self.data_quality = DataQualityMonitor(self.thresholds)
         self.performance = PerformanceMonitor(self.thresholds)
 
-    def set_up(self, monitors: tuple[str, ...] = MONITORS) -> None:
+    def set_up(self, monitors: tuple[str, ...] = MONITORS, *, worker: ClassifierTestWorker | None = None) -> None:
         """Get ``monitors`` ready before a window arrives: import their libraries and fit the drift detectors on the
         reference, which the first evaluation otherwise does. Done while a window is read, it costs no time
-        (:func:`utils.monitoring.evaluate_all`)."""
+        (:func:`utils.monitoring.evaluate_all`). The classifier test of drift runs in ``worker`` when given."""
         if "fairness" in monitors:
             self.fairness.set_up()
         if "drift" in monitors:
-            self.drift.set_up()
+            self.drift.set_up(worker)
 
     def records(self, start=None, end=None, *, feedback: bool = False, monitors: tuple[str, ...] = MONITORS):
         """The payload (or ``feedback``) records of the window [``start``, ``end``), read when one of ``monitors``

@@ -51,5 +51,9 @@ class Window:
 
     @property
     def judged_feedback(self) -> pd.DataFrame:
-        """The feedback records with the monitored model's decision as ``prediction`` (beside the label)."""
-        return self.feedback.assign(prediction=self.scored["prediction"].to_numpy())
+        """The feedback records with the monitored model's decision as ``prediction`` (beside the label) and its
+        probability of ``Risk`` as ``probability_risk``."""
+        scored = self.scored
+        return self.feedback.assign(
+            prediction=scored["prediction"].to_numpy(), probability_risk=scored["probability_risk"].to_numpy()
+        )

@@ -2,16 +2,19 @@
 
 The window's query is built and compiled by SQLAlchemy and run by an ADBC driver (``adbc-driver-sqlite`` in a
 process of its own, see :mod:`utils.datamart.arrow_reader`; ``adbc-driver-postgresql``), which returns Arrow record
-batches: no Python object per value. Each batch's columns are typed at once (categories as codes of the contract's
-domains, numbers as integers, probabilities as floats; in the child process, for SQLite), and the window's DataFrame
-is made of them at the end. A data mart that ADBC cannot open (an in-memory SQLite database, another kind of
-database) is read through SQLAlchemy into the same record batches.
+batches: no Python object per value. A record's 20 inputs are read as one column, their packed rows
+(:mod:`utils.datamart.packed`). Each batch's columns are typed at once (the packed rows unpacked into one column of
+category codes or integers per field, the predictions as codes, probabilities as floats; in the child process, for
+SQLite), and the window's DataFrame is made of them at the end. A data mart that ADBC cannot open (an in-memory
+SQLite database, another kind of database) is read through SQLAlchemy into the same record batches.
 
 A read begins when a :class:`WindowRead` is made, and its child processes work while the caller does something
 else: :func:`utils.monitoring.evaluate_all` sets up the monitors meanwhile.
 
-Inputs stored as JSON (not in the typed columns, see :func:`utils.datamart.records.in_typed_columns`) are filled
-in from a second query; a window of the credit contract has none.
+The inputs of the records that have no packed row are filled in from a second query: inputs stored as JSON (not
+in the typed columns, see :func:`utils.datamart.records.in_typed_columns`), and those in the typed columns of a
+record stored before revision 0007 or with a number outside 32 bits. A window of the credit contract logged since
+has none.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from sqlalchemy.engine import Engine
 from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, LABEL
 from utils.datamart.arrow_reader import typed_batch
 from utils.datamart.engine import sqlite_file
-from utils.datamart.records import in_window, record_table
+from utils.datamart.packed import unpacking
+from utils.datamart.records import in_window, inputs_of, record_table
 from utils.datamart.schema import feedback_records, payload_records
 from utils.times import as_utc, as_utc_or_none
 
@@ -47,8 +51,10 @@ _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
 #: The logged probability of a feedback record that names no payload record, as read (NaN in the frame). Not
 #: NULL: the SQLite driver infers a column's type from its first batch, and a batch of NULLs reads as integers.
 _NO_PROBABILITY = -1.0
-#: The window's columns that are no categories nor numbers: probabilities (floats) and flags (booleans).
-_PROBABILITIES, _FLAGS = ("probability_risk", "logged_probability_risk"), ("as_json", "out_of_range")
+#: The window's columns that are probabilities (floats); the others of its tail are categories or flags (booleans).
+_PROBABILITIES = ("probability_risk", "logged_probability_risk")
+#: The window's column of packed inputs; once typed, whether each record's inputs were packed.
+_PACKED = "packed_features"
 
 
 def _window_tail(feedback: bool) -> tuple[sa.FromClause, list, list[str]]:
@@ -69,18 +75,21 @@ def _window_tail(feedback: bool) -> tuple[sa.FromClause, list, list[str]]:
 
 
 def _window_query(feedback: bool, deployment_id: str, start, end) -> tuple[sa.Select, sa.Select, list[str]]:
-    """The window's query (inputs, whether they are JSON, then the tail), the query of its JSON inputs alone, and
-    the names of the tail's columns. Both in the order of the records' time: the (deployment, time) index gives it
-    without sorting (its entries end with the record id)."""
+    """The window's query (the packed inputs, then the tail), the query of the inputs of its records without a
+    packed row (JSON and typed columns), and the names of the tail's columns. Both in the order of the records' time:
+    the (deployment, time) index gives it without sorting (its entries end with the record id).
+
+    A missing packed row reads as an empty one: ADBC's SQLite driver types a column by its first batch, and a batch
+    of NULLs reads as integers."""
     table, time_column = record_table(feedback)
     source, tail, names = _window_tail(feedback)
-    inputs = [sa.func.coalesce(table.c[name], "" if name in CATEGORIES else 0).label(name) for name in FEATURES]
-    as_json = table.c.inputs.is_not(None).label("as_json")
+    empty = sa.cast(sa.literal_column("''"), sa.LargeBinary)
+    packed = sa.func.coalesce(table.c.packed_features, empty, type_=sa.LargeBinary).label(_PACKED)
     order = (table.c[time_column], table.c.record_id)
-    query = sa.select(*inputs, as_json, *tail).select_from(source).order_by(*order)
+    query = sa.select(packed, *tail).select_from(source).order_by(*order)
     query = in_window(query, table, time_column, deployment_id, start, end)
-    json_query = sa.select(table.c.inputs).where(table.c.inputs.is_not(None)).order_by(*order)
-    return query, in_window(json_query, table, time_column, deployment_id, start, end), names
+    unpacked = sa.select(table.c.inputs, *(table.c[name] for name in FEATURES)).where(table.c.packed_features.is_(None))
+    return query, in_window(unpacked.order_by(*order), table, time_column, deployment_id, start, end), names
 
 
 def _parameters(compiled: sa.sql.compiler.SQLCompiler, dialect) -> list:
@@ -197,12 +206,10 @@ def _categories(name: str) -> list[str] | None:
 
 
 def _kinds(names: list[str]) -> list:
-    """How to type each column of a window's query (:func:`arrow_reader.typed_batch`): categories as codes of the
-    contract's domains, flags as booleans, probabilities as floats, numbers as integers."""
-    return [
-        _categories(name) or ("bool" if name in _FLAGS else "float" if name in _PROBABILITIES else "int")
-        for name in [*FEATURES, "as_json", *names]
-    ]
+    """How to type each column of a window's query (:func:`arrow_reader.typed_batch`): the packed inputs unpacked,
+    categories as codes of the contract's domains, flags as booleans, probabilities as floats."""
+    tail = [_categories(name) or ("float" if name in _PROBABILITIES else "bool") for name in names]
+    return [{"packed": unpacking()}, *tail]
 
 
 class WindowRead:
@@ -221,7 +228,7 @@ class WindowRead:
     ):
         start, end = as_utc_or_none(start), as_utc_or_none(end)
         self.engine, self.feedback = engine, feedback
-        _, self._json_query, self._names = _window_query(feedback, deployment_id, start, end)
+        _, self._unpacked_query, self._names = _window_query(feedback, deployment_id, start, end)
         kinds = _kinds(self._names) if typed else None
         adbc, bounds = _plan(engine, feedback, deployment_id, start, end, halves)
         self._folder = tempfile.TemporaryDirectory(prefix="window-") if adbc == "sqlite" else None
@@ -263,10 +270,11 @@ class WindowRead:
         table = self.table()
         if not table.num_columns:
             return empty_window(feedback=self.feedback)
-        columns = {name: _array(column) for name, column in zip([*FEATURES, "as_json", *self._names], table.columns)}
-        as_json = columns.pop("as_json")
-        if as_json.any():
-            _fill_json(self.engine, self._json_query, columns, np.flatnonzero(as_json))
+        names = [*FEATURES, _PACKED, *self._names]  # the tail as the frame names it (``label``: ``Risk``)
+        columns = {name: _array(column) for name, column in zip(names, table.columns, strict=True)}
+        packed = columns.pop(_PACKED)
+        if not packed.all():
+            _fill(self.engine, self._unpacked_query, columns, np.flatnonzero(~packed))
         frame = {}
         for name, values in columns.items():
             categories = _categories(name)
@@ -301,11 +309,12 @@ def empty_window(*, feedback: bool = False) -> pd.DataFrame:
     return pd.DataFrame({**frame, **tail})
 
 
-def _fill_json(engine: Engine, json_query: sa.Select, columns: dict, rows: np.ndarray) -> None:
-    """Set the inputs of the records at ``rows`` (whose inputs are JSON) from ``json_query``, in place."""
+def _fill(engine: Engine, unpacked_query: sa.Select, columns: dict, rows: np.ndarray) -> None:
+    """Set the inputs of the records at ``rows`` (which have no packed row) from ``unpacked_query``, in place: from
+    their JSON or their typed columns."""
     with engine.connect() as connection:
-        stored = connection.execute(json_query).scalars().all()
-    part = pd.DataFrame.from_records(stored, columns=list(FEATURES))
+        stored = connection.execute(unpacked_query).mappings().all()
+    part = pd.DataFrame.from_records([inputs_of(row) for row in stored], columns=list(FEATURES))
     for name in FEATURES:
         if name in CATEGORIES:
             columns[name][rows] = pd.Categorical(part[name], categories=list(CATEGORIES[name])).codes

@@ -11,10 +11,10 @@ SQLite database, another kind of database) is read through SQLAlchemy into the s
 A read begins when a :class:`WindowRead` is made, and its child processes work while the caller does something
 else: :func:`utils.monitoring.evaluate_all` sets up the monitors meanwhile.
 
-The inputs of the records that have no packed row are filled in from a second query: inputs stored as JSON (not
-in the typed columns, see :func:`utils.datamart.records.in_typed_columns`), and those in the typed columns of a
-record stored before revision 0007 or with a number outside 32 bits. A window of the credit contract logged since
-has none.
+The inputs of the records that have no packed row are filled in afterwards: those in the typed columns (a record
+stored before revision 0007, or with a number outside 32 bits) read by a second reader, as the window is, and
+inputs stored as JSON (not in the typed columns, see :func:`utils.datamart.records.in_typed_columns`) from a third
+query. A window of the credit contract logged since revision 0007 has none.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, LABEL
 from utils.datamart.arrow_reader import typed_batch
 from utils.datamart.engine import sqlite_file
 from utils.datamart.packed import unpacking
-from utils.datamart.records import in_window, inputs_of, record_table
+from utils.datamart.records import in_window, record_table
 from utils.datamart.schema import feedback_records, payload_records
 from utils.times import as_utc, as_utc_or_none
 
@@ -74,10 +74,9 @@ def _window_tail(feedback: bool) -> tuple[sa.FromClause, list, list[str]]:
     return table, columns, ["prediction", "probability_risk", "out_of_range"]
 
 
-def _window_query(feedback: bool, deployment_id: str, start, end) -> tuple[sa.Select, sa.Select, list[str]]:
-    """The window's query (the packed inputs, then the tail), the query of the inputs of its records without a
-    packed row (JSON and typed columns), and the names of the tail's columns. Both in the order of the records' time:
-    the (deployment, time) index gives it without sorting (its entries end with the record id).
+def _window_query(feedback: bool, deployment_id: str, start, end) -> tuple[sa.Select, list[str]]:
+    """The window's query (the packed inputs, then the tail) and the names of the tail's columns, in the order of
+    the records' time: the (deployment, time) index gives it without sorting (its entries end with the record id).
 
     A missing packed row reads as an empty one: ADBC's SQLite driver types a column by its first batch, and a batch
     of NULLs reads as integers."""
@@ -85,11 +84,20 @@ def _window_query(feedback: bool, deployment_id: str, start, end) -> tuple[sa.Se
     source, tail, names = _window_tail(feedback)
     empty = sa.cast(sa.literal_column("''"), sa.LargeBinary)
     packed = sa.func.coalesce(table.c.packed_features, empty, type_=sa.LargeBinary).label(_PACKED)
+    query = sa.select(packed, *tail).select_from(source).order_by(table.c[time_column], table.c.record_id)
+    return in_window(query, table, time_column, deployment_id, start, end), names
+
+
+def _unpacked_queries(feedback: bool, deployment_id: str, start, end) -> tuple[sa.Select, sa.Select]:
+    """The queries of the window's records without a packed row, in the window's order: their typed columns and
+    whether their inputs are JSON; the JSON inputs alone."""
+    table, time_column = record_table(feedback)
     order = (table.c[time_column], table.c.record_id)
-    query = sa.select(packed, *tail).select_from(source).order_by(*order)
-    query = in_window(query, table, time_column, deployment_id, start, end)
-    unpacked = sa.select(table.c.inputs, *(table.c[name] for name in FEATURES)).where(table.c.packed_features.is_(None))
-    return query, in_window(unpacked.order_by(*order), table, time_column, deployment_id, start, end), names
+    inputs = [sa.func.coalesce(table.c[name], "" if name in CATEGORIES else 0).label(name) for name in FEATURES]
+    typed = sa.select(*inputs, table.c.inputs.is_not(None).label("as_json"))
+    typed = typed.where(table.c.packed_features.is_(None)).order_by(*order)
+    json = sa.select(table.c.inputs).where(table.c.inputs.is_not(None)).order_by(*order)
+    return tuple(in_window(query, table, time_column, deployment_id, start, end) for query in (typed, json))
 
 
 def _parameters(compiled: sa.sql.compiler.SQLCompiler, dialect) -> list:
@@ -212,6 +220,19 @@ def _kinds(names: list[str]) -> list:
     return [{"packed": unpacking()}, *tail]
 
 
+def _unpacked_kinds() -> list:
+    """How to type the typed columns of the records without a packed row (:func:`_unpacked_queries`)."""
+    return [*(_categories(name) or "int" for name in FEATURES), "bool"]
+
+
+def _table(readers: list[_Child | _InProcess]) -> pa.Table:
+    """What the readers read, in order, in one Arrow table (no columns when they read no record)."""
+    with ThreadPoolExecutor(len(readers)) as pool:  # the drivers and the typing let go of the GIL
+        batches = [batch for part in pool.map(lambda reader: reader.batches(), readers) for batch in part]
+    batches = [batch for batch in batches if batch.num_rows]
+    return pa.Table.from_batches(batches) if batches else pa.table({})
+
+
 class WindowRead:
     """The read of a window's records (see :func:`read_window`), begun when it is made: a large window of a SQLite
     data mart is read by child processes, which work on the other cores while this process does something else.
@@ -228,22 +249,25 @@ class WindowRead:
     ):
         start, end = as_utc_or_none(start), as_utc_or_none(end)
         self.engine, self.feedback = engine, feedback
-        _, self._unpacked_query, self._names = _window_query(feedback, deployment_id, start, end)
+        self._names = _window_query(feedback, deployment_id, start, end)[1]
+        self._unpacked = _unpacked_queries(feedback, deployment_id, start, end)
         kinds = _kinds(self._names) if typed else None
-        adbc, bounds = _plan(engine, feedback, deployment_id, start, end, halves)
-        self._folder = tempfile.TemporaryDirectory(prefix="window-") if adbc == "sqlite" else None
+        self._adbc, bounds = _plan(engine, feedback, deployment_id, start, end, halves)
+        self._folder = tempfile.TemporaryDirectory(prefix="window-") if self._adbc == "sqlite" else None
         self._readers: list[_Child | _InProcess] = []
         try:
             for number, (first, last) in enumerate(bounds):
                 query = _window_query(feedback, deployment_id, first, last)[0]
-                if self._folder is None:
-                    self._readers.append(_InProcess(engine, query, kinds, adbc=adbc == "postgresql"))
-                else:
-                    output = os.path.join(self._folder.name, f"{number}.arrow")
-                    self._readers.append(_Child(engine, query, kinds, output))
+                self._readers.append(self._reader(query, kinds, str(number), self._adbc))
         except BaseException:
             self.close()
             raise
+
+    def _reader(self, query: sa.Select, kinds: list | None, name: str, adbc: str | None) -> _Child | _InProcess:
+        """A reader of ``query`` through ``adbc`` (see :func:`_adbc`; None: SQLAlchemy), begun at once."""
+        if adbc == "sqlite":
+            return _Child(self.engine, query, kinds, os.path.join(self._folder.name, f"{name}.arrow"))
+        return _InProcess(self.engine, query, kinds, adbc=adbc == "postgresql")
 
     def __enter__(self) -> WindowRead:
         return self
@@ -260,10 +284,7 @@ class WindowRead:
 
     def table(self) -> pa.Table:
         """The window's columns in one Arrow table (no columns when it holds no record), once they are read."""
-        with ThreadPoolExecutor(len(self._readers)) as pool:  # the drivers and the typing let go of the GIL
-            batches = [batch for part in pool.map(lambda reader: reader.batches(), self._readers) for batch in part]
-        batches = [batch for batch in batches if batch.num_rows]
-        return pa.Table.from_batches(batches) if batches else pa.table({})
+        return _table(self._readers)
 
     def result(self) -> pd.DataFrame:
         """The window's records (see :func:`read_window`), once they are read."""
@@ -274,7 +295,7 @@ class WindowRead:
         columns = {name: _array(column) for name, column in zip(names, table.columns, strict=True)}
         packed = columns.pop(_PACKED)
         if not packed.all():
-            _fill(self.engine, self._unpacked_query, columns, np.flatnonzero(~packed))
+            self._fill(columns, np.flatnonzero(~packed))
         frame = {}
         for name, values in columns.items():
             categories = _categories(name)
@@ -282,6 +303,25 @@ class WindowRead:
         if "logged_probability_risk" in frame:
             frame["logged_probability_risk"][frame["logged_probability_risk"] == _NO_PROBABILITY] = np.nan
         return pd.DataFrame(frame, copy=False)  # the arrays are the frame's own: not copied into blocks again
+
+    def _fill(self, columns: dict, rows: np.ndarray) -> None:
+        """Set the inputs of the records at ``rows``, which have no packed row, in place: from their typed columns,
+        read as the window is (through ADBC when they are many), then from their JSON where they have it."""
+        typed_query, json_query = self._unpacked
+        adbc = self._adbc if len(rows) > _ARROW_ROWS else None  # a few records: no child process
+        reader = self._reader(typed_query, _unpacked_kinds(), "unpacked", adbc)
+        try:
+            table = _table([reader])
+        finally:
+            reader.stop()
+        if table.num_rows != len(rows):
+            raise RuntimeError("the window's records changed while it was read: read it again")
+        found = {name: _array(column) for name, column in zip([*FEATURES, "as_json"], table.columns, strict=True)}
+        as_json = found.pop("as_json")
+        for name, values in found.items():
+            columns[name][rows] = values
+        if as_json.any():
+            _fill_json(self.engine, json_query, columns, rows[as_json])
 
 
 def _array(column: pa.ChunkedArray) -> np.ndarray:
@@ -309,12 +349,11 @@ def empty_window(*, feedback: bool = False) -> pd.DataFrame:
     return pd.DataFrame({**frame, **tail})
 
 
-def _fill(engine: Engine, unpacked_query: sa.Select, columns: dict, rows: np.ndarray) -> None:
-    """Set the inputs of the records at ``rows`` (which have no packed row) from ``unpacked_query``, in place: from
-    their JSON or their typed columns."""
+def _fill_json(engine: Engine, json_query: sa.Select, columns: dict, rows: np.ndarray) -> None:
+    """Set the inputs of the records at ``rows`` (whose inputs are JSON) from ``json_query``, in place."""
     with engine.connect() as connection:
-        stored = connection.execute(unpacked_query).mappings().all()
-    part = pd.DataFrame.from_records([inputs_of(row) for row in stored], columns=list(FEATURES))
+        stored = connection.execute(json_query).scalars().all()
+    part = pd.DataFrame.from_records(stored, columns=list(FEATURES))
     for name in FEATURES:
         if name in CATEGORIES:
             columns[name][rows] = pd.Categorical(part[name], categories=list(CATEGORIES[name])).codes

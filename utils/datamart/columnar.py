@@ -96,8 +96,8 @@ def _unpacked_queries(feedback: bool, deployment_id: str, start, end) -> tuple[s
     inputs = [sa.func.coalesce(table.c[name], "" if name in CATEGORIES else 0).label(name) for name in FEATURES]
     typed = sa.select(*inputs, table.c.inputs.is_not(None).label("as_json"))
     typed = typed.where(table.c.packed_features.is_(None)).order_by(*order)
-    json = sa.select(table.c.inputs).where(table.c.inputs.is_not(None)).order_by(*order)
-    return tuple(in_window(query, table, time_column, deployment_id, start, end) for query in (typed, json))
+    as_json = sa.select(table.c.inputs).where(table.c.inputs.is_not(None)).order_by(*order)
+    return tuple(in_window(query, table, time_column, deployment_id, start, end) for query in (typed, as_json))
 
 
 def _parameters(compiled: sa.sql.compiler.SQLCompiler, dialect) -> list:

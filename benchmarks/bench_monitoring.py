@@ -4,12 +4,13 @@ reading the window's columns from the data mart alone.
 It fills a SQLite data mart in a temporary folder with ``--rows`` payload records (generated applicants scored by
 a logistic regression, spread over 7 days, the last two with drift) and a tenth as many feedback records, stored
 by ``insert_payload`` and ``insert_feedback`` 250,000 at a time (their time is printed: the cost of writing the
-typed columns). Then each stage runs in a fresh child process, which reports its wall time, its CPU time (which
-a busy machine inflates less), the CPU time of its own children (the ADBC readers of a large window) and its peak
-resident memory (``VmHWM``, the whole process: Python and the libraries included):
+typed columns and the packed rows). Then each stage runs in a fresh child process, which reports its wall time,
+its CPU time (which a busy machine inflates less), the CPU time of its own children (the ADBC readers of a large
+window) and its peak resident memory (``VmHWM``, the whole process: Python and the libraries included):
 
-- ``columns`` (the reference): the window's payload and feedback columns as the database gives them, fetched into
-  Arrow tables by the ADBC driver (:func:`utils.datamart.columnar.read_window_columns`), nothing converted;
+- ``columns`` (the reference): the window's payload and feedback columns as the database gives them (the inputs as
+  their packed rows), fetched into Arrow tables by the ADBC driver
+  (:func:`utils.datamart.columnar.read_window_columns`), nothing converted;
 - ``read``: reading the window's payload and feedback records into DataFrames (:func:`utils.datamart.read_window`);
 - ``imports``: importing what the monitors use (scikit-learn, skops, aif360, alibi-detect, matplotlib): paid once
   per process, and part of ``all``;

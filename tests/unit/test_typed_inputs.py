@@ -1,6 +1,6 @@
-"""Payload and feedback inputs in typed columns (revision 0006): what goes where, a 0005 data mart upgraded with
-every record readable, and the window the monitors read (columns, dtypes, order, values) through Arrow and
-through SQLAlchemy alike, on SQLite and PostgreSQL."""
+"""Payload and feedback inputs in typed columns (revision 0006) and packed rows (revision 0007): what goes where,
+the packed format, a 0005 data mart upgraded with every record readable, and the window the monitors read (columns,
+dtypes, order, values) through Arrow and through SQLAlchemy alike, packed or not, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 from alembic import command
 
 from utils import datamart
 from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, LABEL, generate_credit_data
-from utils.datamart import columnar, migrations
+from utils.datamart import arrow_reader, columnar, migrations, packed, schema
 from utils.datamart.records import in_typed_columns
 
 pytestmark = pytest.mark.datamarts
@@ -220,3 +221,106 @@ def test_an_empty_window_has_the_same_columns_and_types(logged):
         pd.testing.assert_frame_equal(empty, columnar.empty_window(feedback=feedback))
         assert empty.empty
     assert columnar.read_window_columns(logged, "d1").num_rows == 45
+
+
+def _codes(inputs: dict) -> tuple:
+    """The packed row's values of ``inputs``, found another way: each category's index in its domain (-1: none)."""
+    domains = {name: list(CATEGORIES.get(name, ())) for name in FEATURES}
+    return tuple(
+        (domains[name].index(value) if value in domains[name] else -1) if domains[name] else value
+        for name, value in ((name, inputs[name]) for name in FEATURES)
+    )
+
+
+def _unpacked(row: bytes) -> tuple:
+    return tuple(np.frombuffer(row, packed.ROW_DTYPE)[0].tolist())
+
+
+def test_a_packed_row_holds_every_category_as_its_code_and_every_32_bit_number():
+    [applicant] = _applicants(1, 3)
+    assert packed.ROW.size == packed.ROW_DTYPE.itemsize == 41  # 13 categories of a byte, 7 numbers of 4 bytes
+    assert _unpacked(packed.pack(applicant)) == _codes(applicant)
+    for name, domain in CATEGORIES.items():
+        for code, value in enumerate(domain):
+            assert _unpacked(packed.pack({**applicant, name: value}))[FEATURES.index(name)] == code
+        for unknown in ("no such value", ""):  # as the typed reader codes a value outside the domain
+            assert _unpacked(packed.pack({**applicant, name: unknown}))[FEATURES.index(name)] == -1
+    for bound in (-(2**31), 0, 2**31 - 1):
+        assert _unpacked(packed.pack({**applicant, "LoanAmount": bound})) == _codes({**applicant, "LoanAmount": bound})
+    for overflow in (2**31, -(2**31) - 1, 10**12):
+        assert packed.pack({**applicant, "Age": overflow}) is None
+
+
+def test_the_reader_unpacks_the_rows_and_tells_which_had_none():
+    applicants = _applicants(4, 4)
+    rows = [packed.pack(applicants[0]), b"", packed.pack(applicants[2]), packed.pack(applicants[3])]
+    batch = pa.record_batch([pa.array(rows, pa.binary()), pa.array([0.1, 0.2, 0.3, 0.4])], names=["p", "risk"])
+    kinds = [{"packed": packed.unpacking()}, "float"]
+    for part, first in ((batch, 0), (batch.slice(1), 1), (batch.slice(2), 2)):  # a batch's slice starts further on
+        typed = arrow_reader.typed_batch(part, kinds)
+        assert typed.schema == arrow_reader.typed_schema(["p", "risk"], kinds)
+        assert typed.schema.names == [*FEATURES, "p", "risk"]
+        assert typed.column("p").to_pylist() == [row != b"" for row in rows[first:]]
+        empty = tuple(-1 if name in CATEGORIES else 0 for name in FEATURES)
+        expected = [_codes(a) if row else empty for a, row in zip(applicants[first:], rows[first:], strict=True)]
+        assert list(zip(*(typed.column(name).to_pylist() for name in FEATURES))) == expected
+        assert [typed.column(name).type for name in ("CheckingStatus", "Age")] == [pa.int8(), pa.int64()]
+    wrong = pa.record_batch([pa.array([rows[0], rows[0][:40]], pa.binary())], names=["p"])
+    with pytest.raises(ValueError, match="not 41 bytes long"):
+        arrow_reader.typed_batch(wrong, kinds[:1])
+
+
+def _packed_rows(engine, feedback: bool = False) -> dict:
+    table = schema.feedback_records if feedback else schema.payload_records
+    key = table.c.feedback_id if feedback else table.c.transaction_id
+    with engine.connect() as connection:
+        return dict(connection.execute(sa.select(key, table.c.packed_features)).all())
+
+
+def test_every_insert_path_stores_the_packed_row_of_the_contracts_inputs(datamart_url):
+    engine = datamart.connect(datamart_url)
+    inputs = _applicants(3, 12)
+    payload = [_payload(inputs[0], T0), _payload(inputs[1], T0), _payload(inputs[2], T0), _payload(DECLARED, T0)]
+    datamart.insert_payload(engine, payload[:1])
+    datamart.store_batch_payload(engine, payload[1:2])  # a batch job's chunk
+    if datamart.insert_payload_now(engine, payload[2:3]) is None:  # the service's direct commit: SQLite only
+        assert engine.dialect.name != "sqlite"
+        datamart.insert_payload(engine, payload[2:3])
+    datamart.insert_payload(engine, payload[3:])
+    feedback = [{**r, "feedback_id": r["transaction_id"], "recorded_at": T0, "label": "Risk"} for r in payload]
+    datamart.insert_feedback(engine, feedback)
+    expected = {r["transaction_id"]: packed.pack(r["inputs"]) for r in payload[:3]} | {
+        payload[3]["transaction_id"]: None
+    }
+    assert _packed_rows(engine) == _packed_rows(engine, feedback=True) == expected
+
+
+def _clear_packed_rows(engine, ids: list[str] | None = None) -> None:
+    """Set records' packed rows to NULL, as a record stored before revision 0007 has it (None: every record)."""
+    with engine.begin() as connection:
+        for table, key in ((schema.payload_records, "transaction_id"), (schema.feedback_records, "feedback_id")):
+            chosen = table.update() if ids is None else table.update().where(table.c[key].in_(ids))
+            connection.execute(chosen.values(packed_features=None))
+
+
+@pytest.mark.parametrize("arrow_rows", [pytest.param(0, marks=pytest.mark.slow), 10**9])  # ADBC, SQLAlchemy
+def test_a_window_of_packed_unpacked_and_json_records_reads_as_from_the_typed_columns(logged, monkeypatch, arrow_rows):
+    monkeypatch.setattr(columnar, "_ARROW_ROWS", arrow_rows)
+    extra = [_payload({**_applicants(1, 13)[0], "Age": 33.0}, T0 + timedelta(minutes=2))]  # inputs as JSON
+    if logged.dialect.name == "sqlite":  # PostgreSQL's integer columns refuse a number outside 32 bits
+        extra.append(_payload({**_applicants(1, 14)[0], "LoanAmount": 2**31}, T0 + timedelta(minutes=3)))
+    datamart.insert_payload(logged, extra)
+    stored = datamart.read_payload(logged, "d1")
+    _clear_packed_rows(logged, stored["transaction_id"].tolist()[::3])  # as records stored before revision 0007
+    feedback_ids = datamart.read_feedback(logged, "d1")["feedback_id"].tolist()
+    _clear_packed_rows(logged, feedback_ids[::3])
+    assert 0 < sum(row is not None for row in _packed_rows(logged).values()) < len(stored)
+    mixed = [datamart.read_window(logged, "d1", feedback=f) for f in (False, True)]
+    _clear_packed_rows(logged)
+    from_columns = [datamart.read_window(logged, "d1", feedback=f) for f in (False, True)]
+    for window, expected in zip(mixed, from_columns, strict=True):
+        pd.testing.assert_frame_equal(window, expected)
+    by_time = stored.sort_values("scored_at", kind="stable").reset_index(drop=True)
+    for name in FEATURES:
+        assert mixed[0][name].astype(object).tolist() == by_time[name].tolist(), name
+    assert 33.0 in mixed[0]["Age"].tolist() and mixed[0]["Age"].dtype == np.float64

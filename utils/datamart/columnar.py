@@ -2,16 +2,19 @@
 
 The window's query is built and compiled by SQLAlchemy and run by an ADBC driver (``adbc-driver-sqlite`` in a
 process of its own, see :mod:`utils.datamart.arrow_reader`; ``adbc-driver-postgresql``), which returns Arrow record
-batches: no Python object per value. Each batch's columns are typed at once (categories as codes of the contract's
-domains, numbers as integers, probabilities as floats; in the child process, for SQLite), and the window's DataFrame
-is made of them at the end. A data mart that ADBC cannot open (an in-memory SQLite database, another kind of
-database) is read through SQLAlchemy into the same record batches.
+batches: no Python object per value. A record's 20 inputs are read as one column, their packed rows
+(:mod:`utils.datamart.packed`). Each batch's columns are typed at once (the packed rows unpacked into one column of
+category codes or integers per field, the predictions as codes, probabilities as floats; in the child process, for
+SQLite), and the window's DataFrame is made of them at the end. A data mart that ADBC cannot open (an in-memory
+SQLite database, another kind of database) is read through SQLAlchemy into the same record batches.
 
 A read begins when a :class:`WindowRead` is made, and its child processes work while the caller does something
 else: :func:`utils.monitoring.evaluate_all` sets up the monitors meanwhile.
 
-Inputs stored as JSON (not in the typed columns, see :func:`utils.datamart.records.in_typed_columns`) are filled
-in from a second query; a window of the credit contract has none.
+The inputs of the records that have no packed row are filled in afterwards: those in the typed columns (a record
+stored before revision 0007, or with a number outside 32 bits) read by a second reader, as the window is, and
+inputs stored as JSON (not in the typed columns, see :func:`utils.datamart.records.in_typed_columns`) from a third
+query. A window of the credit contract logged since revision 0007 has none.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from sqlalchemy.engine import Engine
 from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, LABEL
 from utils.datamart.arrow_reader import typed_batch
 from utils.datamart.engine import sqlite_file
+from utils.datamart.packed import unpacking
 from utils.datamart.records import in_window, record_table
 from utils.datamart.schema import feedback_records, payload_records
 from utils.times import as_utc, as_utc_or_none
@@ -47,8 +51,10 @@ _PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
 #: The logged probability of a feedback record that names no payload record, as read (NaN in the frame). Not
 #: NULL: the SQLite driver infers a column's type from its first batch, and a batch of NULLs reads as integers.
 _NO_PROBABILITY = -1.0
-#: The window's columns that are no categories nor numbers: probabilities (floats) and flags (booleans).
-_PROBABILITIES, _FLAGS = ("probability_risk", "logged_probability_risk"), ("as_json", "out_of_range")
+#: The window's columns that are probabilities (floats); the others of its tail are categories or flags (booleans).
+_PROBABILITIES = ("probability_risk", "logged_probability_risk")
+#: The window's column of packed inputs; once typed, whether each record's inputs were packed.
+_PACKED = "packed_features"
 
 
 def _window_tail(feedback: bool) -> tuple[sa.FromClause, list, list[str]]:
@@ -68,19 +74,30 @@ def _window_tail(feedback: bool) -> tuple[sa.FromClause, list, list[str]]:
     return table, columns, ["prediction", "probability_risk", "out_of_range"]
 
 
-def _window_query(feedback: bool, deployment_id: str, start, end) -> tuple[sa.Select, sa.Select, list[str]]:
-    """The window's query (inputs, whether they are JSON, then the tail), the query of its JSON inputs alone, and
-    the names of the tail's columns. Both in the order of the records' time: the (deployment, time) index gives it
-    without sorting (its entries end with the record id)."""
+def _window_query(feedback: bool, deployment_id: str, start, end) -> tuple[sa.Select, list[str]]:
+    """The window's query (the packed inputs, then the tail) and the names of the tail's columns, in the order of
+    the records' time: the (deployment, time) index gives it without sorting (its entries end with the record id).
+
+    A missing packed row reads as an empty one: ADBC's SQLite driver types a column by its first batch, and a batch
+    of NULLs reads as integers."""
     table, time_column = record_table(feedback)
     source, tail, names = _window_tail(feedback)
-    inputs = [sa.func.coalesce(table.c[name], "" if name in CATEGORIES else 0).label(name) for name in FEATURES]
-    as_json = table.c.inputs.is_not(None).label("as_json")
+    empty = sa.cast(sa.literal_column("''"), sa.LargeBinary)
+    packed = sa.func.coalesce(table.c.packed_features, empty, type_=sa.LargeBinary).label(_PACKED)
+    query = sa.select(packed, *tail).select_from(source).order_by(table.c[time_column], table.c.record_id)
+    return in_window(query, table, time_column, deployment_id, start, end), names
+
+
+def _unpacked_queries(feedback: bool, deployment_id: str, start, end) -> tuple[sa.Select, sa.Select]:
+    """The queries of the window's records without a packed row, in the window's order: their typed columns and
+    whether their inputs are JSON; the JSON inputs alone."""
+    table, time_column = record_table(feedback)
     order = (table.c[time_column], table.c.record_id)
-    query = sa.select(*inputs, as_json, *tail).select_from(source).order_by(*order)
-    query = in_window(query, table, time_column, deployment_id, start, end)
-    json_query = sa.select(table.c.inputs).where(table.c.inputs.is_not(None)).order_by(*order)
-    return query, in_window(json_query, table, time_column, deployment_id, start, end), names
+    inputs = [sa.func.coalesce(table.c[name], "" if name in CATEGORIES else 0).label(name) for name in FEATURES]
+    typed = sa.select(*inputs, table.c.inputs.is_not(None).label("as_json"))
+    typed = typed.where(table.c.packed_features.is_(None)).order_by(*order)
+    as_json = sa.select(table.c.inputs).where(table.c.inputs.is_not(None)).order_by(*order)
+    return tuple(in_window(query, table, time_column, deployment_id, start, end) for query in (typed, as_json))
 
 
 def _parameters(compiled: sa.sql.compiler.SQLCompiler, dialect) -> list:
@@ -197,12 +214,23 @@ def _categories(name: str) -> list[str] | None:
 
 
 def _kinds(names: list[str]) -> list:
-    """How to type each column of a window's query (:func:`arrow_reader.typed_batch`): categories as codes of the
-    contract's domains, flags as booleans, probabilities as floats, numbers as integers."""
-    return [
-        _categories(name) or ("bool" if name in _FLAGS else "float" if name in _PROBABILITIES else "int")
-        for name in [*FEATURES, "as_json", *names]
-    ]
+    """How to type each column of a window's query (:func:`arrow_reader.typed_batch`): the packed inputs unpacked,
+    categories as codes of the contract's domains, flags as booleans, probabilities as floats."""
+    tail = [_categories(name) or ("float" if name in _PROBABILITIES else "bool") for name in names]
+    return [{"packed": unpacking()}, *tail]
+
+
+def _unpacked_kinds() -> list:
+    """How to type the typed columns of the records without a packed row (:func:`_unpacked_queries`)."""
+    return [*(_categories(name) or "int" for name in FEATURES), "bool"]
+
+
+def _table(readers: list[_Child | _InProcess]) -> pa.Table:
+    """What the readers read, in order, in one Arrow table (no columns when they read no record)."""
+    with ThreadPoolExecutor(len(readers)) as pool:  # the drivers and the typing let go of the GIL
+        batches = [batch for part in pool.map(lambda reader: reader.batches(), readers) for batch in part]
+    batches = [batch for batch in batches if batch.num_rows]
+    return pa.Table.from_batches(batches) if batches else pa.table({})
 
 
 class WindowRead:
@@ -221,22 +249,25 @@ class WindowRead:
     ):
         start, end = as_utc_or_none(start), as_utc_or_none(end)
         self.engine, self.feedback = engine, feedback
-        _, self._json_query, self._names = _window_query(feedback, deployment_id, start, end)
+        self._names = _window_query(feedback, deployment_id, start, end)[1]
+        self._unpacked = _unpacked_queries(feedback, deployment_id, start, end)
         kinds = _kinds(self._names) if typed else None
-        adbc, bounds = _plan(engine, feedback, deployment_id, start, end, halves)
-        self._folder = tempfile.TemporaryDirectory(prefix="window-") if adbc == "sqlite" else None
+        self._adbc, bounds = _plan(engine, feedback, deployment_id, start, end, halves)
+        self._folder = tempfile.TemporaryDirectory(prefix="window-") if self._adbc == "sqlite" else None
         self._readers: list[_Child | _InProcess] = []
         try:
             for number, (first, last) in enumerate(bounds):
                 query = _window_query(feedback, deployment_id, first, last)[0]
-                if self._folder is None:
-                    self._readers.append(_InProcess(engine, query, kinds, adbc=adbc == "postgresql"))
-                else:
-                    output = os.path.join(self._folder.name, f"{number}.arrow")
-                    self._readers.append(_Child(engine, query, kinds, output))
+                self._readers.append(self._reader(query, kinds, str(number), self._adbc))
         except BaseException:
             self.close()
             raise
+
+    def _reader(self, query: sa.Select, kinds: list | None, name: str, adbc: str | None) -> _Child | _InProcess:
+        """A reader of ``query`` through ``adbc`` (see :func:`_adbc`; None: SQLAlchemy), begun at once."""
+        if adbc == "sqlite":
+            return _Child(self.engine, query, kinds, os.path.join(self._folder.name, f"{name}.arrow"))
+        return _InProcess(self.engine, query, kinds, adbc=adbc == "postgresql")
 
     def __enter__(self) -> WindowRead:
         return self
@@ -253,20 +284,18 @@ class WindowRead:
 
     def table(self) -> pa.Table:
         """The window's columns in one Arrow table (no columns when it holds no record), once they are read."""
-        with ThreadPoolExecutor(len(self._readers)) as pool:  # the drivers and the typing let go of the GIL
-            batches = [batch for part in pool.map(lambda reader: reader.batches(), self._readers) for batch in part]
-        batches = [batch for batch in batches if batch.num_rows]
-        return pa.Table.from_batches(batches) if batches else pa.table({})
+        return _table(self._readers)
 
     def result(self) -> pd.DataFrame:
         """The window's records (see :func:`read_window`), once they are read."""
         table = self.table()
         if not table.num_columns:
             return empty_window(feedback=self.feedback)
-        columns = {name: _array(column) for name, column in zip([*FEATURES, "as_json", *self._names], table.columns)}
-        as_json = columns.pop("as_json")
-        if as_json.any():
-            _fill_json(self.engine, self._json_query, columns, np.flatnonzero(as_json))
+        names = [*FEATURES, _PACKED, *self._names]  # the tail as the frame names it (``label``: ``Risk``)
+        columns = {name: _array(column) for name, column in zip(names, table.columns, strict=True)}
+        packed = columns.pop(_PACKED)
+        if not packed.all():
+            self._fill(columns, np.flatnonzero(~packed))
         frame = {}
         for name, values in columns.items():
             categories = _categories(name)
@@ -274,6 +303,25 @@ class WindowRead:
         if "logged_probability_risk" in frame:
             frame["logged_probability_risk"][frame["logged_probability_risk"] == _NO_PROBABILITY] = np.nan
         return pd.DataFrame(frame, copy=False)  # the arrays are the frame's own: not copied into blocks again
+
+    def _fill(self, columns: dict, rows: np.ndarray) -> None:
+        """Set the inputs of the records at ``rows``, which have no packed row, in place: from their typed columns,
+        read as the window is (through ADBC when they are many), then from their JSON where they have it."""
+        typed_query, json_query = self._unpacked
+        adbc = self._adbc if len(rows) > _ARROW_ROWS else None  # a few records: no child process
+        reader = self._reader(typed_query, _unpacked_kinds(), "unpacked", adbc)
+        try:
+            table = _table([reader])
+        finally:
+            reader.stop()
+        if table.num_rows != len(rows):
+            raise RuntimeError("the window's records changed while it was read: read it again")
+        found = {name: _array(column) for name, column in zip([*FEATURES, "as_json"], table.columns, strict=True)}
+        as_json = found.pop("as_json")
+        for name, values in found.items():
+            columns[name][rows] = values
+        if as_json.any():
+            _fill_json(self.engine, json_query, columns, rows[as_json])
 
 
 def _array(column: pa.ChunkedArray) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Payload and feedback records: what the deployments scored, and the outcomes that came back later.
 
-A record's inputs of the credit contract are stored in typed columns, one per field (revision 0006), so that the
-monitors read a window as columns (:mod:`utils.datamart.columnar`); the inputs of a declared schema are stored as a
-JSON object in ``inputs``. Callers see no difference: they give and get the inputs as mappings and columns.
+A record's inputs of the credit contract are stored in typed columns, one per field (revision 0006), and again as
+one fixed-width binary row (revision 0007, :mod:`utils.datamart.packed`), which the monitors read as a window's
+columns (:mod:`utils.datamart.columnar`); the inputs of a declared schema are stored as a JSON object in
+``inputs``. Callers see no difference: they give and get the inputs as mappings and columns.
 
 Writes are one transaction each call, sent to the database driver as one batch of rows (the rows are converted
 column by column, as SQLAlchemy would, without its per-row work). Reads come back as pandas DataFrames with
@@ -30,6 +31,7 @@ from utils.datamart.engine import (
     writers_in_turn,
     writers_turn_if_free,
 )
+from utils.datamart.packed import pack
 from utils.datamart.schema import feedback_records, payload_records
 from utils.times import as_utc
 
@@ -55,11 +57,12 @@ def in_typed_columns(inputs: Mapping) -> bool:
 
 
 def _stored(record: Mapping, time_column: str, extra: Mapping) -> dict:
-    """A record as a row of its table: its time in UTC, its inputs in the typed columns or in ``inputs``."""
-    inputs = record["inputs"]
+    """A record as a row of its table: its time in UTC, its inputs in the typed columns and packed (see
+    :mod:`utils.datamart.packed`), or in ``inputs``."""
+    inputs, at = record["inputs"], as_utc(record[time_column])
     if in_typed_columns(inputs):
-        return {**record, **inputs, "inputs": None, time_column: as_utc(record[time_column]), **extra}
-    return {**record, **_NO_FIELDS, time_column: as_utc(record[time_column]), **extra}
+        return {**record, **inputs, "inputs": None, "packed_features": pack(inputs), time_column: at, **extra}
+    return {**record, **_NO_FIELDS, "packed_features": None, time_column: at, **extra}
 
 
 def payload_rows(records: Iterable[Mapping]) -> list[dict]:

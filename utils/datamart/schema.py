@@ -20,6 +20,13 @@ def input_columns() -> list[sa.Column]:
     return [sa.Column(name, sa.String(50) if name in CATEGORIES else sa.Integer) for name in FEATURES]
 
 
+def packed_features() -> sa.Column:
+    """The same inputs as one fixed-width binary row (revision 0007; :mod:`utils.datamart.packed`), which a window
+    reads in place of the typed columns; NULL for a record of a declared schema, one stored before the revision, or
+    one with a number outside 32 bits."""
+    return sa.Column("packed_features", sa.LargeBinary)
+
+
 deployments = sa.Table(
     "deployments",
     metadata,
@@ -44,6 +51,7 @@ payload_records = sa.Table(
     # The inputs as a JSON object, for records of declared schemas; NULL when they are in the typed columns.
     sa.Column("inputs", sa.JSON),
     *input_columns(),
+    packed_features(),
     sa.Column("prediction", sa.String(50), nullable=False),
     sa.Column("probability_no_risk", sa.Float, nullable=False),
     sa.Column("probability_risk", sa.Float, nullable=False),
@@ -61,6 +69,7 @@ feedback_records = sa.Table(
     sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("inputs", sa.JSON),  # as in payload_records: NULL when the inputs are in the typed columns
     *input_columns(),
+    packed_features(),
     sa.Column("label", sa.String(50), nullable=False),
     # The payload record this feedback labels, when the sender names it (revision 0002).
     sa.Column("transaction_id", sa.String(64)),

@@ -14,11 +14,13 @@ standard output, until its input ends. Only this module's own two processes read
 
 from __future__ import annotations
 
+import os
 import pickle
 import subprocess
 import sys
 import tempfile
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from utils.child_process import start_child
@@ -31,6 +33,7 @@ if TYPE_CHECKING:  # scikit-learn, imported with utils.drift, takes a second: no
 
 def main() -> None:
     """In the child: import alibi-detect, then answer requests until the input ends."""
+    os.nice(10)  # the window's read and the parent's imports are wanted first
     from utils.drift import MultivariateDriftDetector, _alibi
 
     _alibi()
@@ -56,6 +59,7 @@ class ClassifierTestWorker:
         self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by close)
         pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": self._errors}
         self._process = start_child(__name__, **pipes)
+        self._sender = ThreadPoolExecutor(1)  # a request waits in the pipe until the child has imported alibi-detect
 
     def __enter__(self) -> ClassifierTestWorker:
         return self
@@ -67,6 +71,7 @@ class ClassifierTestWorker:
         """Stop the child: it holds nothing to save, and a test still running is not wanted."""
         self._process.kill()
         self._process.wait()
+        self._sender.shutdown()  # a request still being sent meets the closed pipe
         self._process.stdin.close()
         self._process.stdout.close()
         self._errors.close()
@@ -77,7 +82,11 @@ class ClassifierTestWorker:
         return WorkerDetector(self, reference, options)
 
     def send(self, request: tuple) -> None:
-        pickle.dump(request, self._process.stdin)
+        """Send a request (without waiting for the child to read it)."""
+        self._sender.submit(self._write, pickle.dumps(request))
+
+    def _write(self, request: bytes) -> None:
+        self._process.stdin.write(request)
         self._process.stdin.flush()
 
     def answer(self) -> MultivariateDrift:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +32,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from utils.child_process import start_child
 from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, LABEL
 from utils.datamart.arrow_reader import typed_batch
 from utils.datamart.engine import sqlite_file
@@ -46,8 +46,6 @@ from utils.times import as_utc, as_utc_or_none
 _ARROW_ROWS, _SPLIT_ROWS = 50_000, 200_000
 #: Rows per record batch: the unit of typing, which bounds the memory of the Arrow data held at once.
 _BATCH_ROWS = 65_536
-#: The folder holding the utils package, where the reader child starts (Python puts its folder first on the path)
-_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 #: The logged probability of a feedback record that names no payload record, as read (NaN in the frame). Not
 #: NULL: the SQLite driver infers a column's type from its first batch, and a batch of NULLs reads as integers.
 _NO_PROBABILITY = -1.0
@@ -122,11 +120,9 @@ class _Child:
             "parameters": _parameters(compiled, engine.dialect),
         }
         request.update(batch_rows=_BATCH_ROWS, kinds=kinds, output=os.path.abspath(output))
-        command = [sys.executable, "-c", "from utils.datamart.arrow_reader import main; main()"]
         self.output, self.errors = output, tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop)
-        self.process = subprocess.Popen(  # run from the project root: the child imports this very utils package
-            command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.errors, cwd=_PROJECT_ROOT
-        )
+        pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.DEVNULL, "stderr": self.errors}
+        self.process = start_child("utils.datamart.arrow_reader", **pipes)
         with self.process.stdin as request_file:
             request_file.write(json.dumps(request).encode())
 

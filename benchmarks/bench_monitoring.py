@@ -6,7 +6,8 @@ a logistic regression, spread over 7 days, the last two with drift) and a tenth 
 by ``insert_payload`` and ``insert_feedback`` 250,000 at a time (their time is printed: the cost of writing the
 typed columns and the packed rows). Then each stage runs in a fresh child process, which reports its wall time,
 its CPU time (which a busy machine inflates less), the CPU time of its own children (the ADBC readers of a large
-window) and its peak resident memory (``VmHWM``, the whole process: Python and the libraries included):
+window, and for ``all`` the classifier test's worker) and its peak resident memory (``VmHWM``, the whole process:
+Python and the libraries included):
 
 - ``columns`` (the reference): the window's payload and feedback columns as the database gives them (the inputs as
   their packed rows), fetched into Arrow tables by the ADBC driver
@@ -17,8 +18,8 @@ window) and its peak resident memory (``VmHWM``, the whole process: Python and t
 - ``quality``, ``fairness``, ``drift``: one monitor alone on the window read beforehand, its set-up included
   (importing its library, fitting its detectors); the peak memory includes the window;
 - ``all``: :func:`utils.monitoring.evaluate_all` as the command line runs it in a new process: reading the window
-  (begun first, in child processes) while importing and setting up the monitors, then every monitor, storing the
-  measurements and writing the HTML report.
+  (begun first, in child processes) and importing alibi-detect (in the classifier test's worker) while importing
+  and setting up the other monitors, then every monitor, storing the measurements and writing the HTML report.
 
 It prints ``all`` beside ``columns`` and their ratio, and the floor: ``all`` within 8 s and 2 GiB.
 
@@ -208,7 +209,7 @@ def main() -> int:
         print(f"logged {args.rows:,} payload and {len(range(0, args.rows, 10)):,} feedback records "
               f"({size / 1e6:,.0f} MB) in {time.perf_counter() - began:.0f} s; storing them took {storing:.1f} s "
               f"({stored / storing:,.0f} records/s)")  # fmt: skip
-        print(f"{'stage':>10} {'seconds':>8} {'CPU seconds':>12} {'readers CPU':>12} {'peak memory':>12}")
+        print(f"{'stage':>10} {'seconds':>8} {'CPU seconds':>12} {'children CPU':>12} {'peak memory':>12}")
         reports = {}
         for stage in args.stages:
             reports[stage] = report = run_child(stage, work, deployment_id)

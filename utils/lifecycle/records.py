@@ -194,9 +194,9 @@ def get_evaluation(
     """The evaluation ``evaluation_id``.
 
     Raises:
-        LifecycleError: no such evaluation.
+        LifecycleError: no such evaluation, or an id that can name none (no UUID).
     """
-    row = datamart.read_evaluation(_engine(engine, work), evaluation_id)
+    row = datamart.read_evaluation(_engine(engine, work), _check_evaluation_id(evaluation_id))
     if row is None:
         raise LifecycleError(f"no evaluation with id {str(evaluation_id)[:60]!r}", field="evaluation_id", missing=True)
     return _of(EvaluationRecord, row)

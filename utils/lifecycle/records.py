@@ -36,6 +36,8 @@ VERDICTS: tuple[str, ...] = (PASSED, FAILED)
 DECISIONS: tuple[str, ...] = (APPROVED, REJECTED)
 #: Longest reason of a decision, in characters.
 MAX_REASON_LENGTH = 2000
+#: An evaluation id: a UUID in its canonical text form, as evaluations are named (see ``_check_evaluation_id``).
+EVALUATION_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 #: Where an evaluation's reports go, relative to the working directory's reports folder.
 EVALUATION_REPORTS = "evaluations"
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from utils import lifecycle
 from utils.deployment import MAX_PERSON_LENGTH, PERSON_PATTERN, SPACES, DeploymentError, ProductionCheckError
 from utils.factsheet import render_factsheet
+from utils.lifecycle.records import EVALUATION_ID_PATTERN
 from utils.registry import ModelNotFound, RegistryError
 from utils.scoring import InputError
 from utils.serving.routes import ServiceDep, require_key
@@ -93,7 +94,7 @@ class EvaluationInfo(BaseModel):
 class ApprovalRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     model_id: str = Field(description="the evaluated version, e.g. credit-risk-v2")
-    evaluation_id: str
+    evaluation_id: str = Field(pattern=EVALUATION_ID_PATTERN, description="the pre-prod evaluation's id, a UUID")
     decision: Literal[lifecycle.DECISIONS]  # type: ignore[valid-type]
     approver: str = Field(description=lifecycle.PERSON_RULE, json_schema_extra=PERSON)
     reason: str

@@ -37,13 +37,14 @@ ROW_DTYPE = np.dtype([(name, "i1" if name in CATEGORIES else "<i4") for name in 
 _CODES = tuple(
     {value: code for code, value in enumerate(CATEGORIES[name])} if name in CATEGORIES else None for name in FEATURES
 )
-_FIELD_VALUES = itemgetter(*FEATURES)
+#: A record's inputs of the credit contract, in its order.
+FIELD_VALUES = itemgetter(*FEATURES)
 
 
 def pack(inputs: Mapping) -> bytes | None:
     """The packed row of a record's inputs of the credit contract (text categories, integer numbers), or None when
     a number does not fit in 32 bits."""
-    values = _FIELD_VALUES(inputs)
+    values = FIELD_VALUES(inputs)
     try:
         return ROW.pack(*[value if codes is None else codes.get(value, -1) for codes, value in zip(_CODES, values)])
     except struct.error:

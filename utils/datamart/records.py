@@ -31,7 +31,7 @@ from utils.datamart.engine import (
     writers_in_turn,
     writers_turn_if_free,
 )
-from utils.datamart.packed import pack
+from utils.datamart.packed import FIELD_VALUES, pack
 from utils.datamart.schema import feedback_records, payload_records
 from utils.times import as_utc
 
@@ -43,7 +43,6 @@ _IDS_PER_QUERY = 500
 #: The Python type of each field of the credit contract, in its order: what the typed columns hold.
 _FIELD_TYPES = tuple(str if name in CATEGORIES else int for name in FEATURES)
 _NO_FIELDS = dict.fromkeys(FEATURES)
-_FIELD_VALUES = itemgetter(*FEATURES)
 _JSON_COLUMNS = ("inputs", "out_of_range")
 
 
@@ -51,7 +50,7 @@ def in_typed_columns(inputs: Mapping) -> bool:
     """Whether a record's inputs go to the typed columns: exactly the contract's fields, text for categories and
     integers for numbers (anything else, such as a declared schema's fields, is kept as JSON in ``inputs``)."""
     try:
-        return len(inputs) == len(FEATURES) and tuple(map(type, _FIELD_VALUES(inputs))) == _FIELD_TYPES
+        return len(inputs) == len(FEATURES) and tuple(map(type, FIELD_VALUES(inputs))) == _FIELD_TYPES
     except (KeyError, TypeError):
         return False
 

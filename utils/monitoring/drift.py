@@ -75,9 +75,8 @@ class DriftMonitor:
         return MultivariateDriftDetector(self.reference, **self._multivariate_options())
 
     def _multivariate_options(self) -> dict:
-        t = self.thresholds
-        return {"p_value": t.multivariate_p_value, "max_records": CLASSIFIER_TEST_RECORDS, "seed": self.seed,
-                "columns": self.columns}  # fmt: skip
+        p_value = self.thresholds.multivariate_p_value
+        return {"p_value": p_value, "max_records": CLASSIFIER_TEST_RECORDS, "seed": self.seed, "columns": self.columns}
 
     @functools.cached_property
     def model_drift(self) -> ModelDriftEstimator:

@@ -81,7 +81,7 @@ class FairnessMonitor:
         out = Measurements(self.name)
         rows, perturbed, companions = [], [], {}
         sample = sample_records(payload, self.sample_size, self.seed)
-        scored = len(sample) and self.model is not None
+        scored = bool(len(sample)) and self.model is not None
         decisions = model_decisions(self.model, sample) if scored else None  # the same for every attribute
         for attribute in self.attributes:
             rows.append(self._group_metrics(out, payload, feedback, attribute))

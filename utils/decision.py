@@ -20,6 +20,11 @@ def decide(probability_risk) -> np.ndarray:
     return np.where(np.asarray(probability_risk, dtype=float) > RISK_THRESHOLD, UNFAVOURABLE, FAVOURABLE)
 
 
+def decision(probability_risk: float) -> str:
+    """The decision for one probability of ``Risk``, as :func:`decide` gives it."""
+    return UNFAVOURABLE if probability_risk > RISK_THRESHOLD else FAVOURABLE
+
+
 def risk_probability(model, frame: pd.DataFrame) -> np.ndarray:
     """A fitted classifier's probability of ``Risk`` for each row of ``frame`` (its 20 features are used)."""
     proba = model.predict_proba(frame[list(FEATURES)])

@@ -31,7 +31,6 @@ from scipy.special import expit
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from threadpoolctl import ThreadpoolController
 
 from utils.contract import (
@@ -49,7 +48,9 @@ from utils.contract import (
     validate_columns,
 )
 from utils.data import CATEGORIES, CLASS_ORDER, CONTRACT_RANGES, FEATURES, LABEL, NUMERIC_RANGES, generate_credit_data
-from utils.decision import decide
+from utils.decision import decide, decision
+from utils.encoding import Encoded, Encoder
+from utils.logistic_rows import FEW_ROWS, LogisticRows
 
 __all__ = [  # the contract's checks, importable from here as before
     "Columns",
@@ -66,8 +67,6 @@ FAST_PATH_TOLERANCE = 1e-9
 
 #: The optional field of a feedback record: the transaction id of the logged prediction it labels.
 TRANSACTION_FIELD = "transaction_id"
-#: Encoded rows: the one-hot position of each category (one array per categorical column), and the scaled numbers.
-Encoded = tuple[np.ndarray, np.ndarray]
 _LOG = logging.getLogger(__name__)
 _V2_NUMBER_TYPES = frozenset(
     ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64", "FP16", "FP32", "FP64")
@@ -271,89 +270,6 @@ def _threadpools() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-class _Encoder:
-    """The fitted ``ColumnTransformer`` (one-hot encoders, scalers) replayed with numpy."""
-
-    def __init__(self, transformer: ColumnTransformer):
-        self.categorical: list[tuple[str, dict[str, int]]] = []
-        numeric: list[tuple[str, int, float, float]] = []
-        offset = 0
-        if getattr(transformer, "sparse_output_", False):
-            raise TypeError("sparse output")
-        for _, step, columns in transformer.transformers_:
-            if isinstance(step, str) and step == "drop":
-                continue
-            if not all(isinstance(c, str) and c in FEATURES for c in columns):
-                raise TypeError(f"column selection {columns!r}")
-            if isinstance(step, OneHotEncoder):
-                if step.drop_idx_ is not None or getattr(step, "_infrequent_enabled", False):
-                    raise TypeError("one-hot encoder with dropped or infrequent categories")
-                for name, categories in zip(columns, step.categories_, strict=True):
-                    self.categorical.append((name, {str(c): offset + i for i, c in enumerate(categories)}))
-                    offset += len(categories)
-            elif isinstance(step, StandardScaler) or (isinstance(step, str) and step == "passthrough"):
-                if any(name not in NUMERIC_RANGES for name in columns):
-                    raise TypeError(f"non-numeric columns in {step}")
-                scaler = step if isinstance(step, StandardScaler) else None
-                for i, name in enumerate(columns):
-                    mean = scaler.mean_[i] if scaler is not None and scaler.with_mean else 0.0
-                    scale = scaler.scale_[i] if scaler is not None and scaler.with_std else 1.0
-                    numeric.append((name, offset, float(mean), float(scale)))
-                    offset += 1
-            else:
-                raise TypeError(f"transformer {type(step).__name__}")
-        self.width = offset
-        self.numeric_names = [name for name, *_ in numeric]
-        self.numeric_positions = np.array([position for _, position, *_ in numeric], dtype=np.intp)
-        self.means = np.array([mean for *_, mean, _ in numeric])
-        self.scales = np.array([scale for *_, scale in numeric])
-
-    @staticmethod
-    def _unknown(name: str, value, row: int) -> InputError:
-        message = f"{name}: category {value!r} in row {row} is unknown to this model"
-        return InputError(message, field=name, row=row)
-
-    def transform(self, columns: Columns) -> Encoded:
-        """Validated columns encoded."""
-        hot = []
-        for name, mapping in self.categorical:
-            try:
-                hot.append([mapping[value] for value in columns[name]])
-            except KeyError:
-                row = next(r for r, value in enumerate(columns[name]) if value not in mapping)
-                raise self._unknown(name, columns[name][row], row) from None
-        numbers = [columns[name] for name in self.numeric_names]
-        return self._encoded(len(columns[FEATURES[0]]), hot, numbers)
-
-    def transform_frame(self, frame: pd.DataFrame) -> Encoded:
-        """A DataFrame of valid rows encoded (categories as text or ``category`` dtype), from the category codes."""
-        hot = []
-        for name, mapping in self.categorical:
-            series = (
-                frame[name] if isinstance(frame[name].dtype, pd.CategoricalDtype) else frame[name].astype("category")
-            )
-            lookup = np.array([mapping.get(c, -1) for c in series.cat.categories] + [-1], dtype=np.intp)
-            positions = lookup[series.cat.codes.to_numpy()]
-            unknown = np.flatnonzero(positions < 0)
-            if unknown.size:
-                raise self._unknown(name, series.iloc[unknown[0]], int(unknown[0]))
-            hot.append(positions)
-        numbers = [frame[name].to_numpy(dtype=float) for name in self.numeric_names]
-        return self._encoded(len(frame), hot, numbers)
-
-    def _encoded(self, rows: int, hot: list, numbers: list) -> Encoded:
-        scaled = (np.array(numbers, dtype=float).reshape(len(numbers), rows).T - self.means) / self.scales
-        return np.asarray(hot, dtype=np.intp).reshape(len(hot), rows), scaled
-
-    def matrix(self, encoded: Encoded) -> np.ndarray:
-        """The encoded rows as the ``ColumnTransformer`` gives them: one-hot columns and scaled numbers."""
-        hot, scaled = encoded
-        matrix = np.zeros((len(scaled), self.width))
-        matrix[np.tile(np.arange(len(scaled)), len(hot)), hot.ravel()] = 1.0
-        matrix[:, self.numeric_positions] = scaled
-        return matrix
-
-
 class Scorer:
     """Scores validated columns with a fitted pipeline; probabilities in :data:`CLASS_ORDER`.
 
@@ -371,19 +287,22 @@ class Scorer:
         self.model_id = model_id
         self.observed = dict(NUMERIC_RANGES if observed is None else observed)
         self._order = [classes.index(c) for c in CLASS_ORDER]
-        self._encoder: _Encoder | None = None
+        self._encoder: Encoder | None = None
         self._logistic: tuple[np.ndarray, float] | None = None
         if isinstance(model, Pipeline) and len(model.steps) == 2 and isinstance(model[0], ColumnTransformer):
             try:
-                self._encoder = _Encoder(model[0])
+                self._encoder = Encoder(model[0])
             except TypeError as reason:
                 _LOG.warning("model %s: no fast path (%s)", model_id, reason)
             classifier = model[-1]
             if isinstance(classifier, LogisticRegression) and classifier.coef_.shape[0] == 1:
                 self._logistic = (classifier.coef_[0].astype(float), float(classifier.intercept_[0]))
+        self._rows: LogisticRows | None = None  # the few-record path (utils.logistic_rows)
         self.fast = self._encoder is not None and self._self_check()
 
     def _self_check(self) -> bool:
+        """Whether the vectorised path agrees with the pipeline (and, for a logistic regression, whether the
+        few-record path does too, which is then used)."""
         frame = generate_credit_data(64, seed=7)
         for name, mapping in self._encoder.categorical:  # only rows the model can encode
             frame = frame[frame[name].isin(list(mapping))]
@@ -399,6 +318,10 @@ class Scorer:
         if difference > FAST_PATH_TOLERANCE:
             _LOG.warning("model %s: fast path differs by %.2g; using the pipeline", self.model_id, difference)
             return False
+        if self._logistic is not None:
+            rows = self._encoder.logistic_rows(*self._logistic, self._order)
+            if np.abs(np.array(rows.probabilities(probe)) - expected[:, self._order]).max() <= FAST_PATH_TOLERANCE:
+                self._rows = rows
         return True
 
     def _pipeline_proba(self, columns: Columns) -> np.ndarray:
@@ -419,10 +342,15 @@ class Scorer:
         proba = self._fast_proba(self._encoder.transform(columns)) if self.fast else self._pipeline_proba(columns)
         return proba[:, self._order]
 
-    def predict(self, columns: Columns) -> tuple[list[str], np.ndarray]:
-        """Predicted class of each record (``Risk`` when its probability exceeds 0.5) and the probabilities."""
+    def predict(self, columns: Columns) -> tuple[list[str], list[list[float]]]:
+        """The decision on each record (:mod:`utils.decision`) and its probabilities in :data:`CLASS_ORDER`, as
+        Python lists; up to :data:`~utils.logistic_rows.FEW_ROWS` records of a logistic regression are scored row
+        by row (:mod:`utils.logistic_rows`)."""
+        if self._rows is not None and len(columns[FEATURES[0]]) <= FEW_ROWS:
+            probabilities = self._rows.probabilities(columns)
+            return [decision(pair[1]) for pair in probabilities], probabilities  # as _labelled: column 1 is Risk
         labels, proba = _labelled(self.predict_proba(columns))
-        return labels.tolist(), proba
+        return labels.tolist(), proba.tolist()
 
     def out_of_range(self, columns: Mapping[str, Sequence]) -> list[list[str] | None]:
         """Per record, the fields outside the training data's ranges (None: none); see :func:`out_of_range`."""

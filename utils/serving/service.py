@@ -274,8 +274,7 @@ def payload_records(
 def scored_records(scorer: Scorer, deployment: Deployment, columns: Columns) -> tuple[Scored, list[dict]]:
     """Score validated columns with ``scorer``: the answer, and the payload records to store (flagged where a value
     lies outside the training data's ranges) before it is given."""
-    labels, proba = scorer.predict(columns)
-    probabilities = proba.tolist()
+    labels, probabilities = scorer.predict(columns)
     flags = scorer.out_of_range(columns)
     rows = payload_records(deployment, columns, labels, probabilities, flags)
     return Scored(labels, probabilities, [row["transaction_id"] for row in rows], flags), rows

@@ -129,7 +129,8 @@ def test_feedback_round_trip(datamart_url):
 def test_new_ids_are_unique_time_ordered_uuids():
     ids = [datamart.new_id() for _ in range(2000)]
     assert len(set(ids)) == len(ids)
-    assert all(uuid.UUID(i).version == 7 for i in ids[:10])
+    assert all(str(uuid.UUID(i)) == i and uuid.UUID(i).version == 7 for i in ids)  # the standard spelling
+    assert all(uuid.UUID(i).variant == uuid.RFC_4122 for i in ids)
     later = datamart.new_id()
     assert later[:13] >= ids[0][:13]  # the millisecond timestamp comes first
 

@@ -20,7 +20,6 @@ import json
 import os
 import threading
 import time
-import uuid
 import weakref
 from pathlib import Path
 
@@ -56,7 +55,8 @@ def new_id() -> str:
     value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
     value = (value & ~(0xF << 76)) | 0x7 << 76  # version 7
     value = (value & ~(0x3 << 62)) | 0x2 << 62  # RFC 4122 variant
-    return str(uuid.UUID(int=value))
+    digits = f"{value:032x}"  # as str(uuid.UUID(int=value)) spells it, without its checks (a third of the time)
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -24,6 +24,7 @@ worker's values with ``prometheus_client``'s multiprocess collector.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -203,18 +204,25 @@ def _needs_lookup(note: RequestNote, status: int) -> bool:
     return note.deployment_id is None and status not in (401, 404) and status < 500
 
 
+@functools.lru_cache(maxsize=4096)
+def _labelled(metric, *labels: str):
+    """``metric.labels(*labels)``, remembered: prometheus-client checks and locks at each call (a request's
+    measuring spent a third of its time there)."""
+    return metric.labels(*labels)
+
+
 def _record(service, log, endpoint: str, key: str, note: RequestNote, status: int, seconds: float, received_at):
     """Add one request to the metrics and, when it names a known deployment, to the request log."""
     accepted = status < 400
     reason = None if accepted else note.reason or REASONS.get(status, "server_error")
     deployment_id = _resolve(service, endpoint, key) if _needs_lookup(note, status) else note.deployment_id
     label = deployment_id or UNKNOWN
-    REQUESTS.labels(label, endpoint, "accepted" if accepted else reason).inc()
-    LATENCY.labels(endpoint).observe(seconds)
+    _labelled(REQUESTS, label, endpoint, "accepted" if accepted else reason).inc()
+    _labelled(LATENCY, endpoint).observe(seconds)
     if accepted:
-        RECORDS.labels(label, endpoint).inc(note.records)
+        _labelled(RECORDS, label, endpoint).inc(note.records)
     elif note.rejected_rows:
-        REJECTED_ROWS.labels(label, endpoint, reason).inc(note.rejected_rows)
+        _labelled(REJECTED_ROWS, label, endpoint, reason).inc(note.rejected_rows)
     if deployment_id is None:
         return
     row = {

@@ -24,7 +24,7 @@ _EXPORTS = {
     "check": "utils.datamart.engine",
     "check_identity": "utils.datamart.engine",
     "commit_batch_chunk": "utils.datamart.batch_jobs",
-    "connect": "utils.datamart.engine",
+    "connect": "utils.datamart.journal",
     "datamart_url": "utils.datamart.engine",
     "insert_approval": "utils.datamart.lifecycle",
     "insert_batch_job": "utils.datamart.batch_jobs",
@@ -151,11 +151,11 @@ if TYPE_CHECKING:
         DatamartUnavailable,
         check,
         check_identity,
-        connect,
         datamart_url,
         new_id,
         writers_in_turn,
     )
+    from utils.datamart.journal import connect
     from utils.datamart.lifecycle import (
         insert_approval,
         insert_evaluation,

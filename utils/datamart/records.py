@@ -104,6 +104,12 @@ def _driver_rows(dialect, table: sa.Table, rows: Sequence[Mapping]) -> tuple[str
     return statement, parameters
 
 
+def payload_driver_rows(dialect, records: Iterable[Mapping]) -> tuple[str, list[list]]:
+    """Payload records as the INSERT of ``payload_records`` and the driver's positional parameters of each record,
+    converted as SQLAlchemy does (:func:`_driver_rows`): what the payload journal stores and ingests."""
+    return _driver_rows(dialect, payload_records, payload_rows(records))
+
+
 def insert_rows(connection: Connection, table: sa.Table, rows: Sequence[Mapping]) -> None:
     """Insert ``rows`` (mappings holding every column of ``table`` but its autoincrement key) in one batch of the
     driver's ``executemany``, within the caller's transaction: several times faster than SQLAlchemy's per-row

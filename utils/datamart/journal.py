@@ -28,7 +28,8 @@ loss or an operating-system crash may lose the last moments' frames, as it may l
 transaction, so that a crash at any moment neither loses nor repeats a record. An incomplete last frame is left
 for later (a reader may see a write half copied). Once a file is fully ingested and its writer gone, it is removed
 and its row with it; a dead writer's unreadable tail (say, torn by a power loss) is logged and skipped. Who drains:
-the service's :class:`Drainer` thread, a few milliseconds after its journal grew, and at shutdown; and any process
+the service's drainer thread (:mod:`utils.serving.payload_writer`), a few milliseconds after its journal grew, and
+at shutdown; and any process
 before it reads the data mart through an engine of :func:`connect` (read-your-writes: the ``begin`` event of every
 transaction looks for journal bytes not yet known to be ingested) or :func:`~utils.datamart.columnar.read_window`.
 """
@@ -50,8 +51,8 @@ from collections.abc import Callable, Iterable, Mapping
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from utils.datamart import engine as engines
 from utils.datamart.engine import DatamartUnavailable, check_identity, sqlite_file, writers_in_turn
+from utils.datamart.engine import connect as engine_of
 from utils.datamart.records import payload_driver_rows
 
 #: A frame's header: magic, frame format, marshal version, layout (CRC-32 of the INSERT), payload length and CRC-32.
@@ -61,8 +62,6 @@ MAGIC, FORMAT = b"PJ", 1
 ROTATE_BYTES = 64 * 1024 * 1024
 #: Most journal bytes one ingesting transaction takes (a drain takes as many transactions as it needs).
 DRAIN_BYTES = 16 * 1024 * 1024
-#: How often the service's drainer looks whether its journal grew, and waits after a failed drain, in seconds.
-DRAIN_INTERVAL_SECONDS, RETRY_SECONDS = 0.01, 0.5
 _SUFFIX = ".journal"
 _LOG = logging.getLogger(__name__)
 
@@ -183,6 +182,12 @@ def append(engine: Engine, records: Iterable[Mapping]) -> int:
     return len(rows)
 
 
+def tell_drains(engine: Engine, on_drain: Callable[[int], None]) -> None:
+    """Have ``on_drain`` told how many frames (requests) each ingesting transaction of ``engine``'s journal took in
+    this process (the service's metric of requests sharing a commit)."""
+    _ON_DRAIN[engine] = on_drain
+
+
 def appended_bytes(engine: Engine) -> int:
     """How many journal bytes this process has appended for ``engine``."""
     writer = _WRITERS.get(engine)
@@ -251,9 +256,10 @@ def _owner_gone(fd: int) -> bool:
     return True  # the lock goes when the file is closed
 
 
-def _take(path: str, offset: int, budget: int, layout: int) -> tuple[list, int, int, bool]:
+def _take(path: str, offset: int, budget: int, layout: int) -> tuple[list, int, int, str]:
     """The rows of the complete frames of a journal file from ``offset`` (at most ``budget`` bytes read), where
-    ingestion then stands, the number of frames, and whether the file is done: fully ingested, its writer gone."""
+    ingestion then stands, the number of frames, and the file's state: ``live`` (its writer holds it), ``done``
+    (fully ingested before, its writer gone: to be removed) or ``ending`` (its writer gone: removed once done)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         gone = _owner_gone(fd)  # before the size: a file whose writer is gone grows no more
@@ -269,12 +275,13 @@ def _take(path: str, offset: int, budget: int, layout: int) -> tuple[list, int, 
             "payload journal %s: %s at byte %d of %d, its writer gone: the rest is skipped", path, what, end, size
         )
         end = size
-    return rows, max(end, offset), frames, gone and not data and offset >= size
+    state = "live" if not gone else "done" if not data and offset >= size else "ending"
+    return rows, max(end, offset), frames, state
 
 
 def _drain_once(engine: Engine, folder: str, files: Iterable[str]) -> tuple[int, bool]:
-    """One ingesting transaction (see the module's docstring); returns how many frames it ingested and whether it
-    changed anything (a file may hold more, or be done)."""
+    """One ingesting transaction (see the module's docstring); returns how many frames it ingested and whether
+    another one has work (a file holds more than one takes, or a file whose writer is gone is now ingested)."""
     statement = payload_driver_rows(engine.dialect, [])[0]
     layout, known = _layout(engine.dialect), _KNOWN.setdefault(engine, {})
     check_identity(engine)
@@ -283,15 +290,16 @@ def _drain_once(engine: Engine, folder: str, files: Iterable[str]) -> tuple[int,
         cursor = connection.cursor()
         cursor.execute("BEGIN IMMEDIATE")  # the offsets are read in the transaction that moves them
         offsets = dict(cursor.execute(_SELECT_OFFSETS).fetchall())
-        rows, frames, moved, done, budget = [], 0, {}, [], DRAIN_BYTES
+        rows, frames, moved, done, budget, more = [], 0, {}, [], DRAIN_BYTES, False
         for name in files:
-            taken, end, count, finished = _take(os.path.join(folder, name), offsets.get(name, 0), budget, layout)
+            taken, end, count, state = _take(os.path.join(folder, name), offsets.get(name, 0), budget, layout)
             rows += taken
             frames, budget = frames + count, budget - (end - offsets.get(name, 0))
-            if finished:
+            if state == "done":
                 done.append(name)
             else:
                 moved[name] = end
+            more = more or state == "ending" or budget <= 0
             if budget <= 0:
                 break
         if rows:
@@ -313,7 +321,7 @@ def _drain_once(engine: Engine, folder: str, files: Iterable[str]) -> tuple[int,
     known.update(moved)
     for name in done:
         known.pop(name, None)
-    return frames, bool(changed or done or forgotten)
+    return frames, more
 
 
 def drain(engine: Engine) -> int:
@@ -332,11 +340,11 @@ def drain(engine: Engine) -> int:
     try:
         with writers_in_turn(engine):
             while files := sorted(_names(folder)):
-                frames, changed = _drain_once(engine, folder, files)
+                frames, more = _drain_once(engine, folder, files)
                 if frames and (tell := _ON_DRAIN.get(engine)) is not None:
                     tell(frames)
                 total += frames
-                if not changed:
+                if not more:
                     break
     finally:
         _DRAINING.active = False
@@ -367,78 +375,10 @@ _WATCHED: weakref.WeakSet[Engine] = weakref.WeakSet()
 def connect(url: str | None = None, *, work: str | os.PathLike | None = None) -> Engine:
     """The data mart's engine (:func:`utils.datamart.engine.connect`), whose every transaction on a SQLite file first
     ingests what the payload journal holds beyond what this process knows to be ingested: read-your-writes."""
-    engine = engines.connect(url, work=work)
+    engine = engine_of(url, work=work)
     if engine not in _WATCHED and journal_folder(engine) is not None:
         with _SHARED:
             if engine not in _WATCHED:
                 sa.event.listen(engine, "begin", _catch_up_on_begin)
                 _WATCHED.add(engine)
     return engine
-
-
-def _first_line(error: BaseException) -> str:
-    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
-
-
-class Drainer:
-    """A server process's ingestion of the payload journal: a daemon thread that drains it
-    :data:`DRAIN_INTERVAL_SECONDS` after this process appended to it, and once more at :meth:`close`.
-
-    :attr:`problem` says why the journal must not take records now (None: it may): not started, stopping, or the
-    last drain failed (say, the data mart became read-only); the thread then retries every
-    :data:`RETRY_SECONDS`, and the service commits records directly meanwhile, which answers what is wrong.
-    ``on_drain`` is told how many requests each ingesting transaction took.
-    """
-
-    def __init__(self, engine: Engine, on_drain: Callable[[int], None] | None = None):
-        self.engine = engine
-        self.problem: str | None = "the payload journal is not started"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._drained = 0  # appended_bytes() at the last drain that succeeded
-        if on_drain is not None:
-            _ON_DRAIN[engine] = on_drain
-
-    def start(self) -> None:
-        """Ingest what the journal holds (a dead process's records too), check that the data mart can be written,
-        and start the thread."""
-        self._round()
-        self._thread = threading.Thread(target=self._run, name="payload-journal", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(DRAIN_INTERVAL_SECONDS if self.problem is None else RETRY_SECONDS):
-            if self.problem is not None or appended_bytes(self.engine) > self._drained:
-                self._round()
-
-    def _round(self) -> None:
-        appended = appended_bytes(self.engine)
-        try:
-            drain(self.engine)
-            if self.problem is not None:
-                engines.check(self.engine)  # the data mart can be written: the journal may take records again
-        except Exception as error:
-            self.failed(error)
-            return
-        if self.problem is not None and self._thread is not None:
-            _LOG.warning("the payload journal is ingested again")
-        self.problem, self._drained = None, appended
-
-    def failed(self, error: BaseException) -> None:
-        """The journal could not be appended to or ingested: records are committed directly until a drain works."""
-        problem = _first_line(error)
-        if problem != self.problem:
-            _LOG.error("the payload journal cannot be used (records are committed directly until it can): %s", problem)
-        self.problem = problem
-
-    def close(self) -> None:
-        """Take no more records, stop the thread and ingest everything this process appended."""
-        self.problem = "the service is stopping"
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        close_journal(self.engine, final=True)
-        try:
-            drain(self.engine)
-        except Exception as error:  # the records stay in the journal, for the next process that drains it
-            _LOG.error("the payload journal could not be ingested at shutdown: %s", _first_line(error))

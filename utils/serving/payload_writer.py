@@ -9,22 +9,102 @@ request whose records could not be stored is answered 503 with nothing of them s
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
+from utils import datamart
 from utils.datamart import journal
 from utils.serving.group_commit import GroupCommitter
 
+#: How often the drainer looks whether its journal grew, and how long it waits after a failed drain, in seconds.
+DRAIN_INTERVAL_SECONDS, RETRY_SECONDS = 0.02, 0.5
+
+_LOG = logging.getLogger(__name__)
+
+
+def _first_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+
+
+class Drainer:
+    """A server process's ingestion of the payload journal of ``engine``: a daemon thread that drains it
+    :data:`DRAIN_INTERVAL_SECONDS` after this process appended to it, and once more at :meth:`close`.
+
+    :attr:`problem` says why the journal must not take records now (None: it may): not started, stopping, or the
+    last drain failed (say, the data mart became read-only); the thread then retries every
+    :data:`RETRY_SECONDS`, and the service commits records directly meanwhile, which answers what is wrong.
+    ``on_drain`` is told how many requests each ingesting transaction took.
+    """
+
+    def __init__(self, engine: Engine, on_drain: Callable[[int], None] | None = None):
+        self.engine = engine
+        self._problem: str | None = "the payload journal is not started"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._drained = 0  # appended_bytes() at the last drain that succeeded
+        if on_drain is not None:
+            journal.tell_drains(engine, on_drain)
+
+    @property
+    def problem(self) -> str | None:
+        """Why the journal must not take records now (None: it may)."""
+        return "the service is stopping" if self._stop.is_set() else self._problem
+
+    def start(self) -> None:
+        """Ingest what the journal holds (a dead process's records too), check that the data mart can be written,
+        and start the thread."""
+        self._round()
+        self._thread = threading.Thread(target=self._run, name="payload-journal", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(DRAIN_INTERVAL_SECONDS if self._problem is None else RETRY_SECONDS):
+            if self._problem is not None or journal.appended_bytes(self.engine) > self._drained:
+                self._round()
+
+    def _round(self) -> None:
+        appended = journal.appended_bytes(self.engine)
+        try:
+            journal.drain(self.engine)
+            if self._problem is not None:
+                datamart.check(self.engine)  # the data mart can be written: the journal may take records again
+        except Exception as error:
+            self.failed(error)
+            return
+        if self._problem is not None and self._thread is not None:
+            _LOG.warning("the payload journal is ingested again")
+        self._problem, self._drained = None, appended
+
+    def failed(self, error: BaseException) -> None:
+        """The journal could not be appended to or ingested: records are committed directly until a drain works."""
+        problem = _first_line(error)
+        if problem != self._problem:
+            _LOG.error("the payload journal cannot be used (records are committed directly until it can): %s", problem)
+        self._problem = problem
+
+    def close(self) -> None:
+        """Take no more records, stop the thread and ingest everything this process appended."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        journal.close_journal(self.engine, final=True)
+        try:
+            journal.drain(self.engine)
+        except Exception as error:  # the records stay in the journal, for the next process that drains it
+            _LOG.error("the payload journal could not be ingested at shutdown: %s", _first_line(error))
+
 
 class PayloadWriter:
-    """A server process's payload writer: the journal's :class:`~utils.datamart.journal.Drainer` on a SQLite file
+    """A server process's payload writer: the journal's :class:`Drainer` on a SQLite file
     (None elsewhere), and ``committer``, the process's :class:`GroupCommitter`. ``on_drain`` is told how many
     requests each ingesting transaction of the journal took."""
 
     def __init__(self, engine: Engine, committer: GroupCommitter, on_drain: Callable[[int], None] | None = None):
         self.engine, self.committer = engine, committer
-        self.journal = journal.Drainer(engine, on_drain) if journal.journal_folder(engine) is not None else None
+        self.journal = Drainer(engine, on_drain) if journal.journal_folder(engine) is not None else None
 
     def store_now(self, rows: list[dict]) -> bool:
         """Make scored records durable without waiting (the event loop may call it); returns whether they are (False:

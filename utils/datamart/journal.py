@@ -358,6 +358,18 @@ def catch_up(engine: Engine) -> None:
         drain(engine)
 
 
+@contextlib.contextmanager
+def without_catch_up():
+    """Reads in this block do not drain the journal first (they never wait for the writers' turn): for reads that
+    need no payload record, such as a readiness check or a deployment's lookup while a request is scored."""
+    before = getattr(_DRAINING, "active", False)
+    _DRAINING.active = True
+    try:
+        yield
+    finally:
+        _DRAINING.active = before
+
+
 def _catch_up_on_begin(connection) -> None:
     """The ``begin`` event of an engine of :func:`connect`: :func:`catch_up`, a failure to write the data mart
     logged (the read goes on without the records still in the journal), any other raised."""

@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from utils import config, datamart
 from utils.contract import Fault, check_identifier, contract_error, observed_ranges, shown
 from utils.data import CATEGORIES, FEATURES, LABEL
+from utils.datamart import journal
 from utils.datamart.records import logged_transactions
 from utils.deployment import (
     Deployment,
@@ -156,7 +157,8 @@ class Service:
         found = self._recent(key)
         if found is None:
             now = time.monotonic()
-            found = load()
+            with journal.without_catch_up():  # no payload record is read: no wait for the writers' turn
+                found = load()
             self._deployments[key] = (now, found)
         return found
 
@@ -334,7 +336,8 @@ def model_metadata(service: Service, name: str) -> ModelMetadata:
 def readiness(service: Service) -> str | None:
     """Why the service is not ready (its data mart cannot be reached or written, or its file is gone), or None."""
     try:
-        datamart.check(service.engine)
+        with journal.without_catch_up():
+            datamart.check(service.engine)
     except datamart.DatamartUnavailable as error:
         return str(error)
     except SQLAlchemyError as error:

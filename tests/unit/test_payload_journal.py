@@ -1,7 +1,8 @@
 """The payload journal of a SQLite data mart: records appended are ingested exactly once (a drain that fails before
 its commit ingests nothing, and the next one everything), an incomplete last frame waits for the rest, a dead
 writer's file is ingested and removed while a live writer's stays, a read sees what was appended, a replaced data
-mart file takes nothing, and a frame of another version is refused by name."""
+mart file takes nothing, and a frame of another version is refused by name. The service's writer journals records,
+commits them in a group while the journal cannot take them, and stores everything when it closes."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from utils import datamart
 from utils.data import FEATURES, generate_credit_data
 from utils.datamart import journal
 from utils.datamart.records import payload_driver_rows
+from utils.serving.group_commit import CommitterClosed, GroupCommitter
+from utils.serving.payload_writer import PayloadWriter
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
@@ -160,3 +163,30 @@ def test_a_frame_of_another_version_is_refused_by_name(engine):
     with pytest.raises(journal.JournalVersionError, match="format 2.*another version of the workshop"):
         journal.drain(engine)
     assert _stored(engine) == []
+
+
+def test_the_service_writer_journals_falls_back_when_it_cannot_and_stores_everything_at_close(engine):
+    committed = []
+
+    def commit(rows):
+        committed.extend(rows)
+        return datamart.insert_payload(engine, rows)
+
+    writer = PayloadWriter(engine, GroupCommitter(commit))
+    records = _records(4, seed=7)
+    assert writer.store(records[:1]) == 1 and committed == records[:1]  # not started: a group commit
+    writer.start()
+    assert writer.store_now(records[1:3]) and len(committed) == 1  # journaled, not committed
+    blocker = f"{journal.journal_folder(engine)}-blocked"
+    journal.close_journal(engine)  # the next append opens a new file, in a folder that cannot be made
+    os.replace(journal.journal_folder(engine), blocker)
+    with open(journal.journal_folder(engine), "w"):
+        pass
+    assert writer.store(records[3:]) == 2 and committed[1:] == records[3:]  # the append failed: committed
+    assert writer.journal.problem is not None
+    os.remove(journal.journal_folder(engine))
+    os.replace(blocker, journal.journal_folder(engine))
+    writer.close()
+    assert _stored(engine) == sorted(r["transaction_id"] for r in records) and _files(engine) == []
+    with pytest.raises(CommitterClosed):
+        writer.store_now(_records(1, seed=8))

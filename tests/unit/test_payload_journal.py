@@ -137,6 +137,17 @@ def test_a_dead_writers_file_is_ingested_and_removed_a_live_writers_stays(engine
     assert _stored(engine) == sorted(r["transaction_id"] for r in live + dead)
 
 
+def test_a_record_already_stored_is_not_stored_again_and_one_the_insert_would_refuse_is_not_journaled(engine):
+    records = _records(3, seed=9)
+    datamart.insert_payload(engine, records[:1])  # as in a data mart restored from a backup beside its journal
+    journal.append(engine, records)
+    assert journal.drain(engine) == 1
+    assert _stored(engine) == sorted(r["transaction_id"] for r in records)
+    with pytest.raises(ValueError, match="holds no prediction"):
+        journal.append(engine, [{**_records(1, seed=10)[0], "prediction": None}])
+    assert journal.drain(engine) == 0
+
+
 def test_a_read_right_after_an_append_sees_the_records(engine):
     records = _records(3, seed=6)
     journal.append(engine, records)

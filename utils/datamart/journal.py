@@ -71,6 +71,8 @@ _SET_OFFSET = (
     "ON CONFLICT (file_name) DO UPDATE SET ingested_bytes = excluded.ingested_bytes"
 )
 _FORGET_FILE = "DELETE FROM payload_journal_offsets WHERE file_name = ?"
+#: A record already stored is not stored again (say, journal files left beside a data mart restored from a backup).
+_ONCE = " ON CONFLICT (transaction_id) DO NOTHING"
 
 
 class JournalVersionError(RuntimeError):
@@ -279,11 +281,11 @@ def _take(path: str, offset: int, budget: int, layout: int) -> tuple[list, int, 
     return rows, max(end, offset), frames, state
 
 
-def _drain_once(engine: Engine, folder: str, files: Iterable[str]) -> tuple[int, bool]:
+def _drain_once(engine: Engine, folder: str, files: list[str]) -> tuple[int, bool]:
     """One ingesting transaction (see the module's docstring); returns how many frames it ingested and whether
     another one has work (a file holds more than one takes, or a file whose writer is gone is now ingested)."""
-    statement = payload_driver_rows(engine.dialect, [])[0]
-    layout, known = _layout(engine.dialect), _KNOWN.setdefault(engine, {})
+    statement = payload_driver_rows(engine.dialect, [])[0] + _ONCE
+    layout, known = _layout(engine.dialect), _KNOWN.get(engine, {})
     check_identity(engine)
     connection = engine.raw_connection()
     try:
@@ -318,9 +320,8 @@ def _drain_once(engine: Engine, folder: str, files: Iterable[str]) -> tuple[int,
         raise
     finally:
         connection.close()
-    known.update(moved)
-    for name in done:
-        known.pop(name, None)
+    kept = {name: ingested for name, ingested in known.items() if name in files and name not in done}
+    _KNOWN[engine] = {**kept, **moved}  # what another process removed is forgotten
     return frames, more
 
 

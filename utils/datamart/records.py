@@ -104,10 +104,24 @@ def _driver_rows(dialect, table: sa.Table, rows: Sequence[Mapping]) -> tuple[str
     return statement, parameters
 
 
+#: The columns of ``payload_records`` whose INSERT refuses a NULL.
+_PAYLOAD_REQUIRED = tuple(
+    c.name for c in payload_records.c if not c.nullable and c is not payload_records.autoincrement_column
+)
+
+
 def payload_driver_rows(dialect, records: Iterable[Mapping]) -> tuple[str, list[list]]:
     """Payload records as the INSERT of ``payload_records`` and the driver's positional parameters of each record,
-    converted as SQLAlchemy does (:func:`_driver_rows`): what the payload journal stores and ingests."""
-    return _driver_rows(dialect, payload_records, payload_rows(records))
+    converted as SQLAlchemy does (:func:`_driver_rows`): what the payload journal stores and ingests.
+
+    Raises:
+        ValueError: a record without a value the INSERT requires (which it would refuse when ingested).
+    """
+    rows = payload_rows(records)
+    for row in rows:
+        if missing := [name for name in _PAYLOAD_REQUIRED if row[name] is None]:
+            raise ValueError(f"a payload record holds no {', '.join(missing)}")
+    return _driver_rows(dialect, payload_records, rows)
 
 
 def insert_rows(connection: Connection, table: sa.Table, rows: Sequence[Mapping]) -> None:

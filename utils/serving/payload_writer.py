@@ -123,8 +123,10 @@ class PayloadWriter:
             try:
                 journal.append(self.engine, rows)
                 return True
-            except (OSError, ValueError) as error:  # nothing was appended: the group commit says what is wrong
+            except OSError as error:  # nothing was appended: the group commit says what is wrong
                 drainer.failed(error)
+            except ValueError:  # a record the journal cannot take (the commit refuses it, saying why)
+                pass
         return self.committer.commit_now(rows)
 
     def store(self, rows: list[dict]) -> int:

@@ -53,7 +53,7 @@ from sqlalchemy.engine import Engine
 
 from utils.datamart.engine import DatamartUnavailable, check_identity, sqlite_file, writers_in_turn
 from utils.datamart.engine import connect as engine_of
-from utils.datamart.records import payload_driver_rows
+from utils.datamart.records import in_statements, payload_driver_rows
 
 #: A frame's header: magic, frame format, marshal version, layout (CRC-32 of the INSERT), payload length and CRC-32.
 HEADER = struct.Struct("<2sBBIII")
@@ -284,7 +284,7 @@ def _take(path: str, offset: int, budget: int, layout: int) -> tuple[list, int, 
 def _drain_once(engine: Engine, folder: str, files: list[str]) -> tuple[int, bool]:
     """One ingesting transaction (see the module's docstring); returns how many frames it ingested and whether
     another one has work (a file holds more than one takes, or a file whose writer is gone is now ingested)."""
-    statement = payload_driver_rows(engine.dialect, [])[0] + _ONCE
+    statement = payload_driver_rows(engine.dialect, [])[0]
     layout, known = _layout(engine.dialect), _KNOWN.get(engine, {})
     check_identity(engine)
     connection = engine.raw_connection()
@@ -304,8 +304,8 @@ def _drain_once(engine: Engine, folder: str, files: list[str]) -> tuple[int, boo
             more = more or state == "ending" or budget <= 0
             if budget <= 0:
                 break
-        if rows:
-            cursor.executemany(statement, rows)
+        for many, flat in in_statements(connection.driver_connection, statement, rows, _ONCE) if rows else ():
+            cursor.execute(many, flat)
         changed = {name: end for name, end in moved.items() if end != offsets.get(name, 0)}
         cursor.executemany(_SET_OFFSET, list(changed.items()))
         forgotten = [name for name in offsets if name in done or not os.path.exists(os.path.join(folder, name))]

@@ -1,7 +1,7 @@
 """The payload journal of a SQLite data mart: scored records made durable by one append, ingested soon after.
 
-A scoring request's records must be durable before it is answered 200. A SQLite transaction per request costs the
-service more than everything else it does for the request; an append to a file costs a tenth of it. So on a SQLite
+A scoring request's records must be durable before it is answered 200. A SQLite transaction per request cost the
+service a third of its CPU for a one-record request; an append to a file costs a fraction of that. So on a SQLite
 file data mart, the service appends each request's records to a journal beside the file, and the records are
 inserted into ``payload_records`` in batches, in the writers' turn, a few milliseconds later (:func:`drain`).
 
@@ -13,10 +13,10 @@ exclusive ``flock``; past :data:`ROTATE_BYTES` the writer moves to a new file.
 **Frames.** Each append is one frame, written with one ``os.write``: a header of :data:`HEADER` (the magic
 ``PJ``, the frame format :data:`FORMAT`, the ``marshal`` version, the CRC-32 of the INSERT the rows are for, the
 payload's length and its CRC-32), then the rows, ``marshal``-encoded: a list of the driver's parameter rows of
-``payload_records`` (:func:`~utils.datamart.records.payload_driver_rows`), so that ingesting them is one
-``executemany`` with no Python work per row. ``marshal`` is the fastest encoding of such lists that Python has
-(strings, numbers, bytes, None); it is not meant for data from others, and reads only the journal's own files,
-written by this code beside the data mart and checked by their CRC. A frame of another format, ``marshal``
+``payload_records`` (:func:`~utils.datamart.records.payload_driver_rows`), so that ingesting them takes no Python
+work per row. ``marshal`` is the fastest encoding of such lists (strings, numbers, bytes, None) that Python has;
+it is not meant for data from others, and reads only the journal's own files, written by this code beside the data
+mart and checked by their CRC. A frame of another format, ``marshal``
 version or table layout is refused with :class:`JournalVersionError`, never guessed at.
 
 **Durability** is SQLite's with ``synchronous=NORMAL``, which the data mart runs: when the 200 is sent, the frame
@@ -24,12 +24,12 @@ is in the operating system's page cache, so the crash or kill of any process los
 loss or an operating-system crash may lose the last moments' frames, as it may lose SQLite's last commits.
 
 **Ingestion.** :func:`drain` reads each file from the offset recorded in ``payload_journal_offsets`` (revision
-0008), inserts the complete frames' rows with one ``executemany`` and records the new offsets in the same
-transaction, so that a crash at any moment neither loses nor repeats a record. An incomplete last frame is left
-for later (a reader may see a write half copied). Once a file is fully ingested and its writer gone, it is removed
-and its row with it; a dead writer's unreadable tail (say, torn by a power loss) is logged and skipped. Who drains:
-the service's drainer thread (:mod:`utils.serving.payload_writer`), a few milliseconds after its journal grew, and
-at shutdown; and any process
+0008), inserts the complete frames' rows (:func:`~utils.datamart.records.in_statements`) and records the new
+offsets in the same transaction, so that a crash at any moment neither loses nor repeats a record (a record
+already stored is skipped besides). An incomplete last frame is left for later (a reader may see a write half
+copied). Once a file is fully ingested and its writer gone, it is removed and its row with it; a dead writer's
+unreadable tail (say, torn by a power loss) is logged and skipped. Who drains: the service's drainer thread
+(:mod:`utils.serving.payload_writer`), a few milliseconds after its journal grew, and at shutdown; and any process
 before it reads the data mart through an engine of :func:`connect` (read-your-writes: the ``begin`` event of every
 transaction looks for journal bytes not yet known to be ingested) or :func:`~utils.datamart.columnar.read_window`.
 """

@@ -201,3 +201,8 @@ def test_the_service_writer_journals_falls_back_when_it_cannot_and_stores_everyt
     assert _stored(engine) == sorted(r["transaction_id"] for r in records) and _files(engine) == []
     with pytest.raises(CommitterClosed):
         writer.store_now(_records(1, seed=8))
+    again = PayloadWriter(engine, GroupCommitter(commit))  # another service of this process, on the same data mart
+    again.start()
+    assert again.store_now(_records(1, seed=11)) and len(committed) == 3  # journaled again
+    again.close()
+    assert PayloadWriter(datamart.connect("sqlite://"), GroupCommitter(commit)).journal is None  # in memory

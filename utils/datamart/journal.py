@@ -198,11 +198,18 @@ def appended_bytes(engine: Engine) -> int:
 
 def close_journal(engine: Engine, *, final: bool = False) -> None:
     """Close this process's journal file of ``engine``, so that the next drain ingests it and removes it; a later
-    append opens a new one, unless ``final`` (then it raises :class:`JournalClosed`)."""
+    append opens a new one, unless ``final`` (then it raises :class:`JournalClosed` until :func:`open_journal`)."""
     writer = _writer(engine)
     with writer.lock:
         writer.close_file()
         writer.closed = final
+
+
+def open_journal(engine: Engine) -> None:
+    """Let this process append to the journal of ``engine`` again, after a final :func:`close_journal`."""
+    writer = _writer(engine)
+    with writer.lock:
+        writer.closed = False
 
 
 def _names(folder: str) -> dict[str, int]:

@@ -56,6 +56,7 @@ class Drainer:
     def start(self) -> None:
         """Ingest what the journal holds (a dead process's records too), check that the data mart can be written,
         and start the thread."""
+        journal.open_journal(self.engine)  # closed by an earlier service of this process on the same data mart
         self._round()
         self._thread = threading.Thread(target=self._run, name="payload-journal", daemon=True)
         self._thread.start()

@@ -148,6 +148,16 @@ def test_a_record_already_stored_is_not_stored_again_and_one_the_insert_would_re
     assert journal.drain(engine) == 0
 
 
+def test_a_writer_moves_to_a_new_file_past_its_size_and_the_old_one_is_removed_once_ingested(engine, monkeypatch):
+    monkeypatch.setattr(journal, "ROTATE_BYTES", 1)  # every append after the first opens a new file
+    records = _records(3, seed=12)
+    for record in records:
+        journal.append(engine, [record])
+    assert len(_files(engine)) == len(records)
+    assert journal.drain(engine) == len(records)
+    assert len(_files(engine)) == 1 and _stored(engine) == sorted(r["transaction_id"] for r in records)
+
+
 def test_a_read_right_after_an_append_sees_the_records(engine):
     records = _records(3, seed=6)
     journal.append(engine, records)

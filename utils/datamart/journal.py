@@ -3,7 +3,7 @@
 A scoring request's records must be durable before it is answered 200. A SQLite transaction per request cost the
 service a third of its CPU for a one-record request; an append to a file costs a fraction of that. So on a SQLite
 file data mart, the service appends each request's records to a journal beside the file, and the records are
-inserted into ``payload_records`` in batches, in the writers' turn, a few milliseconds later (:func:`drain`).
+inserted into ``payload_records`` in batches, in the writers' turn, soon after (:func:`drain`).
 
 **Files.** ``<data mart file>.journal/`` holds one file per writing process, named by its process id and random
 hex (``<pid>-<hex>.journal``, never from anything a client sends). The process opens it once (``O_APPEND``) and
@@ -29,9 +29,9 @@ offsets in the same transaction, so that a crash at any moment neither loses nor
 already stored is skipped besides). An incomplete last frame is left for later (a reader may see a write half
 copied). Once a file is fully ingested and its writer gone, it is removed and its row with it; a dead writer's
 unreadable tail (say, torn by a power loss) is logged and skipped. Who drains: the service's drainer thread
-(:mod:`utils.serving.payload_writer`), a few milliseconds after its journal grew, and at shutdown; and any process
-before it reads the data mart through an engine of :func:`connect` (read-your-writes: the ``begin`` event of every
-transaction looks for journal bytes not yet known to be ingested) or :func:`~utils.datamart.columnar.read_window`.
+(:mod:`utils.serving.payload_writer`), within a fifth of a second after its journal grew, and at shutdown; and any
+process before it reads the data mart through an engine of :func:`connect` (read-your-writes: the ``begin`` event of
+every transaction looks for journal bytes not yet known to be ingested) or :func:`~utils.datamart.columnar.read_window`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """How a server process makes scored records durable before it answers: on a SQLite file data mart, one append to
-the payload journal (:mod:`utils.datamart.journal`), ingested into the data mart a few milliseconds later by the
+the payload journal (:mod:`utils.datamart.journal`), ingested into the data mart within a fifth of a second by the
 journal's drainer; elsewhere, or while the journal cannot take records, a group commit
 (:mod:`utils.serving.group_commit`).
 

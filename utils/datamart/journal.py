@@ -301,7 +301,10 @@ def _drain_once(engine: Engine, folder: str, files: list[str]) -> tuple[int, boo
         offsets = dict(cursor.execute(_SELECT_OFFSETS).fetchall())
         rows, frames, moved, done, budget, more = [], 0, {}, [], DRAIN_BYTES, False
         for name in files:
-            taken, end, count, state = _take(os.path.join(folder, name), offsets.get(name, 0), budget, layout)
+            try:
+                taken, end, count, state = _take(os.path.join(folder, name), offsets.get(name, 0), budget, layout)
+            except FileNotFoundError:  # removed since the folder was read (by a drainer that waited past its turn)
+                continue
             rows += taken
             frames, budget = frames + count, budget - (end - offsets.get(name, 0))
             if state == "done":
@@ -311,7 +314,7 @@ def _drain_once(engine: Engine, folder: str, files: list[str]) -> tuple[int, boo
             more = more or state == "ending" or budget <= 0
             if budget <= 0:
                 break
-        for many, flat in in_statements(connection.driver_connection, statement, rows, _ONCE) if rows else ():
+        for many, flat in in_statements(connection.driver_connection, statement, rows, _ONCE):
             cursor.execute(many, flat)
         changed = {name: end for name, end in moved.items() if end != offsets.get(name, 0)}
         cursor.executemany(_SET_OFFSET, list(changed.items()))

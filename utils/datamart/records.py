@@ -143,8 +143,10 @@ def in_statements(driver_connection, statement: str, parameters: list, suffix: s
     ``executemany`` runs one step per row, and gives up the GIL and takes it back at each: while another thread runs
     Python (the event loop serving requests), every row then waits for it, and the insert costs ten times its CPU.
     """
+    if not parameters:
+        return
     limit = driver_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-    size = max(1, min(ROWS_PER_STATEMENT, limit // max(1, len(parameters[0]) if parameters else 1)))
+    size = max(1, min(ROWS_PER_STATEMENT, limit // len(parameters[0])))
     for start in range(0, len(parameters), size):
         chunk = parameters[start : start + size]
         yield _statement_of(statement, len(chunk), suffix), list(itertools.chain.from_iterable(chunk))

@@ -152,14 +152,15 @@ def in_statements(driver_connection, statement: str, parameters: list, suffix: s
         yield _statement_of(statement, len(chunk), suffix), list(itertools.chain.from_iterable(chunk))
 
 
-def insert_rows(connection: Connection, table: sa.Table, rows: Sequence[Mapping]) -> None:
+def insert_rows(connection: Connection, table: sa.Table, rows: Sequence[Mapping], *, beside_loop=False) -> None:
     """Insert ``rows`` (mappings holding every column of ``table`` but its autoincrement key) within the caller's
-    transaction, converted column by column (:func:`_driver_rows`): several times faster than SQLAlchemy's per-row
-    processing. On SQLite in statements of many rows (:func:`in_statements`), elsewhere in one ``executemany``."""
+    transaction, converted column by column (:func:`_driver_rows`), in one ``executemany``: several times faster
+    than SQLAlchemy's per-row processing. ``beside_loop`` (a thread of the service, beside its event loop): on
+    SQLite, in statements of many rows instead (:func:`in_statements`)."""
     if not rows:
         return
     statement, parameters = _driver_rows(connection.dialect, table, rows)
-    if connection.dialect.name != "sqlite":
+    if connection.dialect.name != "sqlite" or not beside_loop:
         connection.exec_driver_sql(statement, list(map(tuple, parameters)))  # SQLAlchemy takes tuples, not lists
         return
     for many, flat in in_statements(connection.connection.driver_connection, statement, parameters):

@@ -65,7 +65,7 @@ def insert_requests(engine: Engine, rows: Iterable[Mapping]) -> int:
     rows = [{"reason": None, **row, "received_at": as_utc(row["received_at"])} for row in rows]
     if rows:
         with without_catch_up(), engine.begin() as connection:  # a write: the payload journal's drainer ingests it
-            insert_rows(connection, request_log, rows)
+            insert_rows(connection, request_log, rows, beside_loop=True)
     return len(rows)
 
 

@@ -61,6 +61,7 @@ _EXPORTS = {
     "update_batch_job": "utils.datamart.batch_jobs",
     "update_notification": "utils.datamart.alerting",
     "upsert_deployment": "utils.datamart.deployments",
+    "without_catch_up": "utils.datamart.journal",
     "write_monitor_config": "utils.datamart.lifecycle",
     "writers_in_turn": "utils.datamart.engine",
 }
@@ -112,6 +113,7 @@ __all__ = [
     "update_batch_job",
     "update_notification",
     "upsert_deployment",
+    "without_catch_up",
     "write_monitor_config",
     "writers_in_turn",
 ]
@@ -155,7 +157,7 @@ if TYPE_CHECKING:
         new_id,
         writers_in_turn,
     )
-    from utils.datamart.journal import connect
+    from utils.datamart.journal import connect, without_catch_up
     from utils.datamart.lifecycle import (
         insert_approval,
         insert_evaluation,

@@ -27,7 +27,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from utils import config, datamart
 from utils.contract import Fault, check_identifier, contract_error, observed_ranges, shown
 from utils.data import CATEGORIES, FEATURES, LABEL
-from utils.datamart import journal
 from utils.datamart.records import logged_transactions
 from utils.deployment import (
     Deployment,
@@ -120,8 +119,7 @@ class Service:
         store = functools.partial(datamart.insert_payload, self.engine)
         now = functools.partial(datamart.insert_payload_now, self.engine)
         self.payload = GroupCommitter(store, write_now=now, on_commit=note_commit_group)  # requests share a commit
-        #: How scoring stores its records: the payload journal of a SQLite file, else the group committer.
-        self.payload_writer = PayloadWriter(self.engine, self.payload, on_drain=note_commit_group)
+        self.payload_writer = PayloadWriter(self.engine, self.payload, on_drain=note_commit_group)  # journal or group
 
     def loaded_scorer(self, model_id: str) -> Scorer | None:
         """The scorer of ``model_id`` if this process has loaded it (None: :meth:`scorer` loads it)."""
@@ -157,7 +155,7 @@ class Service:
         found = self._recent(key)
         if found is None:
             now = time.monotonic()
-            with journal.without_catch_up():  # no payload record is read: no wait for the writers' turn
+            with datamart.without_catch_up():  # no payload record is read: no wait for the writers' turn
                 found = load()
             self._deployments[key] = (now, found)
         return found
@@ -336,7 +334,7 @@ def model_metadata(service: Service, name: str) -> ModelMetadata:
 def readiness(service: Service) -> str | None:
     """Why the service is not ready (its data mart cannot be reached or written, or its file is gone), or None."""
     try:
-        with journal.without_catch_up():
+        with datamart.without_catch_up():
             datamart.check(service.engine)
     except datamart.DatamartUnavailable as error:
         return str(error)

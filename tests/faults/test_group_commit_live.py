@@ -33,7 +33,7 @@ def _immutable(paths: list[Path], on: bool) -> None:
 
 def _commits_once_ingested(url: str, accepted: int) -> dict[str, float]:
     """The commit metric's samples once it counts ``accepted`` requests: a request whose records went to the payload
-    journal is counted when they are ingested, a few milliseconds after its 200."""
+    journal is counted when they are ingested, within a fifth of a second after its 200."""
     deadline = time.monotonic() + 30
     while True:
         metrics = httpx.get(f"{url}/metrics", timeout=30).text

@@ -24,7 +24,7 @@ _EXPORTS = {
     "check": "utils.datamart.engine",
     "check_identity": "utils.datamart.engine",
     "commit_batch_chunk": "utils.datamart.batch_jobs",
-    "connect": "utils.datamart.engine",
+    "connect": "utils.datamart.journal",
     "datamart_url": "utils.datamart.engine",
     "insert_approval": "utils.datamart.lifecycle",
     "insert_batch_job": "utils.datamart.batch_jobs",
@@ -61,6 +61,7 @@ _EXPORTS = {
     "update_batch_job": "utils.datamart.batch_jobs",
     "update_notification": "utils.datamart.alerting",
     "upsert_deployment": "utils.datamart.deployments",
+    "without_catch_up": "utils.datamart.journal",
     "write_monitor_config": "utils.datamart.lifecycle",
     "writers_in_turn": "utils.datamart.engine",
 }
@@ -112,6 +113,7 @@ __all__ = [
     "update_batch_job",
     "update_notification",
     "upsert_deployment",
+    "without_catch_up",
     "write_monitor_config",
     "writers_in_turn",
 ]
@@ -151,11 +153,11 @@ if TYPE_CHECKING:
         DatamartUnavailable,
         check,
         check_identity,
-        connect,
         datamart_url,
         new_id,
         writers_in_turn,
     )
+    from utils.datamart.journal import connect, without_catch_up
     from utils.datamart.lifecycle import (
         insert_approval,
         insert_evaluation,

@@ -36,6 +36,7 @@ from utils.child_process import start_child
 from utils.data import CATEGORIES, CLASS_ORDER, FEATURES, LABEL
 from utils.datamart.arrow_reader import typed_batch
 from utils.datamart.engine import sqlite_file
+from utils.datamart.journal import catch_up
 from utils.datamart.packed import unpacking
 from utils.datamart.records import in_window, record_table
 from utils.datamart.schema import feedback_records, payload_records
@@ -244,6 +245,7 @@ class WindowRead:
         self, engine: Engine, deployment_id: str, start=None, end=None, *, feedback=False, halves=True, typed=True
     ):
         start, end = as_utc_or_none(start), as_utc_or_none(end)
+        catch_up(engine)  # the payload journal's records first: the child processes read the file itself
         self.engine, self.feedback = engine, feedback
         self._names = _window_query(feedback, deployment_id, start, end)[1]
         self._unpacked = _unpacked_queries(feedback, deployment_id, start, end)

@@ -279,3 +279,13 @@ request_log = sa.Table(
     sa.Column("reason", sa.String(100)),
     sa.Index("ix_request_log_deployment_time", "deployment_id", "received_at"),
 )
+
+# How far each payload journal file (``<data mart file>.journal/``, :mod:`utils.datamart.journal`) is ingested into
+# ``payload_records``, in bytes (revision 0008): updated in the transaction that inserts its records, so that a
+# record is ingested exactly once; the row goes with the file once it is fully ingested and its writer is gone.
+payload_journal_offsets = sa.Table(
+    "payload_journal_offsets",
+    metadata,
+    sa.Column("file_name", sa.String(100), primary_key=True),
+    sa.Column("ingested_bytes", sa.BigInteger, nullable=False),
+)

@@ -14,6 +14,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from utils.datamart.journal import without_catch_up
+from utils.datamart.records import insert_rows
 from utils.datamart.schema import feedback_records, payload_records, request_log, subscriptions
 from utils.times import as_utc, as_utc_or_none
 
@@ -60,10 +62,10 @@ def read_subscriptions(engine: Engine, *, name: str | None = None) -> list[dict]
 def insert_requests(engine: Engine, rows: Iterable[Mapping]) -> int:
     """Store request-log rows (``deployment_id``, ``endpoint``, ``received_at``, ``seconds``, ``status``,
     ``records``, ``rejected_rows``, ``reason``) in one transaction; returns how many."""
-    rows = [{**row, "received_at": as_utc(row["received_at"])} for row in rows]
+    rows = [{"reason": None, **row, "received_at": as_utc(row["received_at"])} for row in rows]
     if rows:
-        with engine.begin() as connection:
-            connection.execute(request_log.insert(), rows)
+        with without_catch_up(), engine.begin() as connection:  # a write: the payload journal's drainer ingests it
+            insert_rows(connection, request_log, rows, beside_loop=True)
     return len(rows)
 
 

@@ -31,8 +31,9 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 async def _lifespan(app: FastAPI):
     service: Service = app.state.service
     service.warm_up()
+    await anyio.to_thread.run_sync(service.payload_writer.start)  # a dead process's journal is ingested first
     yield
-    await anyio.to_thread.run_sync(service.payload.close)  # the payload records still queued are stored first
+    await anyio.to_thread.run_sync(service.payload_writer.close)  # the payload records taken are stored first
 
 
 def _install_truthful_openapi(app: FastAPI) -> None:

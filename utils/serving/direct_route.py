@@ -7,9 +7,9 @@ body that parses as a valid :class:`~utils.serving.schemas.ScoringRequest`, it d
 own exception handler. Any other request, and any body over the limit, goes on to FastAPI (the body replayed as
 received), which answers it as it always has.
 
-A small request for a deployment and model at hand is scored on the event loop, and its records committed there
-when that needs no wait (a SQLite file whose writer turn and lock are free, see
-:meth:`~utils.serving.group_commit.GroupCommitter.commit_now`); otherwise the commit, or the whole request, goes to
+A small request for a deployment and model at hand is scored on the event loop, and its records made durable there
+when that needs no wait (appended to the payload journal of a SQLite file, see
+:meth:`~utils.serving.payload_writer.PayloadWriter.store_now`); otherwise the commit, or the whole request, goes to
 a worker thread, so a locked or slow data mart never blocks the event loop.
 
 FastAPI's routing, dependency solving and body model cost a one-record request about as much as its scoring and
@@ -141,8 +141,8 @@ class DirectPredictions:
 
     async def _answer(self, deployment_id: str, request: ScoringRequest) -> Response:
         """What the route answers (:func:`~utils.serving.service.predict`). A request of at most :data:`LOOP_ROWS`
-        records for a deployment and model at hand is scored on the event loop, and its records committed there if
-        that needs no wait (:meth:`~utils.serving.group_commit.GroupCommitter.commit_now`), else in a worker
+        records for a deployment and model at hand is scored on the event loop, and its records stored there if
+        that needs no wait (:meth:`~utils.serving.payload_writer.PayloadWriter.store_now`), else in a worker
         thread; any other request is handled in a worker thread."""
         service = self.service
         deployment = service.recent_deployment(deployment_id)
@@ -151,7 +151,7 @@ class DirectPredictions:
             return await anyio.to_thread.run_sync(self._predict, deployment_id, request)
         blocks = ops.parse_blocks(request.input_data, max_rows=service.settings.max_rows)
         scored, rows = ops.scored_records(scorer, deployment, ops.concat(blocks))
-        if not service.payload.commit_now(rows):
+        if not service.payload_writer.store_now(rows):
             await anyio.to_thread.run_sync(service.payload.commit, rows)
         note_accepted(deployment.deployment_id, len(rows))
         return json_response(ops.wml_response(deployment, blocks, scored))

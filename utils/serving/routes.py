@@ -279,5 +279,5 @@ def infer(name: str, body: Annotated[InferenceRequest, Depends(inference_request
     binary = binary_tensors.binary_outputs(body.parameters, body.outputs, list(V2_OUTPUTS))
     columns = parse_v2_inputs(body.inputs, max_rows=service.settings.max_rows)
     scorer = service.scorer(deployment.model_id)
-    scored = ops.score(service.payload.commit, scorer, deployment, columns)
+    scored = ops.score(service.payload_writer.store, scorer, deployment, columns)
     return _v2_reply(v2_response(name, deployment, body.id, scored), binary)

@@ -55,6 +55,7 @@ from utils.scoring import (
 )
 from utils.serving.group_commit import GroupCommitter
 from utils.serving.metrics import note_accepted, note_commit_group
+from utils.serving.payload_writer import PayloadWriter
 from utils.serving.schemas import (
     V2_OUTPUTS,
     DeploymentInfo,
@@ -118,6 +119,7 @@ class Service:
         store = functools.partial(datamart.insert_payload, self.engine)
         now = functools.partial(datamart.insert_payload_now, self.engine)
         self.payload = GroupCommitter(store, write_now=now, on_commit=note_commit_group)  # requests share a commit
+        self.payload_writer = PayloadWriter(self.engine, self.payload, on_drain=note_commit_group)  # journal or group
 
     def loaded_scorer(self, model_id: str) -> Scorer | None:
         """The scorer of ``model_id`` if this process has loaded it (None: :meth:`scorer` loads it)."""
@@ -153,7 +155,8 @@ class Service:
         found = self._recent(key)
         if found is None:
             now = time.monotonic()
-            found = load()
+            with datamart.without_catch_up():  # no payload record is read: no wait for the writers' turn
+                found = load()
             self._deployments[key] = (now, found)
         return found
 
@@ -239,8 +242,8 @@ def parse_blocks(blocks: list[InputData], *, max_rows: int = MAX_ROWS, label: bo
     return [parse_fields_values(block.fields, block.values, label=label) for block in blocks]
 
 
-#: Stores payload records in one transaction, returning their count once committed: the service's group committer
-#: (``Service.payload.commit``) or ``functools.partial(datamart.insert_payload, engine)``.
+#: Stores payload records durably, returning their count once they are: the service's ``PayloadWriter.store``
+#: (journal or group commit), ``Service.payload.commit`` or ``functools.partial(datamart.insert_payload, engine)``.
 PayloadStore = Callable[[Sequence[dict]], int]
 
 
@@ -311,7 +314,7 @@ def predict(service: Service, deployment_id: str, request: ScoringRequest) -> Sc
     deployment = service.deployment(deployment_id)
     blocks = parse_blocks(request.input_data, max_rows=service.settings.max_rows)
     scorer = service.scorer(deployment.model_id)
-    return wml_response(deployment, blocks, score(service.payload.commit, scorer, deployment, concat(blocks)))
+    return wml_response(deployment, blocks, score(service.payload_writer.store, scorer, deployment, concat(blocks)))
 
 
 def model_metadata(service: Service, name: str) -> ModelMetadata:
@@ -330,7 +333,8 @@ def model_metadata(service: Service, name: str) -> ModelMetadata:
 def readiness(service: Service) -> str | None:
     """Why the service is not ready (its data mart cannot be reached or written, or its file is gone), or None."""
     try:
-        datamart.check(service.engine)
+        with datamart.without_catch_up():
+            datamart.check(service.engine)
     except datamart.DatamartUnavailable as error:
         return str(error)
     except SQLAlchemyError as error:

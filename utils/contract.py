@@ -181,12 +181,35 @@ def contract_faults(columns: Mapping[str, list], *, label: bool = False) -> tupl
     return checked, faults
 
 
+#: Most records :func:`validate_columns` checks value by value first (:func:`_plainly_valid`).
+_FEW_ROWS = 10
+#: Each field of the contract with its domain (a category) or its range (an integer), in contract order.
+_LABELLED = (*FEATURES, LABEL)
+_CHECKS = tuple((name, DOMAINS.get(name), CONTRACT_RANGES.get(name)) for name in _LABELLED)
+
+
+def _plainly_valid(columns: Mapping[str, list], fields: int) -> bool:
+    """Whether every value of the first ``fields`` fields of the contract is in its domain or an ``int`` in its
+    range: a few records' common case, checked in one pass with none of the fault-finding's calls per field."""
+    for name, domain, bounds in _CHECKS[:fields]:
+        for value in columns[name]:
+            if domain is not None:
+                if value.__class__ is not str or value not in domain:
+                    return False
+            elif value.__class__ is not int or not bounds[0] <= value <= bounds[1]:
+                return False
+    return True
+
+
 def validate_columns(columns: Mapping[str, list], *, label: bool = False) -> Columns:
     """Check each column against the contract; returns them in contract order, integers as ``int``.
 
     Raises:
         InputError: the rows that break the contract, each with all of its faults (:func:`contract_error`).
     """
+    names = _LABELLED if label else FEATURES
+    if len(columns[FEATURES[0]]) <= _FEW_ROWS and _plainly_valid(columns, len(names)):
+        return dict(columns) if tuple(columns) == names else {name: columns[name] for name in names}
     checked, faults = contract_faults(columns, label=label)
     if faults:
         raise contract_error(faults)

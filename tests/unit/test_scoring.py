@@ -148,6 +148,9 @@ def test_fields_in_any_order_give_the_same_columns(applicants):
     shuffled = list(reversed(request["fields"]))
     values = [list(reversed(row)) for row in request["values"]]
     assert parse_fields_values(shuffled, values) == in_order
+    assert list(parse_fields_values(shuffled, values)) == list(FEATURES)  # in the contract's order
+    labelled = parse_fields_values([LABEL, *shuffled], [["Risk", *row] for row in values], label=True)
+    assert list(labelled) == [*FEATURES, LABEL] and labelled[LABEL] == ["Risk"] * 5
     assert records(in_order)[0] == {name: frame.iloc[0][name] for name in FEATURES}
 
 

@@ -69,6 +69,8 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._deadline: asyncio.TimerHandle | None = None
+        self._receiving = False  # within data_received: a deadline is set when the data is parsed
+        self._next: tuple[float, str] | None = None  # the deadline to set then
         super().connection_made(transport)
         self._arm(self.config.limits.header_seconds, "request headers")
 
@@ -76,24 +78,42 @@ class DeadlineHttpProtocol(HttpToolsProtocol):
         self._disarm()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        """Parse ``data``; a deadline its parts call for is set only once it is parsed, so that a request that
+        arrives whole (the common case) sets none."""
+        self._receiving = True
+        try:
+            super().data_received(data)
+        finally:
+            self._receiving = False
+            if self._next is not None:
+                self._arm(*self._next)
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         if self._deadline is None:  # the next request on a kept-alive connection
-            self._arm(self.config.limits.header_seconds, "request headers")
+            self._set(self.config.limits.header_seconds, "request headers")
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
-        self._arm(self.config.limits.body_seconds, "request body")
+        self._set(self.config.limits.body_seconds, "request body")
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._disarm()
+
+    def _set(self, seconds: float, what: str) -> None:
+        if self._receiving:
+            self._next = (seconds, what)
+        else:
+            self._arm(seconds, what)
 
     def _arm(self, seconds: float, what: str) -> None:
         self._disarm()
         self._deadline = self.loop.call_later(seconds, self._too_slow, seconds, what)
 
     def _disarm(self) -> None:
+        self._next = None
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None

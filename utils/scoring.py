@@ -11,10 +11,10 @@ field and row (0-based index into ``values``, ``data``, the list or the CSV reco
 :class:`Scorer` scores columns, or a DataFrame (:meth:`Scorer.predict_frame`), with a
 registered pipeline. Instead of going through
 pandas and the ``ColumnTransformer`` (about 10 ms a call), it encodes the columns with
-numpy from the fitted encoder and scaler, and for a logistic regression computes the
-probabilities directly; other classifiers get the encoded matrix, with OpenMP limited
-to one thread per call. When it is built, the scorer checks that this path agrees
-with ``model.predict_proba`` and falls back to the pipeline itself when it does not.
+numpy from the fitted encoder and scaler (:mod:`utils.encoding`), and for a logistic regression computes the
+probabilities directly, row by row in plain Python for a few records (:mod:`utils.logistic_rows`); other
+classifiers get the encoded matrix, with OpenMP limited to one thread per call. When it is built, the scorer
+checks that these paths agree with ``model.predict_proba`` and falls back to the pipeline itself when they do not.
 """
 
 from __future__ import annotations

@@ -94,8 +94,11 @@ def test_a_category_the_model_never_saw_names_field_and_row(applicants):
     rows = applicants[applicants["LoanPurpose"] == "vacation"].head(1)
     columns = frame_columns(pd.concat([seen.head(2), rows]))
     with pytest.raises(InputError) as error:
-        scorer.predict(columns)
+        scorer.predict(columns)  # three records: scored row by row (utils.logistic_rows)
     assert (error.value.field, error.value.row) == ("LoanPurpose", 2)
+    with pytest.raises(InputError) as vectorised:
+        scorer.predict_proba(columns)
+    assert vectorised.value.message == error.value.message
     frame = pd.concat([seen.head(2), rows]).astype({"LoanPurpose": "category"})
     with pytest.raises(InputError) as on_frame:
         scorer.predict_frame(frame)

@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from utils import datamart
+from utils.datamart.records import ROWS_PER_STATEMENT, in_statements
 
 pytestmark = pytest.mark.datamarts
 
@@ -139,6 +140,7 @@ _WRITER = """
 import sys
 from datetime import UTC, datetime
 from utils import datamart
+from utils.datamart.records import ROWS_PER_STATEMENT, in_statements
 engine = datamart.connect(sys.argv[1])
 for n in range(int(sys.argv[3])):
     datamart.insert_payload(engine, [{
@@ -180,3 +182,17 @@ def test_the_readiness_check_does_not_wait_for_another_writers_lock(sqlite_url):
         holder.close()
     datamart.upsert_deployment(engine, "credit-risk", "dev", "credit-risk-v1", "ready")  # the normal timeout again
     assert len(datamart.read_deployments(engine)) == 1
+
+
+@pytest.mark.parametrize("count", [1, 5, 200, 201, 437])
+def test_rows_inserted_in_statements_of_many_rows_arrive_whole_and_in_order(count):
+    connection = sqlite3.connect(":memory:")
+    connection.execute("CREATE TABLE numbers (n INTEGER, square INTEGER)")
+    rows = [(n, n * n) for n in range(count)]
+    statements = list(in_statements(connection, "INSERT INTO numbers (n, square) VALUES (?, ?)", rows))
+    sizes = [len(flat) // 2 for _, flat in statements]
+    assert sum(sizes) == count
+    assert all(size == ROWS_PER_STATEMENT or size & (size - 1) == 0 for size in sizes)  # a few shapes, all cached
+    for statement, flat in statements:
+        connection.execute(statement, flat)
+    assert connection.execute("SELECT n, square FROM numbers ORDER BY rowid").fetchall() == rows
